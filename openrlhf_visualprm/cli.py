@@ -1,0 +1,55 @@
+"""The ``openrlhf-visualprm`` command.
+
+Subcommands live in their own modules and are imported only when chosen, so ``--help`` is fast
+and a subcommand that needs Ray or OpenRLHF does not slow down one that does not. Each module
+exposes ``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help). Add a line here to add a subcommand.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("openrlhf_visualprm.demo", "score the bundled mini multimodal-math set and write a report"),
+    "make-tiny-models": ("openrlhf_visualprm.tiny_models", "write tiny random VisualPRM / judge checkpoints"),
+    "make-demo-data": ("openrlhf_visualprm.data.demo_data", "write the generated mini multimodal-math set"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="openrlhf-visualprm",
+        description="Multimodal reward models (VisualPRM process rewards, MR. Judge) for OpenRLHF.",
+        epilog="Run `openrlhf-visualprm COMMAND --help` for the options of one command.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:
+        parser = build_parser()
+        if argv and argv[0] not in ("-h", "--help"):
+            parser.print_usage(sys.stderr)
+            known = ", ".join(SUBCOMMANDS)
+            print(f"openrlhf-visualprm: error: unknown command {argv[0]!r} (choose from: {known})", file=sys.stderr)
+            return 2
+        parser.print_help()
+        return 0
+    name, rest = argv[0], argv[1:]
+    module_name, help_text = SUBCOMMANDS[name]
+    module = importlib.import_module(module_name)
+    sub_parser = argparse.ArgumentParser(prog=f"openrlhf-visualprm {name}", description=help_text)
+    module.add_arguments(sub_parser)
+    args = sub_parser.parse_args(rest)
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

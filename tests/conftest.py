@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny random models and the generated demo data, built once per test run.
+
+The folder is not a package (no ``__init__.py``) and pytest runs in importlib mode: the openrlhf
+wheel installs a top-level ``tests`` package that ours must not collide with.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # OPENRLHF_VISUALPRM_TEST_CACHE lets a developer keep the tiny models between runs.
+    env = os.environ.get("OPENRLHF_VISUALPRM_TEST_CACHE")
+    return Path(env) if env else tmp_path_factory.getbasetemp() / "shared-cache"
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``{"visualprm-tiny": Path, "judge-tiny": Path}``, built once per session."""
+    from openrlhf_visualprm.tiny_models import make_tiny_models
+
+    return make_tiny_models(_cache_root(tmp_path_factory) / "tiny-models")
+
+
+@pytest.fixture(scope="session")
+def tiny_prm_path(tiny_models) -> Path:
+    return tiny_models["visualprm-tiny"]
+
+
+@pytest.fixture(scope="session")
+def tiny_judge_path(tiny_models) -> Path:
+    return tiny_models["judge-tiny"]
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of the generated ``demo.jsonl`` (images beside it under ``images/``)."""
+    from openrlhf_visualprm.data.demo_data import make_demo_data
+
+    return make_demo_data(_cache_root(tmp_path_factory) / "demo-data")
