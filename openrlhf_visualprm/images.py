@@ -1,0 +1,190 @@
+"""Safe image loading and InternVL dynamic tiling.
+
+Image references arrive in dataset labels written by whoever built the dataset, and through the
+reward service from the network, so a path is only opened when it resolves (symlinks followed)
+inside one of the configured roots, and decoded images are bounded in pixels.
+
+Tiling follows InternVL's ``dynamic_preprocess``: choose the grid (cols, rows) with
+``min_tiles <= cols*rows <= max_tiles`` whose aspect ratio is closest to the image's (candidate
+grids sorted by tile count; on an exact tie the later, larger grid wins only while the image
+area exceeds half the grid's pixel area), resize to the grid with PIL bicubic, cut 448x448
+tiles row-major, append a 448 thumbnail when there is more than one tile, scale to [0, 1] and
+normalise with ImageNet mean/std. transformers' native ``GotOcr2ImageProcessor`` picks the same
+grids but resizes with torch's antialiased bicubic, so its pixels differ from the reference
+(tests/test_images.py measures it); we therefore implement the PIL path.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TILE_SIZE = 448
+DEFAULT_MAX_TILES = 12
+DEFAULT_MAX_PIXELS = 64_000_000  # refuse decompression bombs well before PIL's own limit
+
+
+class ImageError(ValueError):
+    """An image reference could not be turned into a picture; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class ImageRoots:
+    """Folders an image path may resolve into. Relative references resolve against the first."""
+
+    roots: tuple[Path, ...] = field(default_factory=tuple)
+    max_bytes: int = 50 * 1024 * 1024
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    @classmethod
+    def of(cls, roots: Iterable[str | os.PathLike] | str | os.PathLike | None, **kw) -> ImageRoots:
+        if roots is None:
+            return cls((), **kw)
+        if isinstance(roots, (str, os.PathLike)):
+            roots = [roots]
+        return cls(tuple(Path(r).resolve() for r in roots), **kw)
+
+    def resolve(self, ref: str | os.PathLike) -> Path:
+        """Return the real path of ``ref`` if it lies inside a root, else raise ``ImageError``."""
+        if not self.roots:
+            raise ImageError(
+                f"image path {str(ref)!r} given but no image roots are configured: "
+                "set the allowed folders (e.g. --image-root DIR) so paths from data can be confined"
+            )
+        raw = Path(ref)
+        candidates = [raw] if raw.is_absolute() else [root / raw for root in self.roots]
+        for cand in candidates:
+            real = cand.resolve()
+            if any(real == root or root in real.parents for root in self.roots):
+                if real.is_file():
+                    return real
+                continue
+        inside = any(
+            any(c.resolve() == r or r in c.resolve().parents for r in self.roots) for c in candidates
+        )
+        roots = ", ".join(str(r) for r in self.roots)
+        if not inside:
+            raise ImageError(f"image path {str(ref)!r} resolves outside the allowed image roots ({roots})")
+        raise ImageError(f"image file {str(ref)!r} not found under the image roots ({roots})")
+
+
+def _decode(data: bytes, what: str, max_pixels: int) -> Image.Image:
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            w, h = probe.size
+            if w * h > max_pixels:
+                raise ImageError(f"{what} is {w}x{h} = {w * h} pixels, over the limit of {max_pixels}")
+            img = probe.convert("RGB")
+            img.load()
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{what} is not a readable image ({type(exc).__name__}: {exc})") from exc
+    if img.width < 1 or img.height < 1:
+        raise ImageError(f"{what} has an empty size {img.size}")
+    return img
+
+
+def load_image(ref: str | os.PathLike | bytes | Image.Image, roots: ImageRoots | None = None) -> Image.Image:
+    """Load an RGB image from a PIL image, raw bytes, a ``data:`` URI / base64 string, or a path.
+
+    Paths must resolve inside ``roots``. Errors are ``ImageError`` naming the reference.
+    """
+    roots = roots or ImageRoots()
+    if isinstance(ref, Image.Image):
+        if ref.width * ref.height > roots.max_pixels:
+            raise ImageError(f"image of {ref.width}x{ref.height} pixels is over the limit of {roots.max_pixels}")
+        return ref.convert("RGB")
+    if isinstance(ref, (bytes, bytearray)):
+        if len(ref) > roots.max_bytes:
+            raise ImageError(f"image bytes ({len(ref)}) exceed the limit of {roots.max_bytes}")
+        return _decode(bytes(ref), "image bytes", roots.max_pixels)
+    if isinstance(ref, str) and ref.startswith("data:"):
+        try:
+            data = base64.b64decode(ref.split(",", 1)[1], validate=True)
+        except (IndexError, ValueError) as exc:
+            raise ImageError("data: URI image is not valid base64") from exc
+        return load_image(data, roots)
+    if not isinstance(ref, (str, os.PathLike)):
+        raise ImageError(f"unsupported image reference of type {type(ref).__name__}")
+    if isinstance(ref, str) and not ref.strip():
+        raise ImageError("empty image path")
+    path = roots.resolve(ref)
+    size = path.stat().st_size
+    if size > roots.max_bytes:
+        raise ImageError(f"image file {str(ref)!r} is {size} bytes, over the limit of {roots.max_bytes}")
+    return _decode(path.read_bytes(), f"image file {str(ref)!r}", roots.max_pixels)
+
+
+def image_digest(image: Image.Image) -> str:
+    """Content hash of a decoded image (size + RGB bytes), for caches keyed by what was seen."""
+    h = hashlib.sha256(f"{image.width}x{image.height}".encode())
+    h.update(image.convert("RGB").tobytes())
+    return h.hexdigest()[:32]
+
+
+def candidate_grids(min_tiles: int, max_tiles: int) -> list[tuple[int, int]]:
+    """All (cols, rows) with min_tiles <= cols*rows <= max_tiles, ordered as InternVL orders them."""
+    grids = {
+        (i, j)
+        for n in range(min_tiles, max_tiles + 1)
+        for i in range(1, n + 1)
+        for j in range(1, n + 1)
+        if min_tiles <= i * j <= max_tiles
+    }
+    return sorted(grids, key=lambda g: g[0] * g[1])
+
+
+def choose_grid(width: int, height: int, min_tiles: int = 1, max_tiles: int = DEFAULT_MAX_TILES,
+                tile: int = TILE_SIZE) -> tuple[int, int]:
+    """The (cols, rows) tiling grid InternVL uses for an image of ``width`` x ``height``."""
+    if max_tiles < 1 or min_tiles < 1 or min_tiles > max_tiles:
+        raise ValueError(f"need 1 <= min_tiles <= max_tiles, got {min_tiles}, {max_tiles}")
+    aspect = width / height
+    area = width * height
+    best, best_diff = (1, 1), float("inf")
+    for grid in candidate_grids(min_tiles, max_tiles):
+        diff = abs(aspect - grid[0] / grid[1])
+        if diff < best_diff:
+            best, best_diff = grid, diff
+        elif diff == best_diff and area > 0.5 * tile * tile * grid[0] * grid[1]:
+            best = grid
+    return best
+
+
+def tile_image(image: Image.Image, max_tiles: int = DEFAULT_MAX_TILES, min_tiles: int = 1,
+               tile: int = TILE_SIZE, use_thumbnail: bool = True) -> list[Image.Image]:
+    """Cut ``image`` into InternVL tiles (plus the thumbnail when more than one tile)."""
+    cols, rows = choose_grid(image.width, image.height, min_tiles, max_tiles, tile)
+    resized = image.resize((cols * tile, rows * tile), Image.Resampling.BICUBIC)
+    tiles = [
+        resized.crop((c * tile, r * tile, (c + 1) * tile, (r + 1) * tile)) for r in range(rows) for c in range(cols)
+    ]
+    if use_thumbnail and len(tiles) != 1:
+        tiles.append(image.resize((tile, tile), Image.Resampling.BICUBIC))
+    return tiles
+
+
+def to_pixel_values(tiles: list[Image.Image]) -> torch.Tensor:
+    """Stack tiles into a float32 ``(n, 3, H, W)`` tensor normalised with ImageNet mean/std."""
+    arr = np.stack([np.asarray(t.convert("RGB"), dtype=np.float32) / 255.0 for t in tiles])
+    x = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def preprocess_image(image: Image.Image, max_tiles: int = DEFAULT_MAX_TILES) -> torch.Tensor:
+    """Image -> InternVL ``pixel_values`` (tiles x 3 x 448 x 448)."""
+    return to_pixel_values(tile_image(image.convert("RGB"), max_tiles=max_tiles))

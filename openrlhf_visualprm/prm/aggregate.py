@@ -1,0 +1,58 @@
+"""Turn per-step P('+') into one response score, or into dense per-step rewards.
+
+Scalar aggregations (``aggregate``):
+- ``mean``: the paper's default (best Best-of-N in its ablation).
+- ``min``: the weakest step decides; harder to game by padding with easy steps.
+- ``last``: the final step's value.
+- ``product``: probability that every step is right, if steps were independent.
+- ``softmin``: ``-T * log(mean(exp(-s / T)))``; tends to ``min`` as T -> 0 and to ``mean`` as
+  T -> inf, a smooth compromise between the two.
+Dense forms (``dense_rewards``), one value per step, placed on the step's last token by the RL side:
+- ``value``: r_k = V_k, the step's own score.
+- ``diff``: potential differences r_k = V_k - V_{k-1} with V_{-1} = ``v0``; they telescope to
+  V_K - v0, so the return from the first token equals the last step's value minus a constant.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+AGGREGATIONS = ("mean", "min", "last", "product", "softmin")
+DENSE_MODES = ("value", "diff")
+
+
+def aggregate(step_scores: Sequence[float], how: str = "mean", temperature: float = 0.1) -> float:
+    """One score from step scores. Raises on an empty list: callers decide what empty means."""
+    if how not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {how!r}; choose one of {', '.join(AGGREGATIONS)}")
+    scores = [float(s) for s in step_scores]
+    if not scores:
+        raise ValueError("cannot aggregate zero step scores")
+    if how == "mean":
+        return sum(scores) / len(scores)
+    if how == "min":
+        return min(scores)
+    if how == "last":
+        return scores[-1]
+    if how == "product":
+        return math.prod(scores)
+    if temperature <= 0:
+        raise ValueError(f"softmin temperature must be > 0, got {temperature}")
+    lo = min(scores)  # shift for a stable log-sum-exp
+    mean_exp = sum(math.exp(-(s - lo) / temperature) for s in scores) / len(scores)
+    return lo - temperature * math.log(mean_exp)
+
+
+def dense_rewards(step_scores: Sequence[float], mode: str = "value", v0: float = 0.5) -> list[float]:
+    """Per-step rewards; see the module docstring for ``value`` and ``diff``."""
+    if mode not in DENSE_MODES:
+        raise ValueError(f"unknown dense mode {mode!r}; choose one of {', '.join(DENSE_MODES)}")
+    scores = [float(s) for s in step_scores]
+    if mode == "value":
+        return scores
+    prev, out = float(v0), []
+    for s in scores:
+        out.append(s - prev)
+        prev = s
+    return out

@@ -1,0 +1,373 @@
+"""VisualPRM scoring: P('+') per step, with three interchangeable computation paths.
+
+- ``per-step``: one forward per step prefix (the early reference code). Slow; kept as the oracle.
+- ``single``: one forward per response with all ``+`` placeholders (the released method), batched.
+- ``shared``: the image + question prefix is run once per group (vision encoder once), its KV
+  cache is repeated across the group, and the responses' suffixes run batched on top of it.
+All three read the same logits at the same positions, so they agree to float rounding (tests check
+1e-5 in fp32). Causal attention makes this exact: a step's score depends only on what precedes it.
+
+Long responses: the prompt may not exceed ``max_length`` tokens (default: the LLM's
+``max_position_embeddings``). Steps whose ``+`` placeholder does not fit are dropped from the end
+and the result says so (``truncated=True`` and a ``note``); the aggregate covers the scored steps.
+A response with no steps at all (empty, or nothing fits) gets ``empty_score`` and a note: never an
+unexplained number.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+
+from openrlhf_visualprm.images import DEFAULT_MAX_TILES, ImageRoots, load_image, preprocess_image
+from openrlhf_visualprm.prm import template as T
+from openrlhf_visualprm.prm.aggregate import aggregate
+from openrlhf_visualprm.steps import DEFAULT_SEPARATOR, Step, split_steps
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("per-step", "single", "shared")
+
+
+@dataclass
+class PRMResult:
+    """Scores for one response. ``spans`` index the raw response text (``[start, end)``)."""
+
+    steps: list[str]
+    spans: list[tuple[int, int]]
+    step_scores: list[float]
+    score: float
+    truncated: bool = False
+    note: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "steps": self.steps,
+            "spans": [list(s) for s in self.spans],
+            "step_scores": self.step_scores,
+            "score": self.score,
+            "truncated": self.truncated,
+            "note": self.note,
+        }
+
+
+@dataclass
+class _Encoded:
+    """One response, tokenised: full prompt ids and the positions that predict each ``+``."""
+
+    steps: list[Step]
+    ids: list[int]
+    score_positions: list[int]
+    dropped: int = 0
+    note: str | None = None
+    scores: list[float] = field(default_factory=list)
+
+
+class VisualPRM:
+    """A loaded VisualPRM (native ``InternVLForConditionalGeneration``) plus its tokenizer."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        system_message: str,
+        model_id: str,
+        max_tiles: int = DEFAULT_MAX_TILES,
+        max_length: int | None = None,
+        empty_score: float = 0.0,
+        image_roots: ImageRoots | None = None,
+        batch_size: int = 8,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.system_message = system_message
+        self.model_id = model_id
+        self.max_tiles = max_tiles
+        self.empty_score = empty_score
+        self.image_roots = image_roots
+        self.batch_size = batch_size
+        text_cfg = model.config.get_text_config()
+        self.max_length = max_length or int(getattr(text_cfg, "max_position_embeddings", 32768))
+        self.plus_id, self.minus_id = self._single_token_id(T.PLUS), self._single_token_id(T.MINUS)
+        self.image_token_id = int(model.config.image_token_id)
+        context_id = tokenizer.convert_tokens_to_ids(T.IMG_CONTEXT)
+        if context_id != self.image_token_id:
+            raise ValueError(
+                f"tokenizer maps {T.IMG_CONTEXT} to {context_id} but the model expects image_token_id "
+                f"{self.image_token_id}: tokenizer and checkpoint do not belong together"
+            )
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.specials = set(getattr(tokenizer, "all_special_tokens", [])) | {
+            t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values()
+        }
+        self.specials |= set(T._DEFAULT_SPECIALS)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_alias: str,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | str = torch.float32,
+        system_message: str | None = None,
+        max_tiles: int = DEFAULT_MAX_TILES,
+        attn_implementation: str | None = "sdpa",
+        **kwargs,
+    ) -> VisualPRM:
+        """Load from a local folder, an alias (``visualprm``, ``visualprm-v1``) or a cached hub id."""
+        from openrlhf_visualprm.models import load_visualprm
+
+        model, tokenizer, config_system, model_id = load_visualprm(
+            path_or_alias, device=device, dtype=dtype, attn_implementation=attn_implementation
+        )
+        if system_message is None:
+            if config_system:
+                system_message = config_system
+            else:
+                system_message = T.INTERNVL2_5_SYSTEM_MESSAGE
+                logger.warning(
+                    "%s has no system_message in its config; using the InternVL2.5 default. "
+                    "Pass system_message=... if the checkpoint was trained with another one.",
+                    model_id,
+                )
+        return cls(model, tokenizer, system_message, model_id, max_tiles=max_tiles, **kwargs)
+
+    def _single_token_id(self, text: str) -> int:
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        if len(ids) != 1:
+            raise ValueError(f"{text!r} is not a single token in this tokenizer: {ids}")
+        return ids[0]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ------------------------------------------------------------------ prompt building
+    def prepare_images(self, images: Sequence) -> tuple[torch.Tensor | None, list[int]]:
+        """Load and tile images; returns stacked pixel values and tiles per image."""
+        tensors, tiles = [], []
+        for ref in images:
+            img = load_image(ref, self.image_roots) if not isinstance(ref, Image.Image) else ref.convert("RGB")
+            pv = preprocess_image(img, self.max_tiles)
+            tensors.append(pv)
+            tiles.append(pv.shape[0])
+        if not tensors:
+            return None, []
+        return torch.cat(tensors), tiles
+
+    def prefix_text(self, question: str, tiles_per_image: Sequence[int]) -> str:
+        q = T.neutralize(question, self.specials - {T.IMAGE_PLACEHOLDER})
+        q = T.expand_images(T.format_question(q, len(tiles_per_image)), tiles_per_image)
+        return T.render_prefix(self.system_message, q)
+
+    def prompt_text(self, question: str, steps: Sequence[str], tiles_per_image: Sequence[int]) -> str:
+        """Exactly the text the model reads for one response (after neutralising specials)."""
+        return self.prefix_text(question, tiles_per_image) + T.render_suffix(self._clean(steps))
+
+    def _clean(self, steps: Sequence[str]) -> list[str]:
+        return [T.neutralize(s, self.specials) for s in steps]
+
+    def _encode(self, prefix: str, steps: list[Step]) -> _Encoded:
+        """Tokenise prefix + steps; drop trailing steps that do not fit in ``max_length``."""
+        texts = self._clean([s.text for s in steps])
+        enc = self._tokenize(prefix, texts)
+        if enc is None:
+            return _Encoded(steps, [], [], note="empty response: no steps to score")
+        ids, positions = enc
+        keep = sum(1 for p in positions if p + 1 < self.max_length)
+        if keep == len(steps):
+            return _Encoded(steps, ids, positions)
+        note = f"scored {keep} of {len(steps)} steps: the prompt exceeds max_length={self.max_length} tokens"
+        if keep == 0:
+            return _Encoded(steps, [], [], dropped=len(steps), note=note)
+        ids, positions = self._tokenize(prefix, texts[:keep])
+        return _Encoded(steps[:keep], ids, positions, dropped=len(steps) - keep, note=note)
+
+    def _tokenize(self, prefix: str, texts: list[str]) -> tuple[list[int], list[int]] | None:
+        if not texts:
+            return None
+        text = prefix + T.render_suffix(texts)
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids, offsets = enc["input_ids"], enc["offset_mapping"]
+        start_to_index = {start: i for i, (start, end) in enumerate(offsets) if end > start}
+        positions = []
+        for char in T.placeholder_offsets(len(prefix), texts):
+            idx = start_to_index.get(char)
+            if idx is None or ids[idx] != self.plus_id:
+                raise RuntimeError(f"the '+' placeholder at character {char} did not tokenise to its own token")
+            positions.append(idx - 1)
+        return ids, positions
+
+    # ------------------------------------------------------------------ model calls
+    def _plus_prob(self, hidden: torch.Tensor) -> torch.Tensor:
+        """P('+') from last hidden states, softmax over the two logits ['+', '-'] only."""
+        head = self.model.get_output_embeddings().weight
+        w = head[[self.plus_id, self.minus_id]].to(hidden.dtype)
+        logits = hidden @ w.T
+        bias = getattr(self.model.get_output_embeddings(), "bias", None)
+        if bias is not None:
+            logits = logits + bias[[self.plus_id, self.minus_id]]
+        return torch.softmax(logits.float(), dim=-1)[..., 0]
+
+    def _backbone(self):
+        return self.model.model
+
+    @torch.inference_mode()
+    def _forward_full(self, batch: list[list[int]], pixel_values: torch.Tensor | None, n_images_rows: int) -> torch.Tensor:
+        """Right-padded batch forward; returns last hidden states (b, L, h)."""
+        dev = self.device
+        length = max(len(x) for x in batch)
+        ids = torch.full((len(batch), length), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), length), dtype=torch.long)
+        for i, x in enumerate(batch):
+            ids[i, : len(x)] = torch.tensor(x)
+            mask[i, : len(x)] = 1
+        pv = None
+        if pixel_values is not None:
+            pv = pixel_values.repeat(n_images_rows, 1, 1, 1).to(dev, self.model.dtype)
+        out = self._backbone()(input_ids=ids.to(dev), attention_mask=mask.to(dev), pixel_values=pv, use_cache=False)
+        return out.last_hidden_state
+
+    def _score_single(self, encs: list[_Encoded], pixel_values: torch.Tensor | None) -> None:
+        todo = [e for e in encs if e.ids]
+        for i in range(0, len(todo), self.batch_size):
+            chunk = todo[i : i + self.batch_size]
+            hidden = self._forward_full([e.ids for e in chunk], pixel_values, len(chunk))
+            for row, e in enumerate(chunk):
+                e.scores = self._plus_prob(hidden[row, e.score_positions]).tolist()
+
+    def _score_per_step(self, prefix: str, encs: list[_Encoded], pixel_values: torch.Tensor | None) -> None:
+        for e in encs:
+            if not e.ids:
+                continue
+            texts = self._clean([s.text for s in e.steps])
+            scores = []
+            for k in range(1, len(texts) + 1):
+                ids, positions = self._tokenize(prefix, texts[:k])
+                hidden = self._forward_full([ids], pixel_values, 1)
+                scores.append(float(self._plus_prob(hidden[0, positions[-1]])))
+            e.scores = scores
+
+    @torch.inference_mode()
+    def _score_shared(self, prefix: str, encs: list[_Encoded], pixel_values: torch.Tensor | None) -> None:
+        enc = self.tokenizer(prefix, add_special_tokens=False)
+        prefix_ids = enc["input_ids"]
+        p = len(prefix_ids)
+        shared = [e for e in encs if e.ids and e.ids[:p] == prefix_ids and len(e.ids) > p]
+        # A response whose first step merges with the prefix's last token (BPE across the
+        # boundary) cannot reuse the prefix's cache: score it on the single path instead.
+        fallback = [e for e in encs if e.ids and e not in shared]
+        if fallback:
+            self._score_single(fallback, pixel_values)
+        if not shared:
+            return
+        dev, backbone = self.device, self._backbone()
+        pv = None if pixel_values is None else pixel_values.to(dev, self.model.dtype)
+        out = backbone(input_ids=torch.tensor([prefix_ids], device=dev), pixel_values=pv, use_cache=True)
+        lm = backbone.language_model
+        for i in range(0, len(shared), self.batch_size):
+            chunk = shared[i : i + self.batch_size]
+            cache = _repeat_cache(out.past_key_values, len(chunk))
+            suffixes = [e.ids[p:] for e in chunk]
+            length = max(len(s) for s in suffixes)
+            ids = torch.full((len(chunk), length), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(chunk), p + length), dtype=torch.long)
+            mask[:, :p] = 1
+            for r, s in enumerate(suffixes):
+                ids[r, : len(s)] = torch.tensor(s)
+                mask[r, p : p + len(s)] = 1
+            positions = torch.arange(p, p + length).unsqueeze(0).expand(len(chunk), -1)
+            hidden = lm(
+                input_ids=ids.to(dev),
+                attention_mask=mask.to(dev),
+                position_ids=positions.to(dev),
+                past_key_values=cache,
+                use_cache=True,
+            ).last_hidden_state
+            for r, e in enumerate(chunk):
+                rel = [q - p for q in e.score_positions]
+                e.scores = self._plus_prob(hidden[r, rel]).tolist()
+
+    # ------------------------------------------------------------------ public API
+    @torch.inference_mode()
+    def score(
+        self,
+        images: Sequence,
+        question: str,
+        responses: Sequence[str] | None = None,
+        steps: Sequence[Sequence[str]] | None = None,
+        method: str = "shared",
+        aggregation: str = "mean",
+        max_steps: int | None = None,
+        splitter: str | re.Pattern[str] = DEFAULT_SEPARATOR,
+        temperature: float = 0.1,
+    ) -> list[PRMResult]:
+        """Score one group: responses (or explicit step lists) to the same image(s) + question."""
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        if (responses is None) == (steps is None):
+            raise ValueError("give exactly one of responses= (split into steps) or steps= (explicit step lists)")
+        if isinstance(responses, str):
+            responses = [responses]
+        if isinstance(images, (str, bytes, Image.Image)):
+            images = [images]
+        step_lists = self._steps_of(responses, steps, max_steps, splitter)
+        pixel_values, tiles = self.prepare_images(list(images))
+        prefix = self.prefix_text(question, tiles)
+        encs = [self._encode(prefix, s) for s in step_lists]
+        if method == "shared":
+            self._score_shared(prefix, encs, pixel_values)
+        elif method == "single":
+            self._score_single(encs, pixel_values)
+        else:
+            self._score_per_step(prefix, encs, pixel_values)
+        return [self._result(e, original, aggregation, temperature) for e, original in zip(encs, step_lists)]
+
+    def _steps_of(self, responses, steps, max_steps, splitter) -> list[list[Step]]:
+        if steps is not None:
+            out = []
+            for i, lst in enumerate(steps):
+                if isinstance(lst, str) or not all(isinstance(s, str) for s in lst):
+                    raise TypeError(f"steps[{i}] must be a list of strings")
+                from openrlhf_visualprm.steps import steps_from_list
+
+                out.append(steps_from_list(list(lst))[1])
+            return out
+        out = []
+        for i, r in enumerate(responses):
+            if not isinstance(r, str):
+                raise TypeError(f"responses[{i}] must be a str, got {type(r).__name__}")
+            out.append(split_steps(r, max_steps=max_steps, splitter=splitter))
+        return out
+
+    def _result(self, e: _Encoded, original: list[Step], how: str, temperature: float) -> PRMResult:
+        steps = [s.text for s in e.steps]
+        spans = [(s.start, s.end) for s in e.steps]
+        if not e.scores:
+            note = e.note or "empty response: no steps to score"
+            return PRMResult(
+                [s.text for s in original], [(s.start, s.end) for s in original], [], self.empty_score,
+                truncated=bool(e.dropped), note=f"{note}; empty_score={self.empty_score} assigned",
+            )
+        score = aggregate(e.scores, how, temperature)
+        if not math.isfinite(score):
+            raise FloatingPointError(f"non-finite PRM score {score} from step scores {e.scores}")
+        return PRMResult(steps, spans, [float(s) for s in e.scores], float(score), bool(e.dropped), e.note)
+
+
+def _repeat_cache(cache, n: int):
+    """A new cache holding ``cache`` (batch 1) broadcast to batch ``n``; the original is untouched.
+
+    The prefix keys/values are expanded as views; they are materialised once, when the suffix's
+    keys/values are appended to them.
+    """
+    from transformers import DynamicCache
+
+    data = [(layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1)) for layer in cache.layers]
+    return DynamicCache(ddp_cache_data=data)

@@ -1,0 +1,45 @@
+"""Aggregations and dense rewards against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from openrlhf_visualprm.prm.aggregate import aggregate, dense_rewards
+
+S = [0.9, 0.5, 0.8]
+
+
+@pytest.mark.parametrize(
+    "how, expected",
+    [("mean", 2.2 / 3), ("min", 0.5), ("last", 0.8), ("product", 0.9 * 0.5 * 0.8)],
+)
+def test_aggregations(how, expected):
+    assert aggregate(S, how) == pytest.approx(expected, abs=1e-12)
+
+
+def test_softmin_hand_value_and_limits():
+    t = 0.2
+    expected = -t * math.log(sum(math.exp(-s / t) for s in S) / 3)
+    assert aggregate(S, "softmin", t) == pytest.approx(expected, abs=1e-12)
+    assert aggregate(S, "softmin", 1e-4) == pytest.approx(0.5, abs=1e-3)
+    assert aggregate(S, "softmin", 1e4) == pytest.approx(2.2 / 3, abs=1e-4)
+
+
+def test_dense_value_and_diff_telescope():
+    assert dense_rewards(S, "value") == S
+    diff = dense_rewards(S, "diff", v0=0.5)
+    assert diff == pytest.approx([0.4, -0.4, 0.3])
+    assert sum(diff) == pytest.approx(S[-1] - 0.5)
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(ValueError, match="unknown aggregation 'median'"):
+        aggregate(S, "median")
+    with pytest.raises(ValueError, match="zero step scores"):
+        aggregate([], "mean")
+    with pytest.raises(ValueError, match="temperature"):
+        aggregate(S, "softmin", 0)
+    with pytest.raises(ValueError, match="unknown dense mode"):
+        dense_rewards(S, "sum")
