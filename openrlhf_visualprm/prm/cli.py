@@ -1,0 +1,118 @@
+"""``prm-prompt`` and ``score``: look at what VisualPRM reads, and score responses from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from openrlhf_visualprm.prm.aggregate import AGGREGATIONS
+from openrlhf_visualprm.prm.scorer import METHODS
+
+
+def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Print the exact text VisualPRM reads for a question and its steps."
+    parser.add_argument("--question", required=True, help="the question (an <image>\\n is prepended if absent)")
+    parser.add_argument("--steps-json", required=True, help='the steps as a JSON list of strings, e.g. \'["a", "b"]\'')
+    parser.add_argument("--system-message", default=None, help="system message (default: InternVL2.5's)")
+    parser.add_argument("--num-tiles", default="1", help="image tiles, comma-separated per image (default 1)")
+    parser.add_argument("--collapse-image-tokens", action="store_true",
+                        help="print <IMG_CONTEXT> x N instead of N copies (not the exact text)")
+
+
+def run_prompt(args: argparse.Namespace) -> int:
+    from openrlhf_visualprm.prm import template as T
+
+    try:
+        steps = json.loads(args.steps_json)
+    except json.JSONDecodeError as exc:
+        print(f"--steps-json is not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
+        print("--steps-json must be a JSON list of strings", file=sys.stderr)
+        return 2
+    tiles = [int(t) for t in str(args.num_tiles).split(",")]
+    system = T.INTERNVL2_5_SYSTEM_MESSAGE if args.system_message is None else args.system_message
+    text = T.render_prompt(system, args.question, steps, tiles)
+    if args.collapse_image_tokens:
+        import re
+
+        text = re.sub(f"(?:{T.IMG_CONTEXT})+", lambda m: f"{T.IMG_CONTEXT} x {len(m.group(0)) // len(T.IMG_CONTEXT)}", text)
+    sys.stdout.write(text)
+    return 0
+
+
+def add_score_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Score responses to one image + question with VisualPRM. FILE.jsonl has one "
+        '{"response": str} or {"steps": [str, ...]} per line.'
+    )
+    parser.add_argument("--model", required=True, help="checkpoint folder or alias (visualprm, visualprm-v1)")
+    parser.add_argument("--image", action="append", required=True, help="image file (repeat for several)")
+    parser.add_argument("--question", required=True)
+    parser.add_argument("--responses", required=True, type=Path, help="jsonl file of responses")
+    parser.add_argument("--method", choices=METHODS, default="shared", help="computation path (default shared)")
+    parser.add_argument("--aggregation", choices=AGGREGATIONS, default="mean", help="response score (default mean)")
+    parser.add_argument("--temperature", type=float, default=0.1, help="softmin temperature (default 0.1)")
+    parser.add_argument("--max-steps", type=int, default=None, help="merge steps into at most N blocks")
+    parser.add_argument("--max-tiles", type=int, default=12, help="InternVL tiles per image (default 12)")
+    parser.add_argument("--system-message", default=None, help="override the checkpoint's system message")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
+    parser.add_argument("--json", action="store_true", help="one JSON object per response")
+
+
+def _read_responses(path: Path) -> tuple[list[str] | None, list[list[str]] | None]:
+    responses, steps = [], []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
+            if isinstance(rec, dict) and isinstance(rec.get("response"), str):
+                responses.append(rec["response"])
+            elif isinstance(rec, dict) and isinstance(rec.get("steps"), list):
+                steps.append([str(s) for s in rec["steps"]])
+            else:
+                raise ValueError(f'{path}:{n}: expected {{"response": str}} or {{"steps": [str, ...]}}')
+    if responses and steps:
+        raise ValueError(f"{path}: mixes 'response' and 'steps' lines; use one kind per file")
+    if not responses and not steps:
+        raise ValueError(f"{path}: no responses")
+    return (responses or None), (steps or None)
+
+
+def run_score(args: argparse.Namespace) -> int:
+    from openrlhf_visualprm.images import ImageRoots
+    from openrlhf_visualprm.prm.scorer import VisualPRM
+
+    try:
+        responses, steps = _read_responses(args.responses)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    roots = ImageRoots.of([Path(p).resolve().parent for p in args.image])
+    prm = VisualPRM.from_pretrained(
+        args.model, device=args.device, dtype=args.dtype, system_message=args.system_message,
+        max_tiles=args.max_tiles, image_roots=roots,
+    )
+    results = prm.score(
+        [str(Path(p).resolve()) for p in args.image], args.question, responses=responses, steps=steps,
+        method=args.method, aggregation=args.aggregation, max_steps=args.max_steps, temperature=args.temperature,
+    )
+    if args.json:
+        for r in results:
+            print(json.dumps(r.to_dict(), ensure_ascii=False))
+        return 0
+    for i, r in enumerate(results):
+        print(f"response {i}: score {r.score:.4f} ({args.aggregation} of {len(r.step_scores)} steps)"
+              + (f"  [{r.note}]" if r.note else ""))
+        for k, (text, s) in enumerate(zip(r.steps, r.step_scores)):
+            short = text.replace("\n", " ")
+            short = short if len(short) <= 70 else short[:67] + "..."
+            print(f"  step {k}: {s:.4f}  {short}")
+    return 0
