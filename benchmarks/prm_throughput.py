@@ -32,8 +32,10 @@ sys.path.insert(0, str(ROOT))
 from openrlhf_visualprm.images import choose_grid  # noqa: E402
 from openrlhf_visualprm.prm.scorer import VisualPRM  # noqa: E402
 
-WORDS = ("the angle measures degrees so we subtract from which gives side length area triangle base height "
-         "therefore multiply add equals value chart bar reading first second").split()
+WORDS = (
+    "the angle measures degrees so we subtract from which gives side length area triangle base height "
+    "therefore multiply add equals value chart bar reading first second"
+).split()
 
 
 def make_group(n: int, steps: int, tokens_per_step: int, seed: int) -> list[str]:
@@ -41,7 +43,9 @@ def make_group(n: int, steps: int, tokens_per_step: int, seed: int) -> list[str]
     out = []
     for _ in range(n):
         k = max(1, steps + rng.randint(-1, 1))
-        out.append("\n\n".join(" ".join(rng.choice(WORDS) for _ in range(tokens_per_step)) + "." for _ in range(k)))
+        out.append(
+            "\n\n".join(" ".join(rng.choice(WORDS) for _ in range(tokens_per_step)) + "." for _ in range(k))
+        )
     return out
 
 
@@ -62,17 +66,39 @@ def build_real_architecture(device: str) -> VisualPRM:
     from openrlhf_visualprm.prm.template import INTERNVL2_5_SYSTEM_MESSAGE
     from openrlhf_visualprm.tiny_models import INTERNVL_IMAGE_TOKENS, qwen2_tokenizer_dir
 
-    tok = AutoTokenizer.from_pretrained(str(qwen2_tokenizer_dir()), extra_special_tokens=INTERNVL_IMAGE_TOKENS)
+    tok = AutoTokenizer.from_pretrained(
+        str(qwen2_tokenizer_dir()), extra_special_tokens=INTERNVL_IMAGE_TOKENS
+    )
     config = InternVLConfig(
-        vision_config={"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
-                       "num_attention_heads": 16, "image_size": [448, 448], "patch_size": [14, 14],
-                       "use_mean_pooling": False, "norm_type": "layer_norm"},
-        text_config={"model_type": "qwen2", "vocab_size": 151674, "hidden_size": 3584, "intermediate_size": 18944,
-                     "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,
-                     "max_position_embeddings": 32768, "rope_theta": 1000000.0, "rms_norm_eps": 1e-6,
-                     "tie_word_embeddings": False},
-        image_token_id=tok.context_image_token_id, image_seq_length=256, downsample_ratio=0.5,
-        vision_feature_layer=-1, vision_feature_select_strategy="default",
+        vision_config={
+            "hidden_size": 1024,
+            "intermediate_size": 4096,
+            "num_hidden_layers": 24,
+            "num_attention_heads": 16,
+            "image_size": [448, 448],
+            "patch_size": [14, 14],
+            "use_mean_pooling": True,
+            "norm_type": "layer_norm",
+            "attention_bias": True,
+        },
+        text_config={
+            "model_type": "qwen2",
+            "vocab_size": 151674,
+            "hidden_size": 3584,
+            "intermediate_size": 18944,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 28,
+            "num_key_value_heads": 4,
+            "max_position_embeddings": 32768,
+            "rope_theta": 1000000.0,
+            "rms_norm_eps": 1e-6,
+            "tie_word_embeddings": False,
+        },
+        image_token_id=tok.context_image_token_id,
+        image_seq_length=256,
+        downsample_ratio=0.5,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
     )
     config._attn_implementation = "sdpa"
     with torch.device(device):
@@ -158,15 +184,21 @@ def main() -> int:
         results.append(row)
         print(json.dumps(row), flush=True)
     base = {r["method"]: r for r in results}
-    print(f"\n{'method':10s} {'resp/s':>8s} {'x single':>8s} {'LLM tokens':>11s} {'TFLOP/s':>8s} "
-          f"{'peak GiB':>8s} {'max diff':>9s}")
+    print(
+        f"\n{'method':10s} {'resp/s':>8s} {'x single':>8s} {'LLM tokens':>11s} {'TFLOP/s':>8s} "
+        f"{'peak GiB':>8s} {'max diff':>9s}"
+    )
     for r in results:
         rel = r["responses_per_s"] / base["single"]["responses_per_s"] if "single" in base else float("nan")
         mem = f"{r['peak_mem_gib']:.1f}" if r["peak_mem_gib"] is not None else "-"
-        print(f"{r['method']:10s} {r['responses_per_s']:8.2f} {rel:8.2f} {r['llm_tokens']:11d} "
-              f"{r['llm_tflops']:8.3f} {mem:>8s} {r['max_diff_vs_first']:9.2e}")
-    print(f"\ndevice={device} group={args.group} steps~{args.steps} tiles={args.tiles}"
-          + ("  (tiny random model on CPU: compare ratios only)" if args.tiny else ""))
+        print(
+            f"{r['method']:10s} {r['responses_per_s']:8.2f} {rel:8.2f} {r['llm_tokens']:11d} "
+            f"{r['llm_tflops']:8.3f} {mem:>8s} {r['max_diff_vs_first']:9.2e}"
+        )
+    print(
+        f"\ndevice={device} group={args.group} steps~{args.steps} tiles={args.tiles}"
+        + ("  (tiny random model on CPU: compare ratios only)" if args.tiny else "")
+    )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

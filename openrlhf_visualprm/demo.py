@@ -18,24 +18,35 @@ from pathlib import Path
 
 RANDOM_WEIGHTS_BANNER = (
     "NOTE: scores below come from a tiny model with RANDOM weights; they show the pipeline, not quality.\n"
-    "      Run `make demo DEMO_ARGS=\"--model /path/to/VisualPRM-8B-v1_1\"` for real scores."
+    '      Run `make demo DEMO_ARGS="--model /path/to/VisualPRM-8B-v1_1"` for real scores.'
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__
-    parser.add_argument("--model", default=None, help="VisualPRM checkpoint or alias (default: the tiny random one)")
+    parser.add_argument(
+        "--model", default=None, help="VisualPRM checkpoint or alias (default: the tiny random one)"
+    )
     parser.add_argument("--data", default=None, help="demo.jsonl (default: generate the mini set)")
     parser.add_argument("--out", default="demo-output", help="output folder (default demo-output/)")
     parser.add_argument("--method", default="shared", choices=("shared", "single", "per-step"))
-    parser.add_argument("--aggregation", default="mean", choices=("mean", "min", "last", "product", "softmin"))
+    parser.add_argument(
+        "--aggregation", default="mean", choices=("mean", "min", "last", "product", "softmin")
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--judge", default=None,
-                        help="judge checkpoint or alias for MR. Judge rewards beside the PRM's (default: the tiny one)")
+    parser.add_argument(
+        "--judge",
+        default=None,
+        help="judge checkpoint or alias for MR. Judge rewards beside the PRM's (default: the tiny one)",
+    )
     parser.add_argument("--no-judge", action="store_true", help="skip the judge")
-    parser.add_argument("--judge-max-new-tokens", type=int, default=16,
-                        help="judge reasoning budget (default 16: the tiny judge is random)")
+    parser.add_argument(
+        "--judge-max-new-tokens",
+        type=int,
+        default=16,
+        help="judge reasoning budget (default 16: the tiny judge is random)",
+    )
 
 
 def _colour(p: float) -> str:
@@ -57,21 +68,30 @@ def _report_html(rows: list[dict], data_dir: Path, banner: str | None) -> str:
         parts.append(f"<p style='background:#fee;padding:8px'><b>{html.escape(banner)}</b></p>")
     for row in rows:
         img_b64 = base64.b64encode((data_dir / row["image"]).read_bytes()).decode()
-        parts.append(f"<h2>{html.escape(row['id'])}</h2><table><tr><td><img width=320 "
-                     f"src='data:image/png;base64,{img_b64}'></td><td><p>{html.escape(row['question'])}</p>"
-                     f"<p>ground truth: <b>{html.escape(row['answer'])}</b></p></td></tr></table>")
+        parts.append(
+            f"<h2>{html.escape(row['id'])}</h2><table><tr><td><img width=320 "
+            f"src='data:image/png;base64,{img_b64}'></td><td><p>{html.escape(row['question'])}</p>"
+            f"<p>ground truth: <b>{html.escape(row['answer'])}</b></p></td></tr></table>"
+        )
         for c in row["candidates"]:
-            verdict = "<span class=ok>correct</span>" if c["correct"] else (
-                f"<span class=bad>planted error at step {c['wrong_step']}</span>")
+            verdict = (
+                "<span class=ok>correct</span>"
+                if c["correct"]
+                else (f"<span class=bad>planted error at step {c['wrong_step']}</span>")
+            )
             judge = f", judge reward {c['judge_reward']:.3f}" if c.get("judge_reward") is not None else ""
             parts.append(f"<h3>candidate {c['index']}: PRM score {c['score']:.3f}{judge} ({verdict})</h3>")
             for k, (text, s) in enumerate(zip(c["steps"], c["step_scores"])):
-                parts.append(f"<div class=step style='background:{_colour(s)}'><b>{s:.3f}</b> "
-                             f"[{k}] {html.escape(text)}</div>")
+                parts.append(
+                    f"<div class=step style='background:{_colour(s)}'><b>{s:.3f}</b> "
+                    f"[{k}] {html.escape(text)}</div>"
+                )
     return "\n".join(parts)
 
 
-def _judge_rewards(args, items: list[dict], data_dir: Path, tiny_dir: Path) -> tuple[list[list[float]] | None, str]:
+def _judge_rewards(
+    args, items: list[dict], data_dir: Path, tiny_dir: Path
+) -> tuple[list[list[float]] | None, str]:
     """Judge rewards per item, or None with the reason (the judge is optional in the demo)."""
     if args.no_judge:
         return None, "judge skipped (--no-judge)"
@@ -80,12 +100,14 @@ def _judge_rewards(args, items: list[dict], data_dir: Path, tiny_dir: Path) -> t
     except ImportError as exc:
         return None, f"judge unavailable ({exc})"
     judge_path = args.judge or str(tiny_dir / "judge-tiny")
-    judge = MRJudge.from_pretrained(judge_path, backend="hf", device=args.device,
-                                    max_new_tokens=args.judge_max_new_tokens)
+    judge = MRJudge.from_pretrained(
+        judge_path, backend="hf", device=args.device, max_new_tokens=args.judge_max_new_tokens
+    )
     out = []
     for item in items:
-        res = judge.judge_group([str(data_dir / item["image"])], item["question"],
-                                [c["response"] for c in item["candidates"]])
+        res = judge.judge_group(
+            [str(data_dir / item["image"])], item["question"], [c["response"] for c in item["candidates"]]
+        )
         out.append([float(r) for r in res.rewards])
     return out, f"judge {judge_path}"
 
@@ -113,19 +135,35 @@ def run(args: argparse.Namespace) -> int:
     data_dir = data_path.parent if data_path.is_file() else data_path
     items = load_demo_data(data_path)
     print(f"[demo] {len(items)} questions from {data_path}; model {model}; method {args.method}")
-    prm = VisualPRM.from_pretrained(model, device=args.device, dtype=args.dtype, image_roots=ImageRoots.of(data_dir))
+    prm = VisualPRM.from_pretrained(
+        model, device=args.device, dtype=args.dtype, image_roots=ImageRoots.of(data_dir)
+    )
     if banner:
         print(banner)
     rows, start, n_resp = [], time.perf_counter(), 0
     for item in items:
-        results = prm.score([item["image"]], item["question"], [c["response"] for c in item["candidates"]],
-                            method=args.method, aggregation=args.aggregation)
+        results = prm.score(
+            [item["image"]],
+            item["question"],
+            [c["response"] for c in item["candidates"]],
+            method=args.method,
+            aggregation=args.aggregation,
+        )
         n_resp += len(results)
         cands = []
         for i, (c, r) in enumerate(zip(item["candidates"], results)):
-            cands.append({"index": i, "correct": c["correct"], "wrong_step": c["wrong_step"],
-                          "steps": r.steps, "step_scores": r.step_scores, "score": r.score, "note": r.note,
-                          "response": c["response"]})
+            cands.append(
+                {
+                    "index": i,
+                    "correct": c["correct"],
+                    "wrong_step": c["wrong_step"],
+                    "steps": r.steps,
+                    "step_scores": r.step_scores,
+                    "score": r.score,
+                    "note": r.note,
+                    "response": c["response"],
+                }
+            )
         rows.append({**{k: item[k] for k in ("id", "image", "question", "answer")}, "candidates": cands})
     elapsed = time.perf_counter() - start
     judge_rewards, judge_note = _judge_rewards(args, rows, data_dir, tiny_dir)
@@ -142,7 +180,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"      step {k}: {s:.3f}  {short[:72]}")
     (out / "scores.json").write_text(json.dumps(rows, indent=1, ensure_ascii=False))
     (out / "report.html").write_text(_report_html(rows, data_dir, banner), encoding="utf-8")
-    print(f"\n[demo] scored {n_resp} responses in {elapsed:.2f} s ({n_resp / elapsed:.1f} responses/s, {args.method} path)")
+    print(
+        f"\n[demo] scored {n_resp} responses in {elapsed:.2f} s ({n_resp / elapsed:.1f} responses/s, {args.method} path)"
+    )
     print(f"[demo] wrote {out / 'report.html'} and {out / 'scores.json'}")
     if banner:
         print(banner)

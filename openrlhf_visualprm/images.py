@@ -104,7 +104,9 @@ def load_image(ref: str | os.PathLike | bytes | Image.Image, roots: ImageRoots |
     roots = roots or ImageRoots()
     if isinstance(ref, Image.Image):
         if ref.width * ref.height > roots.max_pixels:
-            raise ImageError(f"image of {ref.width}x{ref.height} pixels is over the limit of {roots.max_pixels}")
+            raise ImageError(
+                f"image of {ref.width}x{ref.height} pixels is over the limit of {roots.max_pixels}"
+            )
         return ref.convert("RGB")
     if isinstance(ref, (bytes, bytearray)):
         if len(ref) > roots.max_bytes:
@@ -146,8 +148,9 @@ def candidate_grids(min_tiles: int, max_tiles: int) -> list[tuple[int, int]]:
     return sorted(grids, key=lambda g: g[0] * g[1])
 
 
-def choose_grid(width: int, height: int, min_tiles: int = 1, max_tiles: int = DEFAULT_MAX_TILES,
-                tile: int = TILE_SIZE) -> tuple[int, int]:
+def choose_grid(
+    width: int, height: int, min_tiles: int = 1, max_tiles: int = DEFAULT_MAX_TILES, tile: int = TILE_SIZE
+) -> tuple[int, int]:
     """The (cols, rows) tiling grid InternVL uses for an image of ``width`` x ``height``."""
     if max_tiles < 1 or min_tiles < 1 or min_tiles > max_tiles:
         raise ValueError(f"need 1 <= min_tiles <= max_tiles, got {min_tiles}, {max_tiles}")
@@ -163,13 +166,20 @@ def choose_grid(width: int, height: int, min_tiles: int = 1, max_tiles: int = DE
     return best
 
 
-def tile_image(image: Image.Image, max_tiles: int = DEFAULT_MAX_TILES, min_tiles: int = 1,
-               tile: int = TILE_SIZE, use_thumbnail: bool = True) -> list[Image.Image]:
+def tile_image(
+    image: Image.Image,
+    max_tiles: int = DEFAULT_MAX_TILES,
+    min_tiles: int = 1,
+    tile: int = TILE_SIZE,
+    use_thumbnail: bool = True,
+) -> list[Image.Image]:
     """Cut ``image`` into InternVL tiles (plus the thumbnail when more than one tile)."""
     cols, rows = choose_grid(image.width, image.height, min_tiles, max_tiles, tile)
     resized = image.resize((cols * tile, rows * tile), Image.Resampling.BICUBIC)
     tiles = [
-        resized.crop((c * tile, r * tile, (c + 1) * tile, (r + 1) * tile)) for r in range(rows) for c in range(cols)
+        resized.crop((c * tile, r * tile, (c + 1) * tile, (r + 1) * tile))
+        for r in range(rows)
+        for c in range(cols)
     ]
     if use_thumbnail and len(tiles) != 1:
         tiles.append(image.resize((tile, tile), Image.Resampling.BICUBIC))

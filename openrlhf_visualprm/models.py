@@ -67,8 +67,14 @@ def read_config(folder: Path) -> dict:
 def _as_dtype(dtype: torch.dtype | str) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
-    table = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-             "fp16": torch.float16, "float16": torch.float16}
+    table = {
+        "fp32": torch.float32,
+        "float32": torch.float32,
+        "bf16": torch.bfloat16,
+        "bfloat16": torch.bfloat16,
+        "fp16": torch.float16,
+        "float16": torch.float16,
+    }
     if dtype not in table:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(table)}")
     return table[dtype]
@@ -95,7 +101,9 @@ def load_visualprm(
     elif model_type == "internvl_chat":
         from openrlhf_visualprm.prm.convert import load_internvl_chat
 
-        model, system_message = load_internvl_chat(folder, dtype=torch_dtype, attn_implementation=attn_implementation)
+        model, system_message = load_internvl_chat(
+            folder, dtype=torch_dtype, attn_implementation=attn_implementation
+        )
     else:
         raise ValueError(
             f"{folder} has model_type {model_type!r}; VisualPRM needs 'internvl' (native) or "

@@ -104,7 +104,9 @@ def make_visualprm_tiny(out_dir: str | os.PathLike, seed: int = 0) -> Path:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(str(qwen2_tokenizer_dir()), extra_special_tokens=INTERNVL_IMAGE_TOKENS)
+    tokenizer = AutoTokenizer.from_pretrained(
+        str(qwen2_tokenizer_dir()), extra_special_tokens=INTERNVL_IMAGE_TOKENS
+    )
     vocab_size = len(tokenizer)
     config = InternVLConfig(
         vision_config={
@@ -114,7 +116,9 @@ def make_visualprm_tiny(out_dir: str | os.PathLike, seed: int = 0) -> Path:
             "num_attention_heads": 2,
             "image_size": [448, 448],
             "patch_size": [14, 14],
-            "use_mean_pooling": False,
+            "attention_bias": True,  # InternViT-300M has qkv biases
+            # As in the released InternVL checkpoints: no final vision norm (Identity).
+            "use_mean_pooling": True,
         },
         text_config=_tiny_llm_config(vocab_size),
         image_token_id=tokenizer.context_image_token_id,
@@ -165,9 +169,13 @@ def make_judge_tiny(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(str(qwen2_tokenizer_dir()))
     tokenizer.chat_template = QWEN2_VL_CHAT_TEMPLATE
-    ids = tokenizer.convert_tokens_to_ids(["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"])
+    ids = tokenizer.convert_tokens_to_ids(
+        ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+    )
     text = _tiny_llm_config(len(tokenizer))
-    text.update({"model_type": "qwen2_5_vl_text", "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]}})
+    text.update(
+        {"model_type": "qwen2_5_vl_text", "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]}}
+    )
     config = Qwen2_5_VLConfig(
         text_config=text,
         vision_config={

@@ -11,8 +11,19 @@ from openrlhf_visualprm.prm import template as T
 
 
 def test_prm_prompt_prints_exact_text(capsys):
-    rc = cli.main(["prm-prompt", "--question", "Find x.", "--steps-json", '["a", "b"]', "--system-message", "S",
-                   "--num-tiles", "2"])
+    rc = cli.main(
+        [
+            "prm-prompt",
+            "--question",
+            "Find x.",
+            "--steps-json",
+            '["a", "b"]',
+            "--system-message",
+            "S",
+            "--num-tiles",
+            "2",
+        ]
+    )
     assert rc == 0
     assert capsys.readouterr().out == T.render_prompt("S", "Find x.", ["a", "b"], [2])
 
@@ -27,8 +38,17 @@ def test_score_json_and_table(tiny_prm_path, tmp_path, capsys):
     Image.new("RGB", (600, 400), (10, 200, 30)).save(img)
     responses = tmp_path / "r.jsonl"
     responses.write_text('{"response": "a\\n\\nb"}\n{"response": "c"}\n')
-    args = ["score", "--model", str(tiny_prm_path), "--image", str(img), "--question", "Q", "--responses",
-            str(responses)]
+    args = [
+        "score",
+        "--model",
+        str(tiny_prm_path),
+        "--image",
+        str(img),
+        "--question",
+        "Q",
+        "--responses",
+        str(responses),
+    ]
     assert cli.main(args + ["--json", "--aggregation", "min"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
     assert [len(x["step_scores"]) for x in lines] == [2, 1]
@@ -43,8 +63,19 @@ def test_score_reports_bad_responses_file(tiny_prm_path, tmp_path, capsys):
     bad.write_text('{"text": 1}\n')
     img = tmp_path / "fig.png"
     Image.new("RGB", (64, 64)).save(img)
-    rc = cli.main(["score", "--model", str(tiny_prm_path), "--image", str(img), "--question", "Q",
-                   "--responses", str(bad)])
+    rc = cli.main(
+        [
+            "score",
+            "--model",
+            str(tiny_prm_path),
+            "--image",
+            str(img),
+            "--question",
+            "Q",
+            "--responses",
+            str(bad),
+        ]
+    )
     assert rc == 2 and "bad.jsonl:1" in capsys.readouterr().err
 
 
@@ -56,4 +87,6 @@ def test_demo_writes_report(tmp_path, capsys):
     report = (out / "report.html").read_text()
     assert "data:image/png;base64," in report and "planted error" in report
     rows = json.loads((out / "scores.json").read_text())
-    assert len(rows) == 6 and all(len(c["step_scores"]) == len(c["steps"]) for r in rows for c in r["candidates"])
+    assert len(rows) == 6 and all(
+        len(c["step_scores"]) == len(c["steps"]) for r in rows for c in r["candidates"]
+    )

@@ -33,7 +33,10 @@ def test_unicode_and_max_steps_merging_in_prompt():
 
 def test_empty_step_renders_an_empty_turn():
     got = T.render_suffix(["a", ""])
-    assert got == "a<|im_end|>\n<|im_start|>assistant\n+<|im_end|>\n<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n+<|im_end|>\n"
+    assert (
+        got
+        == "a<|im_end|>\n<|im_start|>assistant\n+<|im_end|>\n<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n+<|im_end|>\n"
+    )
 
 
 def test_multi_image_question():

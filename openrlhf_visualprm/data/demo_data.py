@@ -74,7 +74,9 @@ def _rectangle(rng: random.Random, idx: int, out: Path) -> DemoItem:
     name = f"rect-{idx:03d}"
     img.save(out / f"{name}.png")
     area, per = w * h, 2 * (w + h)
-    question = "The figure shows a rectangle with its side lengths marked. What is its area in square centimetres?"
+    question = (
+        "The figure shows a rectangle with its side lengths marked. What is its area in square centimetres?"
+    )
     good = [
         f"The rectangle's sides are {w} cm and {h} cm, as marked in the figure.",
         "The area of a rectangle is width times height.",
@@ -125,7 +127,11 @@ def _bars(rng: random.Random, idx: int, out: Path) -> DemoItem:
         f"Adding them: {' + '.join(map(str, misread))} = {sum(misread)}.",
         f"The answer is {sum(misread)}.",
     ]
-    bad_add = [good[0], f"Adding them: {' + '.join(map(str, values))} = {total + 2}.", f"The answer is {total + 2}."]
+    bad_add = [
+        good[0],
+        f"Adding them: {' + '.join(map(str, values))} = {total + 2}.",
+        f"The answer is {total + 2}.",
+    ]
     cands = [Candidate(good, True, None), Candidate(bad_read, False, 0), Candidate(bad_add, False, 1)]
     return DemoItem(name, f"images/{name}.png", question, str(total), "bar_chart", cands)
 

@@ -13,12 +13,19 @@ from openrlhf_visualprm.prm.scorer import METHODS
 
 def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = "Print the exact text VisualPRM reads for a question and its steps."
-    parser.add_argument("--question", required=True, help="the question (an <image>\\n is prepended if absent)")
-    parser.add_argument("--steps-json", required=True, help='the steps as a JSON list of strings, e.g. \'["a", "b"]\'')
+    parser.add_argument(
+        "--question", required=True, help="the question (an <image>\\n is prepended if absent)"
+    )
+    parser.add_argument(
+        "--steps-json", required=True, help='the steps as a JSON list of strings, e.g. \'["a", "b"]\''
+    )
     parser.add_argument("--system-message", default=None, help="system message (default: InternVL2.5's)")
     parser.add_argument("--num-tiles", default="1", help="image tiles, comma-separated per image (default 1)")
-    parser.add_argument("--collapse-image-tokens", action="store_true",
-                        help="print <IMG_CONTEXT> x N instead of N copies (not the exact text)")
+    parser.add_argument(
+        "--collapse-image-tokens",
+        action="store_true",
+        help="print <IMG_CONTEXT> x N instead of N copies (not the exact text)",
+    )
 
 
 def run_prompt(args: argparse.Namespace) -> int:
@@ -38,7 +45,11 @@ def run_prompt(args: argparse.Namespace) -> int:
     if args.collapse_image_tokens:
         import re
 
-        text = re.sub(f"(?:{T.IMG_CONTEXT})+", lambda m: f"{T.IMG_CONTEXT} x {len(m.group(0)) // len(T.IMG_CONTEXT)}", text)
+        text = re.sub(
+            f"(?:{T.IMG_CONTEXT})+",
+            lambda m: f"{T.IMG_CONTEXT} x {len(m.group(0)) // len(T.IMG_CONTEXT)}",
+            text,
+        )
     sys.stdout.write(text)
     return 0
 
@@ -52,8 +63,12 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", action="append", required=True, help="image file (repeat for several)")
     parser.add_argument("--question", required=True)
     parser.add_argument("--responses", required=True, type=Path, help="jsonl file of responses")
-    parser.add_argument("--method", choices=METHODS, default="shared", help="computation path (default shared)")
-    parser.add_argument("--aggregation", choices=AGGREGATIONS, default="mean", help="response score (default mean)")
+    parser.add_argument(
+        "--method", choices=METHODS, default="shared", help="computation path (default shared)"
+    )
+    parser.add_argument(
+        "--aggregation", choices=AGGREGATIONS, default="mean", help="response score (default mean)"
+    )
     parser.add_argument("--temperature", type=float, default=0.1, help="softmin temperature (default 0.1)")
     parser.add_argument("--max-steps", type=int, default=None, help="merge steps into at most N blocks")
     parser.add_argument("--max-tiles", type=int, default=12, help="InternVL tiles per image (default 12)")
@@ -97,20 +112,32 @@ def run_score(args: argparse.Namespace) -> int:
         return 2
     roots = ImageRoots.of([Path(p).resolve().parent for p in args.image])
     prm = VisualPRM.from_pretrained(
-        args.model, device=args.device, dtype=args.dtype, system_message=args.system_message,
-        max_tiles=args.max_tiles, image_roots=roots,
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        system_message=args.system_message,
+        max_tiles=args.max_tiles,
+        image_roots=roots,
     )
     results = prm.score(
-        [str(Path(p).resolve()) for p in args.image], args.question, responses=responses, steps=steps,
-        method=args.method, aggregation=args.aggregation, max_steps=args.max_steps, temperature=args.temperature,
+        [str(Path(p).resolve()) for p in args.image],
+        args.question,
+        responses=responses,
+        steps=steps,
+        method=args.method,
+        aggregation=args.aggregation,
+        max_steps=args.max_steps,
+        temperature=args.temperature,
     )
     if args.json:
         for r in results:
             print(json.dumps(r.to_dict(), ensure_ascii=False))
         return 0
     for i, r in enumerate(results):
-        print(f"response {i}: score {r.score:.4f} ({args.aggregation} of {len(r.step_scores)} steps)"
-              + (f"  [{r.note}]" if r.note else ""))
+        print(
+            f"response {i}: score {r.score:.4f} ({args.aggregation} of {len(r.step_scores)} steps)"
+            + (f"  [{r.note}]" if r.note else "")
+        )
         for k, (text, s) in enumerate(zip(r.steps, r.step_scores)):
             short = text.replace("\n", " ")
             short = short if len(short) <= 70 else short[:67] + "..."

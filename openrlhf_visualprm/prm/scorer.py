@@ -153,7 +153,9 @@ class VisualPRM:
         """Load and tile images; returns stacked pixel values and tiles per image."""
         tensors, tiles = [], []
         for ref in images:
-            img = load_image(ref, self.image_roots) if not isinstance(ref, Image.Image) else ref.convert("RGB")
+            img = (
+                load_image(ref, self.image_roots) if not isinstance(ref, Image.Image) else ref.convert("RGB")
+            )
             pv = preprocess_image(img, self.max_tiles)
             tensors.append(pv)
             tiles.append(pv.shape[0])
@@ -200,7 +202,9 @@ class VisualPRM:
         for char in T.placeholder_offsets(len(prefix), texts):
             idx = start_to_index.get(char)
             if idx is None or ids[idx] != self.plus_id:
-                raise RuntimeError(f"the '+' placeholder at character {char} did not tokenise to its own token")
+                raise RuntimeError(
+                    f"the '+' placeholder at character {char} did not tokenise to its own token"
+                )
             positions.append(idx - 1)
         return ids, positions
 
@@ -219,7 +223,9 @@ class VisualPRM:
         return self.model.model
 
     @torch.inference_mode()
-    def _forward_full(self, batch: list[list[int]], pixel_values: torch.Tensor | None, n_images_rows: int) -> torch.Tensor:
+    def _forward_full(
+        self, batch: list[list[int]], pixel_values: torch.Tensor | None, n_images_rows: int
+    ) -> torch.Tensor:
         """Right-padded batch forward; returns last hidden states (b, L, h)."""
         dev = self.device
         length = max(len(x) for x in batch)
@@ -231,7 +237,9 @@ class VisualPRM:
         pv = None
         if pixel_values is not None:
             pv = pixel_values.repeat(n_images_rows, 1, 1, 1).to(dev, self.model.dtype)
-        out = self._backbone()(input_ids=ids.to(dev), attention_mask=mask.to(dev), pixel_values=pv, use_cache=False)
+        out = self._backbone()(
+            input_ids=ids.to(dev), attention_mask=mask.to(dev), pixel_values=pv, use_cache=False
+        )
         return out.last_hidden_state
 
     def _score_single(self, encs: list[_Encoded], pixel_values: torch.Tensor | None) -> None:
@@ -312,7 +320,9 @@ class VisualPRM:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         if (responses is None) == (steps is None):
-            raise ValueError("give exactly one of responses= (split into steps) or steps= (explicit step lists)")
+            raise ValueError(
+                "give exactly one of responses= (split into steps) or steps= (explicit step lists)"
+            )
         if isinstance(responses, str):
             responses = [responses]
         if isinstance(images, (str, bytes, Image.Image)):
@@ -352,8 +362,12 @@ class VisualPRM:
         if not e.scores:
             note = e.note or "empty response: no steps to score"
             return PRMResult(
-                [s.text for s in original], [(s.start, s.end) for s in original], [], self.empty_score,
-                truncated=bool(e.dropped), note=f"{note}; empty_score={self.empty_score} assigned",
+                [s.text for s in original],
+                [(s.start, s.end) for s in original],
+                [],
+                self.empty_score,
+                truncated=bool(e.dropped),
+                note=f"{note}; empty_score={self.empty_score} assigned",
             )
         score = aggregate(e.scores, how, temperature)
         if not math.isfinite(score):

@@ -43,9 +43,7 @@ ASSISTANT_TURN = f"{IM_START}assistant\n{PLUS}{IM_END}\n"
 
 # Default system message of InternVL2.5 (the ``internvl2_5`` template). Used only when neither the
 # checkpoint config nor the caller provides one, and the scorer says so when it happens.
-INTERNVL2_5_SYSTEM_MESSAGE = (
-    "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。"
-)
+INTERNVL2_5_SYSTEM_MESSAGE = "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。"
 
 ZERO_WIDTH_SPACE = "\u200b"
 _DEFAULT_SPECIALS = (
@@ -121,13 +119,17 @@ def placeholder_offsets(prefix_len: int, steps: Sequence[str]) -> list[int]:
     """Character offsets (in prefix + suffix) of each step's ``+`` placeholder."""
     offsets, pos = [], prefix_len
     for k, step in enumerate(steps):
-        pos += (0 if k == 0 else len(f"{IM_START}user\n")) + len(step) + len(f"{IM_END}\n{IM_START}assistant\n")
+        pos += (
+            (0 if k == 0 else len(f"{IM_START}user\n")) + len(step) + len(f"{IM_END}\n{IM_START}assistant\n")
+        )
         offsets.append(pos)
         pos += len(f"{PLUS}{IM_END}\n")
     return offsets
 
 
-def render_prompt(system_message: str, question: str, steps: Sequence[str], tiles_per_image: Sequence[int]) -> str:
+def render_prompt(
+    system_message: str, question: str, steps: Sequence[str], tiles_per_image: Sequence[int]
+) -> str:
     """The full text the PRM sees for one response (images expanded, steps as given)."""
     q = expand_images(format_question(question, len(tiles_per_image)), tiles_per_image)
     return render_prefix(system_message, q) + render_suffix(steps)
