@@ -132,3 +132,25 @@ def test_unknown_alias_and_missing_checkpoint(monkeypatch, tmp_path):
         VisualPRM.from_pretrained("visualprm")
     with pytest.raises(CheckpointNotFound, match="no-such-model"):
         VisualPRM.from_pretrained("no-such-model")
+
+
+def test_alias_resolves_from_offline_hf_cache(tiny_prm_path, tmp_path, monkeypatch):
+    """`visualprm` finds OpenGVLab/VisualPRM-8B-v1_1 in a local HF cache with HF_HUB_OFFLINE=1."""
+    import shutil
+
+    from openrlhf_visualprm.models import resolve_checkpoint
+
+    cache = tmp_path / "hub"
+    repo = cache / "models--OpenGVLab--VisualPRM-8B-v1_1"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(tiny_prm_path, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(cache))
+    assert resolve_checkpoint("visualprm") == repo / "snapshots" / commit
+    prm = VisualPRM.from_pretrained("visualprm")
+    assert prm.model_id == "visualprm" and len(prm.score([_img(448, 448, 0)], "Q", ["a"])[0].step_scores) == 1
