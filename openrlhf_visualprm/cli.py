@@ -16,6 +16,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("openrlhf_visualprm.demo", "score the bundled mini multimodal-math set and write a report"),
     "make-tiny-models": ("openrlhf_visualprm.tiny_models", "write tiny random VisualPRM / judge checkpoints"),
     "make-demo-data": ("openrlhf_visualprm.data.demo_data", "write the generated mini multimodal-math set"),
+    "prm-prompt": ("openrlhf_visualprm.prm.cli_prompt", "print the exact text VisualPRM reads for given steps"),
+    "score": ("openrlhf_visualprm.prm.cli_score", "score responses to an image + question with VisualPRM"),
 }
 
 
@@ -31,7 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_known_warnings() -> None:
+    import warnings
+
+    # torch.cuda imports pynvml on every CPU-only run and warns about its deprecation: noise for users.
+    warnings.filterwarnings("ignore", message="The pynvml package is deprecated")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _quiet_known_warnings()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:
         parser = build_parser()
@@ -45,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     module_name, help_text = SUBCOMMANDS[name]
     module = importlib.import_module(module_name)
-    sub_parser = argparse.ArgumentParser(prog=f"openrlhf-visualprm {name}", description=help_text)
+    sub_parser = argparse.ArgumentParser(
+        prog=f"openrlhf-visualprm {name}", description=help_text, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     module.add_arguments(sub_parser)
     args = sub_parser.parse_args(rest)
     return int(module.run(args) or 0)
