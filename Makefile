@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 # On a machine where `python3 -c "import torch"` already works, the venv reuses that torch instead.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 FLASH_ATTN_SPEC ?= flash-attn==2.8.3
-EXTRAS ?= openrlhf,dev
+EXTRAS ?= openrlhf,serve,dev
 STAMP := $(VENV)/.setup-stamp
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1

@@ -100,16 +100,25 @@ def _judge_rewards(
     except ImportError as exc:
         return None, f"judge unavailable ({exc})"
     judge_path = args.judge or str(tiny_dir / "judge-tiny")
+    from openrlhf_visualprm.judge.judge import JudgeGroup
+
     judge = MRJudge.from_pretrained(
-        judge_path, backend="hf", device=args.device, max_new_tokens=args.judge_max_new_tokens
+        judge_path,
+        backend="hf",
+        device=args.device,
+        max_new_tokens=args.judge_max_new_tokens,
+        image_roots=[data_dir],
     )
-    out = []
-    for item in items:
-        res = judge.judge_group(
-            [str(data_dir / item["image"])], item["question"], [c["response"] for c in item["candidates"]]
-        )
-        out.append([float(r) for r in res.rewards])
-    return out, f"judge {judge_path}"
+    # One batched call for every group: the judge batches generation across groups.
+    groups = [
+        JudgeGroup([item["image"]], item["question"], [c["response"] for c in item["candidates"]], None)
+        for item in items
+    ]
+    results = judge.judge_groups(groups)
+    failures = sum(r.stats.get("parse_failures", 0) for r in results)
+    calls = sum(len(r.calls) for r in results)
+    out = [[float(x) for x in r.rewards] for r in results]
+    return out, f"judge {judge_path}: {calls} calls, {failures} unparseable (scored neutral)"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -79,14 +79,17 @@ def test_score_reports_bad_responses_file(tiny_prm_path, tmp_path, capsys):
     assert rc == 2 and "bad.jsonl:1" in capsys.readouterr().err
 
 
-def test_demo_writes_report(tmp_path, capsys):
+def test_demo_writes_report_with_prm_and_judge(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert cli.main(["demo", "--out", str(out), "--no-judge"]) == 0
+    assert cli.main(["demo", "--out", str(out), "--judge-max-new-tokens", "4"]) == 0
     text = capsys.readouterr().out
     assert "RANDOM weights" in text
+    assert "unparseable (scored neutral)" in text  # the random judge's output is counted, not rewarded
     report = (out / "report.html").read_text()
-    assert "data:image/png;base64," in report and "planted error" in report
+    assert "data:image/png;base64," in report and "planted error" in report and "judge reward" in report
     rows = json.loads((out / "scores.json").read_text())
-    assert len(rows) == 6 and all(
-        len(c["step_scores"]) == len(c["steps"]) for r in rows for c in r["candidates"]
-    )
+    assert len(rows) == 6
+    for row in rows:
+        for c in row["candidates"]:
+            assert len(c["step_scores"]) == len(c["steps"]) > 0
+            assert 0.0 <= c["judge_reward"] <= 1.0

@@ -1,0 +1,302 @@
+"""``eval-bon``: best-of-N accuracy of answer selectors over records with n sampled responses.
+
+For every question, the final answer of each response is extracted and checked against the
+ground truth with the project's math answer checker; then, for each N = 1, 2, 4, ... n (the
+first N responses), the report gives the accuracy of:
+
+- ``random pick (pass@1)``: the expected accuracy of picking one of the N at random;
+- ``first response``; ``oracle (pass@N)``: some response among the N is right (upper bound);
+- ``majority vote``: the most frequent extracted answer (ties: the answer seen first);
+- ``PRM (<aggregation>)``: the response with the highest aggregated PRM score, one curve per
+  aggregation (mean, min, last, product, softmin); ties go to the earlier response;
+- ``judge (knockout)``: a single-elimination bracket over the N with the pair judge (N - 1 calls;
+  the shown order alternates by pair so neither position is favoured systematically; verdicts
+  are cached per ordered pair, so brackets for different N reuse calls; a parse
+  failure lets the first-shown candidate through and is counted).
+
+Accuracy is over evaluated questions; skipped ones (missing image, scorer error) and bad lines
+are counted in the report, never hidden.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+from openrlhf_visualprm.data.benchmarks import BonItem, read_bon
+from openrlhf_visualprm.data.records import ON_ERROR_CHOICES
+from openrlhf_visualprm.eval.judge_adapter import PairJudge
+from openrlhf_visualprm.eval.loop import cli_errors, run_items
+from openrlhf_visualprm.eval.metrics import argmax_first, majority_vote, n_values
+from openrlhf_visualprm.eval.plots import plot_bon
+from openrlhf_visualprm.eval.prm_bench import StepScorer
+from openrlhf_visualprm.eval.results import ResultsLog, write_json
+from openrlhf_visualprm.images import ImageRoots
+
+AGGREGATIONS = ("mean", "min", "last", "product", "softmin")
+Extract = Callable[[str], "str | None"]
+Verify = Callable[[list[str], list[str]], list[bool]]
+
+
+def knockout(n: int, judge_pair: Callable[[int, int], int | None]) -> tuple[int, int, int]:
+    """Winner index of a bracket over ``range(n)``; returns ``(winner, calls, parse_failures)``.
+
+    ``judge_pair(i, j)`` shows ``i`` first and returns 0 (i wins), 1 (j wins) or None.
+    """
+    survivors, calls, failures = list(range(n)), 0, 0
+    while len(survivors) > 1:
+        nxt = []
+        for k in range(0, len(survivors) - 1, 2):
+            a, b = survivors[k], survivors[k + 1]
+            first, second = (a, b) if (a + b) % 2 == 0 else (b, a)
+            pick = judge_pair(first, second)
+            calls += 1
+            if pick is None:
+                failures += 1
+                pick = 0
+            nxt.append(first if pick == 0 else second)
+        if len(survivors) % 2:
+            nxt.append(survivors[-1])  # bye
+        survivors = nxt
+    return survivors[0], calls, failures
+
+
+def _default_checker() -> tuple[Extract, Verify]:
+    try:
+        from openrlhf_visualprm.answers import extract_final_answer, verify_answers
+    except ImportError as exc:
+        raise RuntimeError(
+            "eval-bon needs openrlhf_visualprm.answers (extract_final_answer / verify_answers), "
+            f"which could not be imported: {exc}"
+        ) from exc
+    return extract_final_answer, verify_answers
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def evaluate_bon(
+    data: str | Path,
+    out_dir: str | Path,
+    roots: ImageRoots,
+    fingerprint: dict,
+    prm_scorer: StepScorer | None = None,
+    pair_judge: PairJudge | None = None,
+    extract: Extract | None = None,
+    verify: Verify | None = None,
+    max_n: int | None = None,
+    on_error: str = "skip",
+    limit: int | None = None,
+    fresh: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Score, write ``results.jsonl``, ``report.json`` and ``accuracy_vs_n.png`` in ``out_dir``."""
+    from openrlhf_visualprm.prm.aggregate import aggregate
+    from openrlhf_visualprm.steps import split_steps
+
+    if extract is None or verify is None:
+        extract, verify = _default_checker()
+    out = Path(out_dir)
+
+    def score(item: BonItem, images: list) -> dict:
+        responses = item.responses[:max_n] if max_n else item.responses
+        answers = [extract(r) for r in responses]
+        checked = verify([a if a is not None else "" for a in answers], [item.answer] * len(answers))
+        correct = [bool(c) and a is not None for c, a in zip(checked, answers, strict=True)]
+        record: dict = {"n": len(responses), "answers": answers, "correct": correct}
+        if prm_scorer is not None:
+            steps = (
+                item.steps[: len(responses)]
+                if item.steps
+                else [[s.text for s in split_steps(r)] for r in responses]
+            )
+            step_scores = prm_scorer(images, item.question, steps)
+            record["prm"] = {
+                how: [_finite_or_none(aggregate(s, how)) if s else None for s in step_scores]
+                for how in AGGREGATIONS
+            }
+        if pair_judge is not None:
+            cache: dict[tuple[int, int], int | None] = {}
+
+            def judge_pair(i: int, j: int) -> int | None:
+                if (i, j) not in cache:
+                    cache[(i, j)] = pair_judge(images, item.question, responses[i], responses[j])
+                return cache[(i, j)]
+
+            winners = {}
+            for n in range(1, len(responses) + 1):  # every N: questions may differ in n
+                winners[str(n)], _, _ = knockout(n, judge_pair)
+            failures = sum(v is None for v in cache.values())
+            record["judge"] = {"winners": winners, "calls": len(cache), "parse_failures": failures}
+        return record
+
+    with ResultsLog(out / "results.jsonl", fingerprint, fresh=fresh) as log:
+        loop = run_items(data, read_bon, score, log, roots, on_error, limit, "eval-bon", progress)
+        done = [
+            log.done[i] for i in dict.fromkeys(loop.selected_ids) if not log.done.get(i, {}).get("skipped")
+        ]
+
+    n_common = min((r["n"] for r in done), default=0)
+    curves: dict[str, list[tuple[int, float]]] = {}
+
+    def add(name: str, n: int, hits: list[bool]) -> None:
+        curves.setdefault(name, []).append((n, sum(hits) / len(hits)))
+
+    for n in n_values(n_common) if n_common else []:
+        curves.setdefault("random pick (pass@1)", []).append(
+            (n, sum(sum(r["correct"][:n]) / n for r in done) / len(done))
+        )
+        add("first response", n, [r["correct"][0] for r in done])
+        add("oracle (pass@N)", n, [any(r["correct"][:n]) for r in done])
+        votes = [majority_vote(r["answers"][:n]) for r in done]
+        add("majority vote", n, [v is not None and r["correct"][v] for v, r in zip(votes, done, strict=True)])
+        if all("prm" in r for r in done):
+            for how in AGGREGATIONS:
+                picks = [
+                    argmax_first([math.nan if s is None else s for s in r["prm"][how][:n]]) for r in done
+                ]
+                add(f"PRM ({how})", n, [r["correct"][p] for p, r in zip(picks, done, strict=True)])
+        if all("judge" in r for r in done):
+            add("judge (knockout)", n, [r["correct"][r["judge"]["winners"][str(n)]] for r in done])
+
+    judge_calls = sum(r.get("judge", {}).get("calls", 0) for r in done)
+    judge_failures = sum(r.get("judge", {}).get("parse_failures", 0) for r in done)
+    report = {
+        "benchmark": "best-of-N",
+        **fingerprint,
+        "n_values": n_values(n_common) if n_common else [],
+        "n_per_question": sorted({r["n"] for r in done}),
+        "accuracy": {name: {str(n): acc for n, acc in pts} for name, pts in curves.items()},
+        "questions_evaluated": len(done),
+        "answers_not_extracted": sum(a is None for r in done for a in r["answers"]),
+        "judge_calls": judge_calls,
+        "judge_parse_failures": judge_failures,
+        "judge_stats_this_run": getattr(pair_judge, "stats", None),
+        "counts": loop.counts(),
+        "bad_lines": loop.errors.summary(),
+        "skipped": loop.skipped,
+        "notes": "accuracy over evaluated questions; N uses the first N responses; when questions have "
+        "different n, N goes up to the smallest",
+    }
+    write_json(out / "report.json", report)
+    if curves:
+        plot_bon(curves, out / "accuracy_vs_n.png", f"Best-of-N: {fingerprint.get('data_name', '')}")
+    return report
+
+
+def format_table(report: dict) -> str:
+    ns = [str(n) for n in report["n_values"]]
+    width = max([len(k) for k in report["accuracy"]] + [10])
+    lines = [f"{'selector':<{width}}  " + "  ".join(f"N={n:>3}" for n in ns)]
+    for name, row in report["accuracy"].items():
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{row[n] * 100:5.1f}" for n in ns))
+    c = report["counts"]
+    lines.append(
+        f"questions: {report['questions_evaluated']} evaluated, {c['skipped_items']} skipped, "
+        f"{c['bad_lines']} bad lines; answers not extracted: {report['answers_not_extracted']}; "
+        f"judge calls {report['judge_calls']} ({report['judge_parse_failures']} parse failures)"
+    )
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="jsonl with {id, image|images, question, answer, responses: [...]} per line "
+        "(the demo set's candidates: [{response, steps}] works too)",
+    )
+    parser.add_argument(
+        "--image-root",
+        action="append",
+        required=True,
+        help="folder image paths are relative to (paths outside are refused); repeatable",
+    )
+    parser.add_argument("--prm", default=None, help="VisualPRM checkpoint (path or alias) for PRM selection")
+    parser.add_argument(
+        "--judge", default=None, help="judge checkpoint (path or alias) for knockout selection"
+    )
+    parser.add_argument("--judge-backend", default="hf", help="judge backend (default hf)")
+    parser.add_argument(
+        "--judge-max-new-tokens", type=int, default=1024, help="cap on judge reasoning tokens"
+    )
+    parser.add_argument(
+        "--method", default="shared", choices=["shared", "single", "per-step"], help="PRM method"
+    )
+    parser.add_argument(
+        "--max-n", type=int, default=None, help="use at most the first N responses per question"
+    )
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--dtype", default="float32", help="PRM dtype (default float32)")
+    parser.add_argument("--max-tiles", type=int, default=12, help="PRM image tiles per image (default 12)")
+    parser.add_argument(
+        "--out", default="eval-bon-output", help="folder for results.jsonl, report.json, the plot"
+    )
+    parser.add_argument("--limit", type=int, default=None, help="only the first N lines")
+    parser.add_argument(
+        "--on-error",
+        default="skip",
+        choices=ON_ERROR_CHOICES,
+        help="bad line / missing image: skip and report (default) or stop",
+    )
+    parser.add_argument(
+        "--judge-fallback",
+        default="none",
+        choices=["none", "reask"],
+        help="unparsable verdict: the first-shown candidate advances (default) or a constrained re-ask picks",
+    )
+    parser.add_argument("--fresh", action="store_true", help="ignore an existing results.jsonl in --out")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+@cli_errors
+def run(args: argparse.Namespace) -> int:
+    fingerprint: dict = {
+        "data": str(Path(args.data).resolve()),
+        "data_name": Path(args.data).name,
+        "max_n": args.max_n,
+        "prm": None,
+        "judge": None,
+    }
+    prm_scorer = pair_judge = None
+    if args.prm:
+        from openrlhf_visualprm.eval.prm_bench import prm_step_scorer
+        from openrlhf_visualprm.prm.scorer import VisualPRM
+
+        prm = VisualPRM.from_pretrained(
+            args.prm, device=args.device, dtype=args.dtype, max_tiles=args.max_tiles
+        )
+        prm_scorer = prm_step_scorer(prm, args.method)
+        fingerprint.update(prm=prm.model_id, method=args.method, max_tiles=args.max_tiles)
+    if args.judge:
+        from openrlhf_visualprm.eval.judge_adapter import load_pair_judge
+
+        pair_judge, judge_id = load_pair_judge(
+            args.judge,
+            backend=args.judge_backend,
+            device=args.device,
+            max_new_tokens=args.judge_max_new_tokens,
+            fallback=args.judge_fallback,
+        )
+        fingerprint.update(
+            judge=judge_id, judge_max_new_tokens=args.judge_max_new_tokens, judge_fallback=args.judge_fallback
+        )
+    report = evaluate_bon(
+        args.data,
+        args.out,
+        ImageRoots.of(args.image_root),
+        fingerprint,
+        prm_scorer,
+        pair_judge,
+        max_n=args.max_n,
+        on_error=args.on_error,
+        limit=args.limit,
+        fresh=args.fresh,
+        progress=not args.no_progress,
+    )
+    print(format_table(report))
+    print(f"report: {Path(args.out) / 'report.json'}  plot: {Path(args.out) / 'accuracy_vs_n.png'}")
+    return 0

@@ -1,0 +1,157 @@
+"""The loop every evaluator shares: read, validate, skip done ids, load images, score, record.
+
+Every line of the data file ends up in exactly one bucket, and the report lists them all:
+``scored`` (this run or an earlier one of the same settings), ``bad_lines`` (malformed JSON or a
+wrong schema: the line and reason), ``skipped`` (a valid record that could not be scored: a
+missing or refused image, a scorer error; the id, line and reason). Nothing leaves the
+denominator unreported. ``on_error="stop"`` raises on the first bad line or skipped item.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm import tqdm
+
+from openrlhf_visualprm.data.records import BadDataError, ErrorLog, iter_rows
+from openrlhf_visualprm.eval.results import ResultsLog, ResumeMismatchError
+from openrlhf_visualprm.images import ImageError, ImageRoots, load_image
+
+
+@dataclass
+class LoopOutcome:
+    selected_ids: list[str] = field(default_factory=list)
+    lines_read: int = 0
+    scored_now: int = 0
+    resumed: int = 0
+    skipped: list[dict] = field(default_factory=list)
+    errors: ErrorLog | None = None
+
+    def counts(self) -> dict:
+        bad = len(self.errors) if self.errors is not None else 0
+        return {
+            "lines_read": self.lines_read,
+            "bad_lines": bad,
+            "valid_items": len(self.selected_ids),
+            "scored_this_run": self.scored_now,
+            "reused_from_previous_run": self.resumed,
+            "skipped_items": len(self.skipped),
+            "evaluated_items": len(self.selected_ids) - len(self.skipped),
+        }
+
+
+def load_images(refs: list, roots: ImageRoots) -> list:
+    """PIL images for a record's references (paths confined to ``roots``, or embedded bytes)."""
+    out = []
+    for ref in refs:
+        if isinstance(ref, dict):  # parquet / datasets export: {"bytes": ..., "path": ...}
+            ref = ref.get("bytes") or ref.get("path") or ""
+        out.append(load_image(ref, roots))
+    return out
+
+
+def run_items(
+    data: str | os.PathLike,
+    parse: Callable[[dict, int], Any],
+    score: Callable[[Any, list], dict],
+    log: ResultsLog,
+    roots: ImageRoots,
+    on_error: str = "skip",
+    limit: int | None = None,
+    desc: str = "scoring",
+    progress: bool = True,
+    split: str | None = None,
+    describe: Callable[[Any], dict] | None = None,
+) -> LoopOutcome:
+    """Run ``score(item, images) -> record`` over the data; see the module docstring.
+
+    ``describe(item)`` adds fields (e.g. the category) to the entry of a skipped item, so reports
+    can keep it in the right group's denominator.
+    """
+    errors = ErrorLog(on_error)
+    out = LoopOutcome(errors=errors)
+    rows = iter_rows(data, split)
+    bar = tqdm(desc=desc, total=limit, unit="item", disable=not progress, dynamic_ncols=True)
+    first_line: dict[str, int] = {}
+    try:
+        for row in rows:
+            if limit is not None and out.lines_read >= limit:
+                break
+            out.lines_read += 1
+            bar.update(1)
+            if row.error is not None:
+                errors.add(data, row.lineno, row.error)
+                continue
+            try:
+                item = parse(row.record, row.lineno)
+            except (KeyError, ValueError, TypeError) as exc:
+                reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+                errors.add(data, row.lineno, str(reason))
+                continue
+            if item.id in first_line:  # would otherwise be silently merged with the first one
+                errors.add(
+                    data, row.lineno, f"duplicate id {item.id!r} (first seen at line {first_line[item.id]})"
+                )
+                continue
+            first_line[item.id] = row.lineno
+            out.selected_ids.append(item.id)
+            if item.id in log.done and not log.done[item.id].get("skipped"):
+                out.resumed += 1
+                continue
+            try:
+                images = load_images(item.images, roots)
+            except ImageError as exc:
+                _skip(
+                    out, log, item, row.lineno, f"missing or refused image: {exc}", on_error, data, describe
+                )
+                continue
+            try:
+                record = score(item, images)
+            except (ValueError, RuntimeError, ArithmeticError, TypeError) as exc:
+                reason = f"scoring failed: {type(exc).__name__}: {exc}"
+                _skip(out, log, item, row.lineno, reason, on_error, data, describe)
+                continue
+            record = {"id": item.id, "line": row.lineno, **record}
+            log.append(record)
+            out.scored_now += 1
+    finally:
+        bar.close()
+    return out
+
+
+def _skip(
+    out: LoopOutcome,
+    log: ResultsLog,
+    item: Any,
+    lineno: int,
+    reason: str,
+    on_error: str,
+    data,
+    describe: Callable[[Any], dict] | None,
+) -> None:
+    item_id = item.id
+    entry = {"id": item_id, "line": lineno, "skipped": reason, **(describe(item) if describe else {})}
+    out.skipped.append(entry)
+    log.append(entry)
+    if on_error == "stop":
+        raise BadDataError(f"{data}:{lineno}: item {item_id}: {reason}  (use --on-error skip to continue)")
+    print(f"warning: skipped {data}:{lineno} (item {item_id}): {reason}", flush=True)
+
+
+def cli_errors(run: Callable[..., int]) -> Callable[..., int]:
+    """Turn a stop on bad data or a resume mismatch into a one-line error and exit status 1."""
+
+    @functools.wraps(run)
+    def wrapper(*args, **kwargs) -> int:
+        try:
+            return run(*args, **kwargs)
+        except (BadDataError, ResumeMismatchError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+
+    return wrapper

@@ -1,0 +1,231 @@
+"""``eval-prm``: a process reward model on VisualProcessBench, the way the VisualPRM paper scores it.
+
+The gold steps are scored exactly as given (passed to the scorer as explicit step lists, never
+re-split), neutral steps are excluded, a step counts as predicted correct when P('+') is above
+the threshold (0.85 reproduces the paper's 62.0 for VisualPRM-8B), and the report gives per-class
+F1 and macro F1 pooled over all steps ("overall"), per data source and per policy model, a
+threshold sweep and its plot. Step scores are stored per item, so changing the threshold never
+needs the model again: rerun with the same ``--out`` and a new ``--threshold``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+from openrlhf_visualprm.data.benchmarks import ProcessBenchItem, read_processbench
+from openrlhf_visualprm.data.records import ON_ERROR_CHOICES
+from openrlhf_visualprm.eval.loop import cli_errors, run_items
+from openrlhf_visualprm.eval.metrics import default_thresholds, grouped_step_f1, threshold_sweep
+from openrlhf_visualprm.eval.plots import plot_f1_sweep
+from openrlhf_visualprm.eval.results import ResultsLog, write_json
+from openrlhf_visualprm.images import ImageRoots
+
+# (images, question, steps per response) -> step scores per response
+StepScorer = Callable[[list, str, list[list[str]]], list[list[float]]]
+PAPER_THRESHOLD = 0.85
+
+
+def prm_step_scorer(prm, method: str = "shared") -> StepScorer:
+    """Adapt a ``VisualPRM`` to the evaluator: explicit steps, one group per call."""
+
+    def score(images: list, question: str, steps: list[list[str]]) -> list[list[float]]:
+        return [list(r.step_scores) for r in prm.score(images, question, steps=steps, method=method)]
+
+    return score
+
+
+def evaluate_processbench(
+    data: str | Path,
+    scorer: StepScorer,
+    out_dir: str | Path,
+    roots: ImageRoots,
+    fingerprint: dict,
+    threshold: float = PAPER_THRESHOLD,
+    use_best_threshold: bool = False,
+    on_error: str = "skip",
+    limit: int | None = None,
+    fresh: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Score, write ``results.jsonl`` / ``report.json`` / ``f1_vs_threshold.png`` in ``out_dir``."""
+    out = Path(out_dir)
+
+    def score(item: ProcessBenchItem, images: list) -> dict:
+        scores = scorer(images, item.question, [item.steps])[0]
+        if len(scores) != len(item.steps):
+            raise ValueError(f"scorer returned {len(scores)} step scores for {len(item.steps)} gold steps")
+        if any(s is None or math.isnan(s) for s in scores):
+            raise ValueError("scorer returned a missing (NaN) step score")
+        return {
+            "data_source": item.data_source,
+            "policy_model": item.policy_model,
+            "labels": item.labels,
+            "step_scores": [float(s) for s in scores],
+        }
+
+    with ResultsLog(out / "results.jsonl", fingerprint, fresh=fresh) as log:
+        loop = run_items(
+            data,
+            read_processbench,
+            score,
+            log,
+            roots,
+            on_error,
+            limit,
+            "eval-prm",
+            progress,
+            describe=lambda it: {
+                "data_source": it.data_source,
+                "policy_model": it.policy_model,
+                "steps_not_scored": sum(lab != 0 for lab in it.labels),
+            },
+        )
+        done = [
+            log.done[i] for i in dict.fromkeys(loop.selected_ids) if not log.done.get(i, {}).get("skipped")
+        ]
+
+    labels = [lab for r in done for lab in r["labels"]]
+    scores = [s for r in done for s in r["step_scores"]]
+    sweep = threshold_sweep(labels, scores, default_thresholds(0.05)) if done else []
+    best = max(sweep, key=lambda r: r["macro_f1"]) if sweep else None
+    chosen = best["threshold"] if (use_best_threshold and best) else threshold
+    report = {
+        "benchmark": "VisualProcessBench",
+        **fingerprint,
+        "threshold": chosen,
+        "threshold_note": (
+            "best macro F1 of the sweep, tuned on this data (optimistic)"
+            if use_best_threshold
+            else "fixed threshold (paper: 0.85)"
+        ),
+        **grouped_step_f1(done, chosen),
+        "sweep": sweep,
+        "best_threshold": best,
+        "counts": {
+            **loop.counts(),
+            "non_neutral_steps_in_skipped_items": sum(r.get("steps_not_scored", 0) for r in loop.skipped),
+        },
+        "bad_lines": loop.errors.summary(),
+        "skipped": loop.skipped,
+    }
+    write_json(out / "report.json", report)
+    if sweep:
+        plot_f1_sweep(
+            sweep, chosen, out / "f1_vs_threshold.png", f"VisualProcessBench: {fingerprint.get('model')}"
+        )
+    return report
+
+
+def format_report(report: dict) -> str:
+    o = report["overall"]
+    lines = [
+        f"VisualProcessBench  threshold {report['threshold']:g} ({report['threshold_note']})",
+        f"overall (pooled, {o['steps']} steps, {o['neutral_excluded']} neutral excluded): "
+        f"macro F1 {o['macro_f1'] * 100:.1f}  (correct {o['correct']['f1'] * 100:.1f}, "
+        f"incorrect {o['incorrect']['f1'] * 100:.1f})",
+    ]
+    for key in ("by_data_source", "by_policy_model"):
+        for name, r in report.get(key, {}).items():
+            lines.append(
+                f"  {key[3:]:<13} {name:<32} macro F1 {r['macro_f1'] * 100:5.1f}  ({r['steps']} steps)"
+            )
+    if report.get("best_threshold"):
+        b = report["best_threshold"]
+        lines.append(f"sweep: best macro F1 {b['macro_f1'] * 100:.1f} at t={b['threshold']:g}")
+    c = report["counts"]
+    lines.append(
+        f"items: {c['valid_items']} valid, {c['evaluated_items']} evaluated "
+        f"({c['reused_from_previous_run']} reused from a previous run), {c['skipped_items']} skipped, "
+        f"{c['bad_lines']} bad lines, of {c['lines_read']} lines read"
+    )
+    if c["skipped_items"]:
+        lines.append(
+            f"  NOTE: {c['non_neutral_steps_in_skipped_items']} labelled steps of skipped items are not in the F1"
+        )
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", required=True, help="VisualPRM checkpoint: local path or alias (visualprm, visualprm-v1)"
+    )
+    parser.add_argument("--data", required=True, help="VisualProcessBench test.jsonl (or .json / .parquet)")
+    parser.add_argument(
+        "--image-root",
+        action="append",
+        required=True,
+        help="folder the record image paths are relative to; repeatable. Paths outside are refused",
+    )
+    parser.add_argument(
+        "--out", default="eval-prm-output", help="folder for results.jsonl, report.json and the plot"
+    )
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--threshold",
+        type=float,
+        default=PAPER_THRESHOLD,
+        help="a step is predicted correct when P('+') > threshold (default 0.85, the paper's)",
+    )
+    group.add_argument(
+        "--sweep",
+        action="store_true",
+        help="report at the threshold with the best macro F1 (tuned on the test data; the sweep "
+        "and plot are written in every mode)",
+    )
+    parser.add_argument("--limit", type=int, default=None, help="only the first N lines of the data")
+    parser.add_argument(
+        "--method",
+        default="shared",
+        choices=["shared", "single", "per-step"],
+        help="scoring method of the PRM (default shared: one image+question prefix per group)",
+    )
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument(
+        "--dtype", default="float32", help="model dtype, e.g. bfloat16 on GPU (default float32)"
+    )
+    parser.add_argument(
+        "--max-tiles", type=int, default=12, help="image tiles per image (default 12, the model card's)"
+    )
+    parser.add_argument(
+        "--on-error",
+        default="skip",
+        choices=ON_ERROR_CHOICES,
+        help="bad line / missing image: skip it and report it (default) or stop",
+    )
+    parser.add_argument("--fresh", action="store_true", help="ignore an existing results.jsonl in --out")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+@cli_errors
+def run(args: argparse.Namespace) -> int:
+    from openrlhf_visualprm.prm.scorer import VisualPRM
+
+    prm = VisualPRM.from_pretrained(
+        args.model, device=args.device, dtype=args.dtype, max_tiles=args.max_tiles
+    )
+    fingerprint = {
+        "model": prm.model_id,
+        "data": str(Path(args.data).resolve()),
+        "method": args.method,
+        "max_tiles": args.max_tiles,
+        "dtype": str(args.dtype),
+    }
+    report = evaluate_processbench(
+        args.data,
+        prm_step_scorer(prm, args.method),
+        args.out,
+        ImageRoots.of(args.image_root),
+        fingerprint,
+        threshold=args.threshold,
+        use_best_threshold=args.sweep,
+        on_error=args.on_error,
+        limit=args.limit,
+        fresh=args.fresh,
+        progress=not args.no_progress,
+    )
+    print(format_report(report))
+    print(f"report: {Path(args.out) / 'report.json'}  plot: {Path(args.out) / 'f1_vs_threshold.png'}")
+    return 0

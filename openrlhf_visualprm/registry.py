@@ -1,0 +1,182 @@
+"""Reward-model aliases: short names users type -> the checkpoint and kind behind them.
+
+``--reward_pretrain visualprm`` is friendlier than a hub id, and a single table keeps the
+launcher, the reward workers and the offline tools agreeing on what a name means. Users add
+their own names with :func:`register` (e.g. a fine-tuned PRM on a shared disk).
+
+Resolution never downloads: a local folder is used as is, a hub id is looked up in the local
+Hugging Face cache. When the checkpoint is not there, :func:`resolve_model` reports it
+(``path=None``) and :func:`require_local` raises :class:`ModelNotFoundError` saying what to do.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+KINDS = ("prm", "judge")
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A reward model name is neither a local checkpoint nor in the local hub cache."""
+
+
+@dataclass(frozen=True)
+class RewardModelSpec:
+    """What an alias stands for. ``kind`` is ``"prm"`` (VisualPRM-style) or ``"judge"``."""
+
+    repo_id: str
+    kind: str
+    description: str = ""
+    revision: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if not self.repo_id:
+            raise ValueError("repo_id must be a non-empty hub id or local path")
+
+
+# There are no public MR. Judge weights: the judge protocol runs on an instruction VLM.
+DEFAULT_JUDGE_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
+
+_BUILTIN: dict[str, RewardModelSpec] = {
+    "visualprm": RewardModelSpec(
+        "OpenGVLab/VisualPRM-8B-v1_1", "prm", "VisualPRM-8B v1.1 (InternVL2.5-8B based process reward model)"
+    ),
+    "visualprm-v1": RewardModelSpec("OpenGVLab/VisualPRM-8B", "prm", "VisualPRM-8B, the first release"),
+    "mr-judge": RewardModelSpec(
+        DEFAULT_JUDGE_MODEL,
+        "judge",
+        "MR. Judge protocol on Qwen2.5-VL-7B-Instruct (no public MR. Judge weights)",
+    ),
+}
+_REGISTRY: dict[str, RewardModelSpec] = dict(_BUILTIN)
+
+
+def register(alias: str, spec: RewardModelSpec, overwrite: bool = False) -> None:
+    """Add a name. Refuses to silently replace an existing one unless ``overwrite=True``."""
+    key = alias.strip().lower()
+    if not key or "," in key or os.sep in key:
+        raise ValueError(f"alias {alias!r} must be a non-empty name without ',' or path separators")
+    if key in _REGISTRY and not overwrite and _REGISTRY[key] != spec:
+        raise ValueError(
+            f"alias {alias!r} is already registered ({_REGISTRY[key].repo_id}); pass overwrite=True"
+        )
+    _REGISTRY[key] = spec
+
+
+def unregister(alias: str) -> None:
+    """Remove a user alias; built-in aliases come back to their default."""
+    key = alias.strip().lower()
+    if key in _BUILTIN:
+        _REGISTRY[key] = _BUILTIN[key]
+    else:
+        _REGISTRY.pop(key, None)
+
+
+def get_spec(name: str) -> RewardModelSpec | None:
+    return _REGISTRY.get(name.strip().lower())
+
+
+def aliases() -> dict[str, RewardModelSpec]:
+    return dict(_REGISTRY)
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A name after resolution. ``path`` is None when the checkpoint is not on this machine."""
+
+    name: str
+    kind: str | None
+    repo_id: str | None
+    path: str | None
+    source: str  # "local" | "cache" | "missing"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _hub_cache_snapshot(repo_id: str, revision: str | None) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - transformers always brings huggingface_hub
+        return None
+    hit = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    if isinstance(hit, str):
+        return Path(hit).parent
+    return None
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
+
+
+def _guess_kind(path: Path) -> str | None:
+    """Read ``config.json``: InternVL -> a VisualPRM, another VLM (``vision_config``) -> a judge,
+    anything else (e.g. a stock OpenRLHF text reward model) -> None: not the plugin's."""
+    import json
+
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    model_type = str(config.get("model_type", "")).lower()
+    archs = " ".join(config.get("architectures") or []).lower()
+    if "internvl" in model_type or "internvl" in archs:
+        return "prm"
+    return "judge" if "vision_config" in config else None
+
+
+def resolve_model(name_or_path: str, kind: str | None = None) -> ResolvedModel:
+    """Resolve an alias, a local folder or a hub id without touching the network."""
+    if not isinstance(name_or_path, str) or not name_or_path.strip():
+        raise ValueError(f"reward model name must be a non-empty string, got {name_or_path!r}")
+    name = name_or_path.strip()
+    spec = get_spec(name)
+    if spec is not None:
+        target, kind = spec.repo_id, kind or spec.kind
+        revision = spec.revision
+    else:
+        target, revision = name, None
+    local = Path(target).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise ModelNotFoundError(f"{local} is a folder but has no config.json: not a model checkpoint")
+        return ResolvedModel(name, kind or _guess_kind(local), None, str(local.resolve()), "local")
+    if spec is None and not _looks_like_hub_id(target):
+        known = ", ".join(sorted(_REGISTRY))
+        raise ModelNotFoundError(
+            f"reward model {name!r} is not a known alias ({known}), not an existing folder and not a hub id "
+            "of the form 'owner/name'. Check the spelling or register the alias with "
+            "openrlhf_visualprm.registry.register()."
+        )
+    snapshot = _hub_cache_snapshot(target, revision)
+    if snapshot is not None:
+        return ResolvedModel(name, kind or _guess_kind(snapshot), target, str(snapshot), "cache")
+    return ResolvedModel(name, kind, target, None, "missing")
+
+
+def require_local(name_or_path: str, kind: str | None = None) -> ResolvedModel:
+    """Like :func:`resolve_model` but the checkpoint must be on this machine."""
+    resolved = resolve_model(name_or_path, kind)
+    if resolved.path is None:
+        raise ModelNotFoundError(
+            f"reward model {name_or_path!r} ({resolved.repo_id}) is not in the local Hugging Face cache and "
+            "this process does not download. Fetch it first, e.g. "
+            f"`huggingface-cli download {resolved.repo_id}` on a machine with access (then copy the cache), "
+            "or pass a local checkpoint folder."
+        )
+    return resolved
+
+
+def parse_model_list(value: str) -> list[str]:
+    """Split ``"visualprm,mr-judge"`` into names; empty items are an error, not ignored."""
+    items = [item.strip() for item in value.split(",")]
+    if not value.strip() or any(not item for item in items):
+        raise ValueError(
+            f"bad reward model list {value!r}: expected comma-separated names without empty items"
+        )
+    return items

@@ -1,0 +1,52 @@
+"""Ray reward workers, the reward pool and the HTTP reward service (knows Ray, never OpenRLHF).
+
+Public API (everything else is internal)::
+
+    import ray
+    from openrlhf_visualprm.workers import PoolConfig, RewardPool, WorkerConfig
+
+    ray.init(...)                                    # or ray.init(address="auto") in a cluster
+    pool = RewardPool.start(PoolConfig(
+        WorkerConfig(model="/ckpt/VisualPRM-8B", kind="prm", num_gpus=1, max_batch_tokens=32768),
+        num_workers=4, strategy="SPREAD", image_roots=["/data/images"]))
+
+    # from any process in the same cluster (e.g. a reward function in a vLLM actor):
+    pool = RewardPool.get()                          # name / namespace default to PoolConfig's
+    results = pool.score_groups([
+        {"images": ["geo/0001.png"], "question": "...", "responses": ["step 1\\n\\nstep 2", "..."],
+         "config": {"method": "shared", "aggregation": "min"}},
+    ], timeout_s=120)
+    # -> one list per group, one dict per response (PRMResult fields):
+    #    {"steps", "spans", "step_scores", "score", "truncated", "note"}
+    await pool.ascore_groups(...)                    # the same, for async callers
+    pool.stats(); pool.shutdown()
+
+Errors: ``BadRequestError`` (a ``ValueError``: bad group, image missing or outside the roots),
+``RewardTimeoutError`` (a ``TimeoutError``), ``PoolBusyError`` (queue full for the whole timeout),
+``WorkerFailedError``. The HTTP service (``openrlhf-visualprm serve``) is in ``service.py``.
+"""
+
+from openrlhf_visualprm.workers.config import FaultInjection, PoolConfig, WorkerConfig
+from openrlhf_visualprm.workers.errors import (
+    BadRequestError,
+    PoolBusyError,
+    RequestTooLargeError,
+    RewardTimeoutError,
+    WorkerFailedError,
+)
+from openrlhf_visualprm.workers.pool import RewardPool
+from openrlhf_visualprm.workers.worker import JudgeWorker, PRMWorker
+
+__all__ = [
+    "BadRequestError",
+    "FaultInjection",
+    "JudgeWorker",
+    "PRMWorker",
+    "PoolBusyError",
+    "PoolConfig",
+    "RequestTooLargeError",
+    "RewardPool",
+    "RewardTimeoutError",
+    "WorkerConfig",
+    "WorkerFailedError",
+]

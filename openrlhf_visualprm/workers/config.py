@@ -1,0 +1,92 @@
+"""Configuration of reward workers, the pool that feeds them, and the HTTP service in front.
+
+Plain dataclasses (picklable, JSON-friendly via ``asdict``) so the same object travels from a
+launcher or CLI to the Ray actors without any framework in between.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_POOL_NAME = "visualprm-reward-pool"
+DEFAULT_NAMESPACE = "openrlhf_visualprm"
+
+
+@dataclass
+class FaultInjection:
+    """Deliberate faults for tests and failure drills; all off by default.
+
+    ``oom_above_responses``: the scorer raises the real ``torch.OutOfMemoryError`` whenever one call
+    holds more responses than this. ``delay_s``: sleep this long before each scorer call (to hold
+    requests in flight).
+    """
+
+    oom_above_responses: int | None = None
+    delay_s: float = 0.0
+
+
+@dataclass
+class WorkerConfig:
+    """One reward model worker.
+
+    ``kind`` is ``"prm"`` (VisualPRM) or ``"judge"`` (MR. Judge). ``num_gpus`` may be fractional to
+    share a GPU with rollout engines. ``max_batch_tokens`` is the token budget of one batch the
+    pool sends to the worker (estimated from text length and image count).
+    """
+
+    model: str
+    kind: str = "prm"
+    device: str = "auto"  # "auto" -> cuda when the worker got a GPU, else cpu
+    dtype: str = "auto"  # "auto" -> bfloat16 on GPU, float32 on CPU
+    attn_implementation: str | None = None  # e.g. "sdpa", "flash_attention_2"; None = model default
+    num_gpus: float = 1.0
+    num_cpus: float = 1.0
+    max_batch_tokens: int = 32768
+    image_tokens_per_image: int = 1792  # estimate used for batching: 7 tiles x 256 tokens
+    max_tiles: int = 12
+    judge_backend: str = "hf"  # "hf" or "vllm"
+    judge_options: dict = field(default_factory=dict)  # MRJudge.from_pretrained kwargs: schedule, rounds, ...
+    torch_threads: int | None = None  # CPU threads per worker; None = num_cpus (at least 1)
+    faults: FaultInjection = field(default_factory=FaultInjection)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("prm", "judge"):
+            raise ValueError(f"WorkerConfig.kind must be 'prm' or 'judge', got {self.kind!r}")
+        if self.num_gpus < 0 or self.num_cpus < 0:
+            raise ValueError(f"num_gpus/num_cpus must be >= 0, got {self.num_gpus}/{self.num_cpus}")
+        if self.max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens must be >= 1, got {self.max_batch_tokens}")
+
+
+@dataclass
+class PoolConfig:
+    """A pool of identical workers behind one named, discoverable router actor.
+
+    ``strategy``: ``"PACK"`` keeps workers on as few nodes as possible, ``"SPREAD"`` spreads them
+    across nodes (Ray placement-group strategies; ``STRICT_*`` variants accepted too).
+    ``max_pending_groups`` bounds the router's queue; a caller that finds it full waits (back-
+    pressure) up to its timeout and then gets ``PoolBusyError``.
+    """
+
+    worker: WorkerConfig
+    num_workers: int = 1
+    name: str = DEFAULT_POOL_NAME
+    namespace: str = DEFAULT_NAMESPACE
+    strategy: str = "PACK"
+    image_roots: list[str] = field(default_factory=list)
+    max_image_bytes: int = 16 * 1024 * 1024
+    max_pending_groups: int = 4096
+    request_timeout_s: float = 600.0
+    cache_size: int = 100_000  # scored units (responses for the PRM, groups for the judge); 0 = off
+    max_restarts: int = 3  # per worker slot; after that its work moves to the other workers
+    detached: bool = False  # survive the driver that created it (for a long-running service)
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 1:
+            raise ValueError(f"num_workers must be >= 1, got {self.num_workers}")
+        if self.strategy not in ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"):
+            raise ValueError(
+                f"strategy must be PACK, SPREAD, STRICT_PACK or STRICT_SPREAD, got {self.strategy!r}"
+            )
+        if self.request_timeout_s <= 0:
+            raise ValueError(f"request_timeout_s must be > 0, got {self.request_timeout_s}")

@@ -1,0 +1,164 @@
+"""``openrlhf-visualprm serve``: start a reward pool and the HTTP reward service, then wait.
+
+Example::
+
+    openrlhf-visualprm serve --model /ckpt/VisualPRM-8B --num-workers 2 --image-root /data/images
+    # OpenRLHF: --reward.remote_url http://127.0.0.1:8000/
+
+Binds to 127.0.0.1 unless ``--host`` says otherwise; set ``--token-env VAR`` to require
+``Authorization: Bearer $VAR``. Joins a running Ray cluster with ``--ray-address auto``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    m = parser.add_argument_group("model workers")
+    m.add_argument(
+        "--model", required=True, help="checkpoint folder or alias (e.g. visualprm, a tiny model path)"
+    )
+    m.add_argument(
+        "--kind", choices=["prm", "judge"], default="prm", help="VisualPRM or MR. Judge (default prm)"
+    )
+    m.add_argument("--num-workers", type=int, default=1, help="model workers in the pool (default 1)")
+    m.add_argument(
+        "--num-gpus",
+        type=float,
+        default=None,
+        help="GPUs per worker, fractional to share with rollout engines (default 1 if CUDA, else 0)",
+    )
+    m.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per worker (default 1)")
+    m.add_argument(
+        "--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32"
+    )
+    m.add_argument(
+        "--attn-implementation", default=None, help="e.g. sdpa, flash_attention_2 (default: model's)"
+    )
+    m.add_argument("--max-batch-tokens", type=int, default=32768, help="token budget of one worker batch")
+    m.add_argument(
+        "--strategy",
+        default="PACK",
+        choices=["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"],
+        help="placement of workers across nodes (default PACK)",
+    )
+    m.add_argument(
+        "--cache-size", type=int, default=100_000, help="cached results (0 disables; default 100000)"
+    )
+    m.add_argument("--pool-name", default=None, help="Ray name of the pool (default visualprm-reward-pool)")
+    m.add_argument("--namespace", default=None, help="Ray namespace of the pool (default openrlhf_visualprm)")
+    h = parser.add_argument_group("HTTP service")
+    h.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    h.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    h.add_argument(
+        "--token-env",
+        default=None,
+        help="name of an environment variable holding the bearer token clients must send",
+    )
+    h.add_argument(
+        "--image-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="folder image paths may resolve into (repeatable); paths elsewhere are refused",
+    )
+    h.add_argument(
+        "--max-request-mb", type=float, default=32.0, help="request body limit in MiB (default 32)"
+    )
+    h.add_argument("--max-image-mb", type=float, default=16.0, help="per-image limit in MiB (default 16)")
+    h.add_argument(
+        "--timeout", type=float, default=170.0, help="per-request timeout in seconds (default 170)"
+    )
+    h.add_argument("--min-replicas", type=int, default=1, help="HTTP front-end replicas, minimum (default 1)")
+    h.add_argument("--max-replicas", type=int, default=1, help="HTTP front-end replicas, maximum (autoscale)")
+    parser.add_argument(
+        "--ray-address", default=None, help="Ray cluster to join (e.g. auto); default: start one"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import ray
+
+    from openrlhf_visualprm.workers.config import (
+        DEFAULT_NAMESPACE,
+        DEFAULT_POOL_NAME,
+        PoolConfig,
+        WorkerConfig,
+    )
+    from openrlhf_visualprm.workers.pool import RewardPool
+    from openrlhf_visualprm.workers.service import ServiceConfig, start_service, stop_service
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log = logging.getLogger("openrlhf_visualprm.serve")
+    token = None
+    if args.token_env:
+        token = os.environ.get(args.token_env)
+        if not token:
+            log.error("--token-env %s is set but that environment variable is empty", args.token_env)
+            return 2
+    if args.num_gpus is None:
+        import torch
+
+        args.num_gpus = 1.0 if torch.cuda.is_available() else 0.0
+    name = args.pool_name or DEFAULT_POOL_NAME
+    namespace = args.namespace or DEFAULT_NAMESPACE
+    max_image = int(args.max_image_mb * 1024 * 1024)
+    pool_config = PoolConfig(
+        WorkerConfig(
+            model=args.model,
+            kind=args.kind,
+            num_gpus=args.num_gpus,
+            num_cpus=args.num_cpus,
+            dtype=args.dtype,
+            attn_implementation=args.attn_implementation,
+            max_batch_tokens=args.max_batch_tokens,
+        ),
+        num_workers=args.num_workers,
+        name=name,
+        namespace=namespace,
+        strategy=args.strategy,
+        image_roots=list(args.image_root),
+        max_image_bytes=max_image,
+        cache_size=args.cache_size,
+        request_timeout_s=args.timeout,
+    )
+    service_config = ServiceConfig(
+        pool_name=name,
+        namespace=namespace,
+        host=args.host,
+        port=args.port,
+        token=token,
+        image_roots=list(args.image_root),
+        max_request_bytes=int(args.max_request_mb * 1024 * 1024),
+        max_image_bytes=max_image,
+        request_timeout_s=args.timeout,
+        min_replicas=args.min_replicas,
+        max_replicas=max(args.max_replicas, args.min_replicas),
+    )
+    if args.ray_address:
+        ray.init(address=args.ray_address, namespace=namespace)
+    else:
+        ray.init(namespace=namespace, include_dashboard=False)
+    # Installed after ray.init (which sets its own) and before loading: Ctrl-C while loading still
+    # ends in a clean shutdown once startup returns.
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    log.info("starting %d %s worker(s) for %s ...", args.num_workers, args.kind, args.model)
+    pool = RewardPool.start(pool_config)
+    log.info("pool %r ready in namespace %r", name, namespace)
+    url = start_service(service_config)
+    log.info(
+        "reward service listening on %s (POST / for OpenRLHF, POST /score, GET /health, GET /metrics)", url
+    )
+    stop.wait()
+    log.info("shutting down")
+    stop_service(service_config)
+    pool.shutdown()
+    ray.shutdown()
+    return 0

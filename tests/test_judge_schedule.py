@@ -1,0 +1,118 @@
+"""Schedules: documented appearance counts, label balance, determinism."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections import Counter
+
+import pytest
+
+from openrlhf_visualprm.judge.schedule import (
+    REFERENCE,
+    all_pairs,
+    knockout_round,
+    knockout_rounds,
+    knockout_seeding,
+    listwise,
+    versus_reference,
+)
+
+
+def appearances(matchups, n):
+    counts = Counter(r for m in matchups for r in m.order)
+    return [counts[i] for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("n", "k", "rounds"), [(8, 4, 4), (8, 4, 8), (6, 4, 3), (4, 2, 4), (9, 3, 6), (16, 4, 4)]
+)
+def test_listwise_equal_sets_balance_labels_exactly(n, k, rounds):
+    ms = listwise(n, k, rounds, random.Random(1))
+    assert appearances(ms, n) == [rounds] * n
+    for r in range(rounds):  # each response exactly once per round
+        assert sorted(x for m in ms if m.round == r for x in m.order) == list(range(n))
+    m = len(ms[0].order)
+    assert all(len(x.order) == m for x in ms)
+    labels = Counter((resp, pos) for x in ms for pos, resp in enumerate(x.order))
+    # rounds come in blocks of m: within full blocks every response holds every label equally
+    full = (rounds // m) * m
+    per = Counter((resp, pos) for x in ms if x.round < full for pos, resp in enumerate(x.order))
+    if full:
+        assert set(per.values()) == {full // m} and len(per) == n * m
+    assert max(labels.values()) - min(labels[(i, p)] for i in range(n) for p in range(m)) <= 1
+
+
+def test_listwise_reshuffles_partners():
+    ms = listwise(8, 4, 8, random.Random(0))
+    sets_per_round = [frozenset(frozenset(m.order) for m in ms if m.round == r) for r in range(8)]
+    assert len(set(sets_per_round)) > 1
+    met = {frozenset(p) for m in ms for p in itertools.combinations(m.order, 2)}
+    assert len(met) > 20  # far more than the 12 pairs one fixed partition would give
+
+
+@pytest.mark.parametrize(("n", "k"), [(5, 4), (7, 4), (10, 4), (7, 3)])
+def test_listwise_unequal_sets_greedy_balance(n, k):
+    rounds = 6
+    ms = listwise(n, k, rounds, random.Random(3))
+    assert appearances(ms, n) == [rounds] * n
+    sizes = [len(m.order) for m in ms if m.round == 0]
+    assert max(sizes) - min(sizes) <= 1 and all(2 <= s <= k for s in sizes)
+    first = Counter(m.order[0] for m in ms)
+    # label A is spread: nobody holds it in more than half of its appearances
+    assert max(first.values()) <= rounds // 2 + 1
+
+
+def test_listwise_pairs_with_odd_group_rotate_a_bye():
+    ms = listwise(5, 2, 5, random.Random(0))
+    assert all(len(m.order) == 2 for m in ms)
+    assert appearances(ms, 5) == [4] * 5  # each response sits out exactly once in 5 rounds
+    for r in range(5):
+        assert len({x for m in ms if m.round == r for x in m.order}) == 4
+
+
+def test_listwise_small_groups():
+    assert listwise(1, 4, 3, random.Random(0)) == []
+    ms = listwise(2, 4, 4, random.Random(0))
+    assert [m.order for m in ms] in ([(0, 1), (1, 0)] * 2, [(1, 0), (0, 1)] * 2)
+
+
+def test_listwise_is_deterministic_under_a_seed():
+    assert listwise(8, 4, 4, random.Random(7)) == listwise(8, 4, 4, random.Random(7))
+    assert listwise(8, 4, 4, random.Random(7)) != listwise(8, 4, 4, random.Random(8))
+
+
+def test_listwise_rejects_bad_parameters():
+    with pytest.raises(ValueError, match="k must be 2..4"):
+        listwise(8, 5, 1)
+    with pytest.raises(ValueError, match="rounds"):
+        listwise(8, 4, 0)
+
+
+def test_all_pairs_both_orders():
+    ms = all_pairs(5, random.Random(0))
+    assert len(ms) == 5 * 4
+    assert Counter(m.order for m in ms) == Counter({o: 1 for o in itertools.permutations(range(5), 2)})
+    assert appearances(ms, 5) == [8] * 5
+    firsts = Counter(m.order[0] for m in ms)
+    assert set(firsts.values()) == {4}  # each response is first exactly in half its calls
+
+
+def test_versus_reference_both_orders():
+    ms = versus_reference(3, random.Random(0))
+    assert sorted(m.order for m in ms) == sorted(
+        [(i, REFERENCE) for i in range(3)] + [(REFERENCE, i) for i in range(3)]
+    )
+
+
+def test_knockout_bracket_calls_and_byes():
+    rng = random.Random(0)
+    for n in (2, 5, 8):
+        survivors, calls = knockout_seeding(n, rng), 0
+        rounds = 0
+        while len(survivors) > 1:
+            matches, byes = knockout_round(survivors, rounds, rng)
+            calls += len(matches)
+            survivors = byes + [m.order[0] for m in matches]
+            rounds += 1
+        assert calls == n - 1 and rounds == knockout_rounds(n)

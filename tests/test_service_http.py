@@ -1,0 +1,235 @@
+"""The HTTP reward service on real Ray Serve, the real tiny VisualPRM, and OpenRLHF's own client.
+
+One Ray instance and one Serve instance for the module: an open app at ``/`` (OpenRLHF's client
+sends no auth header) and a token-protected app at ``/secure``, both over one pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+import ray
+from PIL import Image
+from ray import serve
+
+from openrlhf_visualprm.workers import PoolConfig, RewardPool, WorkerConfig
+from openrlhf_visualprm.workers.service import ServiceConfig, start_service
+
+TOKEN = "test-token-123"
+TOL = 1e-4
+PROMPT = "<|im_start|>user\n<image>\nSolve it.<|im_end|>\n<|im_start|>assistant\n"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def items(demo_data) -> list[dict]:
+    return [json.loads(line) for line in Path(demo_data).read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def direct_prm(tiny_prm_path):
+    from openrlhf_visualprm.prm.scorer import VisualPRM
+
+    return VisualPRM.from_pretrained(str(tiny_prm_path))
+
+
+@pytest.fixture(scope="module")
+def service(tiny_prm_path, demo_data):
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    root = str(Path(demo_data).parent)
+    pool = RewardPool.start(
+        PoolConfig(
+            WorkerConfig(model=str(tiny_prm_path), num_gpus=0, num_cpus=0.5),
+            name="test-service-pool",
+            image_roots=[root],
+        )
+    )
+    port = _free_port()
+    common = dict(
+        pool_name="test-service-pool",
+        port=port,
+        image_roots=[root],
+        max_request_bytes=256 * 1024,
+        max_image_bytes=64 * 1024,
+        request_timeout_s=60,
+    )
+    url = start_service(ServiceConfig(**common))
+    start_service(ServiceConfig(**common, token=TOKEN, app_name="secure", route_prefix="/secure"))
+    yield url
+    serve.shutdown()
+    pool.shutdown()
+    if started:
+        ray.shutdown()
+
+
+def _image(demo_data, item) -> Image.Image:
+    return Image.open(Path(demo_data).parent / item["image"]).convert("RGB")
+
+
+def test_openrlhf_remote_reward_client_gets_correct_rewards(service, items, direct_prm, demo_data):
+    from openrlhf.utils.agent import SingleTurnAgentExecutor
+
+    item = items[0]
+    responses = [c["response"] for c in item["candidates"]]
+    want = [
+        r.score for r in direct_prm.score([_image(demo_data, item)], item["question"], responses=responses)
+    ]
+    label = {"images": [item["image"]], "question": item["question"], "answer": item["answer"]}
+    # OpenRLHF's own HTTP path, one sample per call as its rollout does.
+    executor = SingleTurnAgentExecutor(remote_rm_url=service + "/")
+    for response, expected in zip(responses, want):
+        query = PROMPT + response + "<|im_end|>"
+        infos = asyncio.run(executor._fetch_rewards_via_http([query], [PROMPT], [label]))
+        assert infos[0]["rewards"] == pytest.approx([expected], abs=TOL)
+        assert infos[0]["scores"] == infos[0]["rewards"] and infos[0]["extra_logs"]["prm_num_steps"][0] >= 1
+    # The same request shape with a whole group (labels as JSON strings, as some datasets store them).
+    body = {
+        "query": [PROMPT + r for r in responses],
+        "prompts": [PROMPT] * len(responses),
+        "labels": [json.dumps(label)] * len(responses),
+    }
+    reply = httpx.post(service + "/reward", json=body, timeout=60).json()
+    assert reply["rewards"] == pytest.approx(want, abs=TOL)
+
+
+def test_extended_endpoint_returns_per_step_scores(service, items, direct_prm, demo_data):
+    a, b = items[1], items[2]
+    data = (Path(demo_data).parent / b["image"]).read_bytes()
+    steps = [["First, read the figure.", "Then compute."], ["A single step."]]
+    body = {
+        "groups": [
+            {
+                "images": [{"path": a["image"]}],
+                "question": a["question"],
+                "responses": [c["response"] for c in a["candidates"]],
+                "config": {"aggregation": "min"},
+            },
+            {
+                "images": ["data:image/png;base64," + base64.b64encode(data).decode()],
+                "question": b["question"],
+                "steps": steps,
+            },
+        ]
+    }
+    reply = httpx.post(service + "/score", json=body, timeout=60)
+    assert reply.status_code == 200, reply.text
+    got = reply.json()["results"]
+    want_a = direct_prm.score(
+        [_image(demo_data, a)], a["question"], responses=body["groups"][0]["responses"], aggregation="min"
+    )
+    want_b = direct_prm.score([_image(demo_data, b)], b["question"], steps=steps)
+    for got_group, want_group in ((got[0], want_a), (got[1], want_b)):
+        assert len(got_group) == len(want_group)
+        for g, w in zip(got_group, want_group):
+            assert g["steps"] == w.steps and len(g["step_scores"]) == len(w.steps)
+            assert g["step_scores"] == pytest.approx(w.step_scores, abs=TOL)
+            assert g["score"] == pytest.approx(w.score, abs=TOL)
+
+
+def test_bad_requests_get_4xx_with_clear_messages_and_service_keeps_serving(service, items):
+    item = items[3]
+    good = {
+        "groups": [
+            {
+                "images": [item["image"]],
+                "question": item["question"],
+                "responses": [item["candidates"][0]["response"]],
+            }
+        ]
+    }
+
+    def group(**kw):
+        return json.dumps({"groups": [{**good["groups"][0], **kw}]}).encode()
+
+    cases = [
+        (b"{not json", 400, "not valid JSON"),
+        (b"", 400, "empty request body"),
+        (b"[1, 2]", 400, "must be a JSON object"),
+        (group(images=["images/no-such.png"]), 400, "not found under the image roots"),
+        (group(images=["../../../../etc/passwd"]), 400, "outside the allowed image roots"),
+        (group(images=["/etc/hostname"]), 400, "outside the allowed image roots"),
+        (group(images=[{"base64": "!!notbase64"}]), 400, "not valid base64"),
+        (
+            group(images=[{"base64": base64.b64encode(os.urandom(90_000)).decode()}]),
+            413,
+            "over the image limit",
+        ),
+        (group(responses="not a list"), 400, "responses must be a list of strings"),
+        (b'{"groups": [{"question": "q", "responses": ["a"]}]}', 400, "has no image"),
+        (b'{"groups": []}', 400, "non-empty list"),
+        (b'{"query": ["x"], "prompts": ["x"], "labels": ["no image here"]}', 400, "must be a JSON object"),
+        (b"x" * (300 * 1024), 413, "over the limit"),
+    ]
+    for body, status, needle in cases:
+        path = "/reward" if body.startswith(b'{"query"') else "/score"
+        reply = httpx.post(
+            service + path, content=body, headers={"content-type": "application/json"}, timeout=60
+        )
+        assert reply.status_code == status, (body[:80], reply.text)
+        assert needle in reply.json()["error"], reply.json()
+        assert httpx.get(service + "/health", timeout=30).status_code == 200
+    ok = httpx.post(service + "/score", json=good, timeout=60)
+    assert ok.status_code == 200 and len(ok.json()["results"][0]) == 1
+
+
+def test_bearer_token_is_enforced(service, items):
+    item = items[4]
+    body = {
+        "groups": [
+            {
+                "images": [item["image"]],
+                "question": item["question"],
+                "responses": [item["candidates"][0]["response"]],
+            }
+        ]
+    }
+    assert httpx.post(service + "/secure/score", json=body, timeout=60).status_code == 401
+    wrong = httpx.post(
+        service + "/secure/score", json=body, headers={"Authorization": "Bearer nope"}, timeout=60
+    )
+    assert wrong.status_code == 401 and "bearer token" in wrong.json()["error"]
+    assert httpx.get(service + "/secure/metrics", timeout=30).status_code == 401
+    right = httpx.post(
+        service + "/secure/score", json=body, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
+    )
+    assert right.status_code == 200 and len(right.json()["results"][0]) == 1
+
+
+def test_health_and_prometheus_metrics(service, items):
+    health = httpx.get(service + "/health", timeout=30).json()
+    assert health["status"] == "ok" and health["workers_alive"] == 1 and health["kind"] == "prm"
+    item = items[5]
+    body = {
+        "groups": [
+            {
+                "images": [item["image"]],
+                "question": item["question"],
+                "responses": [c["response"] for c in item["candidates"]],
+            }
+        ]
+    }
+    first = httpx.post(service + "/score", json=body, timeout=60).json()
+    second = httpx.post(service + "/score", json=body, timeout=60).json()
+    assert first == second
+    text = httpx.get(service + "/metrics", timeout=30).text
+    lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    assert float(lines['visualprm_http_requests_total{endpoint="score",status="200"}']) >= 2
+    assert float(lines['visualprm_http_requests_total{endpoint="score",status="400"}']) >= 1
+    assert float(lines["visualprm_cache_hits_total"]) >= len(item["candidates"])
+    assert float(lines["visualprm_pool_workers_alive"]) == 1
+    assert float(lines['visualprm_pool_batch_groups_bucket{le="+Inf"}']) >= 1
+    assert "# TYPE visualprm_http_request_seconds histogram" in text
