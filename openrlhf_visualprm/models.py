@@ -64,20 +64,26 @@ def read_config(folder: Path) -> dict:
         return json.loads(f.read())
 
 
-def _as_dtype(dtype: torch.dtype | str) -> torch.dtype:
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def as_dtype(dtype: torch.dtype | str | None, allow_auto: bool = False):
+    """A ``torch.dtype`` from a dtype or its usual names; ``"auto"``/None pass through when allowed."""
     if isinstance(dtype, torch.dtype):
         return dtype
-    table = {
-        "fp32": torch.float32,
-        "float32": torch.float32,
-        "bf16": torch.bfloat16,
-        "bfloat16": torch.bfloat16,
-        "fp16": torch.float16,
-        "float16": torch.float16,
-    }
-    if dtype not in table:
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(table)}")
-    return table[dtype]
+    if allow_auto and dtype in (None, "auto"):
+        return dtype
+    if dtype not in DTYPES:
+        extra = " or 'auto'" if allow_auto else ""
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}{extra}")
+    return DTYPES[dtype]
 
 
 def load_visualprm(
@@ -92,7 +98,7 @@ def load_visualprm(
     folder = resolve_checkpoint(name_or_path)
     raw = read_config(folder)
     model_type = raw.get("model_type")
-    torch_dtype = _as_dtype(dtype)
+    torch_dtype = as_dtype(dtype)
     if model_type == "internvl":
         model = InternVLForConditionalGeneration.from_pretrained(
             folder, dtype=torch_dtype, attn_implementation=attn_implementation

@@ -86,24 +86,6 @@ class ScriptedBackend:
         return [self._labeler(r, p) for r, p in zip(requests, partial_outputs, strict=True)]
 
 
-def _as_dtype(dtype: Any):
-    import torch
-
-    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
-        return dtype
-    table = {
-        "float32": torch.float32,
-        "fp32": torch.float32,
-        "bfloat16": torch.bfloat16,
-        "bf16": torch.bfloat16,
-        "float16": torch.float16,
-        "fp16": torch.float16,
-    }
-    if dtype not in table:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(table)} or 'auto'")
-    return table[dtype]
-
-
 class _ImageFeatureCache:
     """Wraps a processor's image processor so each distinct image is preprocessed once per batch.
 
@@ -217,8 +199,10 @@ class HFBackend:
     ) -> HFBackend:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
+        from ..models import as_dtype
+
         processor = AutoProcessor.from_pretrained(path)
-        load_kw: dict[str, Any] = {"dtype": _as_dtype(dtype)}
+        load_kw: dict[str, Any] = {"dtype": as_dtype(dtype, allow_auto=True)}
         if attn_implementation:
             load_kw["attn_implementation"] = attn_implementation
         model = AutoModelForImageTextToText.from_pretrained(path, **load_kw).to(device).eval()

@@ -24,20 +24,12 @@ from typing import Any
 import ray
 import torch
 
+from openrlhf_visualprm.models import as_dtype
 from openrlhf_visualprm.workers.config import WorkerConfig
 from openrlhf_visualprm.workers.groups import ScoreGroup
 from openrlhf_visualprm.workers.scorers import GroupScorer, build_scorer
 
 logger = logging.getLogger("openrlhf_visualprm.workers")
-
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
 
 
 def resolve_device_dtype(config: WorkerConfig) -> tuple[str, torch.dtype]:
@@ -47,10 +39,8 @@ def resolve_device_dtype(config: WorkerConfig) -> tuple[str, torch.dtype]:
         device = "cuda" if config.num_gpus > 0 and torch.cuda.is_available() else "cpu"
     if config.dtype == "auto":
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    elif config.dtype in _DTYPES:
-        dtype = _DTYPES[config.dtype]
     else:
-        raise ValueError(f"unknown dtype {config.dtype!r}; choose auto or one of {sorted(_DTYPES)}")
+        dtype = as_dtype(config.dtype)
     return device, dtype
 
 
