@@ -26,9 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from openrlhf_visualprm.data.benchmarks import BonItem, read_bon
-from openrlhf_visualprm.data.records import ON_ERROR_CHOICES
 from openrlhf_visualprm.eval.judge_adapter import PairJudge
-from openrlhf_visualprm.eval.loop import cli_errors, run_items
+from openrlhf_visualprm.eval.loop import add_run_arguments, cli_errors, run_items
 from openrlhf_visualprm.eval.metrics import argmax_first, majority_vote, n_values
 from openrlhf_visualprm.eval.plots import plot_bon
 from openrlhf_visualprm.eval.prm_bench import StepScorer
@@ -232,24 +231,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--dtype", default="float32", help="PRM dtype (default float32)")
     parser.add_argument("--max-tiles", type=int, default=12, help="PRM image tiles per image (default 12)")
-    parser.add_argument(
-        "--out", default="eval-bon-output", help="folder for results.jsonl, report.json, the plot"
-    )
-    parser.add_argument("--limit", type=int, default=None, help="only the first N lines")
-    parser.add_argument(
-        "--on-error",
-        default="skip",
-        choices=ON_ERROR_CHOICES,
-        help="bad line / missing image: skip and report (default) or stop",
-    )
+    add_run_arguments(parser, default_out="eval-bon-output", outputs="results.jsonl, report.json, the plot")
     parser.add_argument(
         "--judge-fallback",
         default="none",
         choices=["none", "reask"],
         help="unparsable verdict: the first-shown candidate advances (default) or a constrained re-ask picks",
     )
-    parser.add_argument("--fresh", action="store_true", help="ignore an existing results.jsonl in --out")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 @cli_errors

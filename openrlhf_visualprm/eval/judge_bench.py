@@ -17,8 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from openrlhf_visualprm.data.benchmarks import RewardBenchPair, read_vlrewardbench
-from openrlhf_visualprm.data.records import ON_ERROR_CHOICES
-from openrlhf_visualprm.eval.loop import cli_errors, run_items
+from openrlhf_visualprm.eval.loop import add_run_arguments, cli_errors, run_items
 from openrlhf_visualprm.eval.metrics import accuracy_report, order_stats
 from openrlhf_visualprm.eval.plots import plot_judge_accuracy
 from openrlhf_visualprm.eval.results import ResultsLog, write_json
@@ -157,19 +156,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="folder image paths are relative to (paths outside are refused); repeatable. "
         "Not needed when images are embedded (parquet / datasets)",
     )
-    parser.add_argument(
-        "--out", default="eval-judge-output", help="folder for results.jsonl, report.json, accuracy.png"
+    add_run_arguments(
+        parser, default_out="eval-judge-output", outputs="results.jsonl, report.json, accuracy.png"
     )
-    parser.add_argument("--limit", type=int, default=None, help="only the first N lines")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument(
         "--max-new-tokens", type=int, default=1024, help="cap on the judge's reasoning tokens"
-    )
-    parser.add_argument(
-        "--on-error",
-        default="skip",
-        choices=ON_ERROR_CHOICES,
-        help="bad line / missing image: skip and report (default) or stop",
     )
     parser.add_argument(
         "--fallback",
@@ -177,8 +169,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["none", "reask"],
         help="unparsable verdict: count it as a failure (default) or re-ask with a constrained label",
     )
-    parser.add_argument("--fresh", action="store_true", help="ignore an existing results.jsonl in --out")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 @cli_errors

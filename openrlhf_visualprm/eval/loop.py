@@ -9,6 +9,7 @@ denominator unreported. ``on_error="stop"`` raises on the first bad line or skip
 
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 import sys
@@ -18,7 +19,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from openrlhf_visualprm.data.records import BadDataError, ErrorLog, iter_rows
+from openrlhf_visualprm.data.records import ON_ERROR_CHOICES, BadDataError, ErrorLog, iter_rows
 from openrlhf_visualprm.eval.results import ResultsLog, ResumeMismatchError
 from openrlhf_visualprm.images import ImageError, ImageRoots, load_image
 
@@ -141,6 +142,20 @@ def _skip(
     if on_error == "stop":
         raise BadDataError(f"{data}:{lineno}: item {item_id}: {reason}  (use --on-error skip to continue)")
     print(f"warning: skipped {data}:{lineno} (item {item_id}): {reason}", flush=True)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, default_out: str, outputs: str) -> None:
+    """Options every evaluator shares: output folder, limit, bad-data policy, resume, progress."""
+    parser.add_argument("--out", default=default_out, help=f"folder for {outputs} (default {default_out})")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N lines of the data")
+    parser.add_argument(
+        "--on-error",
+        default="skip",
+        choices=ON_ERROR_CHOICES,
+        help="bad line / missing image: skip and report (default) or stop",
+    )
+    parser.add_argument("--fresh", action="store_true", help="ignore an existing results.jsonl in --out")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def cli_errors(run: Callable[..., int]) -> Callable[..., int]:

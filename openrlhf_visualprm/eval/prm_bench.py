@@ -16,8 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from openrlhf_visualprm.data.benchmarks import ProcessBenchItem, read_processbench
-from openrlhf_visualprm.data.records import ON_ERROR_CHOICES
-from openrlhf_visualprm.eval.loop import cli_errors, run_items
+from openrlhf_visualprm.eval.loop import add_run_arguments, cli_errors, run_items
 from openrlhf_visualprm.eval.metrics import default_thresholds, grouped_step_f1, threshold_sweep
 from openrlhf_visualprm.eval.plots import plot_f1_sweep
 from openrlhf_visualprm.eval.results import ResultsLog, write_json
@@ -159,9 +158,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="folder the record image paths are relative to; repeatable. Paths outside are refused",
     )
-    parser.add_argument(
-        "--out", default="eval-prm-output", help="folder for results.jsonl, report.json and the plot"
-    )
+    add_run_arguments(parser, default_out="eval-prm-output", outputs="results.jsonl, report.json, the plot")
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
         "--threshold",
@@ -175,7 +172,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="report at the threshold with the best macro F1 (tuned on the test data; the sweep "
         "and plot are written in every mode)",
     )
-    parser.add_argument("--limit", type=int, default=None, help="only the first N lines of the data")
     parser.add_argument(
         "--method",
         default="shared",
@@ -189,14 +185,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-tiles", type=int, default=12, help="image tiles per image (default 12, the model card's)"
     )
-    parser.add_argument(
-        "--on-error",
-        default="skip",
-        choices=ON_ERROR_CHOICES,
-        help="bad line / missing image: skip it and report it (default) or stop",
-    )
-    parser.add_argument("--fresh", action="store_true", help="ignore an existing results.jsonl in --out")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 @cli_errors
