@@ -16,13 +16,31 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("openrlhf_visualprm.demo", "score the bundled mini multimodal-math set and write a report"),
     "make-tiny-models": ("openrlhf_visualprm.tiny_models", "write tiny random VisualPRM / judge checkpoints"),
     "make-demo-data": ("openrlhf_visualprm.data.demo_data", "write the generated mini multimodal-math set"),
-    "serve": ("openrlhf_visualprm.workers.serve_cli", "run reward workers and the HTTP reward service (Ray Serve)"),
-    "judge": ("openrlhf_visualprm.judge.cli", "judge a group of responses to an image + question (MR. Judge)"),
-    "train": ("openrlhf_visualprm.train_ppo_ray", "OpenRLHF PPO/GRPO training with VisualPRM / judge rewards"),
-    "prm-prompt": ("openrlhf_visualprm.prm.cli_prompt", "print the exact text VisualPRM reads for given steps"),
+    "serve": (
+        "openrlhf_visualprm.workers.serve_cli",
+        "run reward workers and the HTTP reward service (Ray Serve)",
+    ),
+    "judge": (
+        "openrlhf_visualprm.judge.cli",
+        "judge a group of responses to an image + question (MR. Judge)",
+    ),
+    "train": (
+        "openrlhf_visualprm.train_ppo_ray",
+        "OpenRLHF PPO/GRPO training with VisualPRM / judge rewards",
+    ),
+    "prm-prompt": (
+        "openrlhf_visualprm.prm.cli_prompt",
+        "print the exact text VisualPRM reads for given steps",
+    ),
     "score": ("openrlhf_visualprm.prm.cli_score", "score responses to an image + question with VisualPRM"),
-    "make-sample-data": ("openrlhf_visualprm.data.samples", "write small files in the released dataset formats"),
-    "convert-data": ("openrlhf_visualprm.data.convert", "convert math benchmarks / VisualPRM400K for training"),
+    "make-sample-data": (
+        "openrlhf_visualprm.data.samples",
+        "write small files in the released dataset formats",
+    ),
+    "convert-data": (
+        "openrlhf_visualprm.data.convert",
+        "convert math benchmarks / VisualPRM400K for training",
+    ),
     "eval-prm": ("openrlhf_visualprm.eval.prm_bench", "evaluate a PRM on VisualProcessBench (step F1)"),
     "eval-judge": ("openrlhf_visualprm.eval.judge_bench", "evaluate a judge on VL-RewardBench (both orders)"),
     "eval-bon": ("openrlhf_visualprm.eval.bon", "best-of-N accuracy: majority, PRM- and judge-selected"),
@@ -56,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] not in ("-h", "--help"):
             parser.print_usage(sys.stderr)
             known = ", ".join(SUBCOMMANDS)
-            print(f"openrlhf-visualprm: error: unknown command {argv[0]!r} (choose from: {known})", file=sys.stderr)
+            print(
+                f"openrlhf-visualprm: error: unknown command {argv[0]!r} (choose from: {known})",
+                file=sys.stderr,
+            )
             return 2
         parser.print_help()
         return 0
@@ -64,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     module_name, help_text = SUBCOMMANDS[name]
     module = importlib.import_module(module_name)
     sub_parser = argparse.ArgumentParser(
-        prog=f"openrlhf-visualprm {name}", description=help_text, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=f"openrlhf-visualprm {name}",
+        description=help_text,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     module.add_arguments(sub_parser)
     args = sub_parser.parse_args(rest)

@@ -1,0 +1,62 @@
+"""Reward components -> the numbers OpenRLHF trains on and logs (pure Python, no OpenRLHF).
+
+- ``reward`` (scalar, one per response): ``sum_c weight_c * component_c``. In dense mode the
+  PRM term is left out here and arrives instead as per-step rewards (``step_rewards``), each
+  ``weight_prm * dense_rewards(step_scores, mode, v0)[k]``, placed on the token ending step k.
+- ``score`` (absolute, for filtering and logs): the weighted sum with the PRM's scalar
+  aggregate, dense mode or not, before any estimator shaping.
+- per-sample logs, averaged by OpenRLHF into its wandb / tensorboard metrics.
+"""
+
+from __future__ import annotations
+
+from openrlhf_visualprm.plugin.plan import RewardPlan
+
+
+def combine(components: dict[str, float], plan: RewardPlan) -> tuple[float, float]:
+    """``(reward, score)`` for one response; missing components are an error, not a zero."""
+    missing = [c for c in plan.components if c not in components]
+    if missing:
+        raise ValueError(f"reward components {missing} missing from the reward actor's result")
+    score = sum(plan.weights[c] * float(components[c]) for c in plan.components)
+    if plan.dense_active:
+        reward = sum(plan.weights[c] * float(components[c]) for c in plan.components if c != "prm")
+    else:
+        reward = score
+    return reward, score
+
+
+def step_rewards(prm: dict | None, plan: RewardPlan) -> list[float]:
+    """Weighted dense step rewards of one response (empty without steps or outside dense mode)."""
+    if not plan.dense_active or not prm or not prm.get("step_scores"):
+        return []
+    from openrlhf_visualprm.prm.aggregate import dense_rewards
+
+    weight = plan.weights["prm"]
+    return [weight * r for r in dense_rewards(prm["step_scores"], plan.prm.dense, plan.prm.v0)]
+
+
+def sample_logs(result: dict) -> dict[str, float]:
+    """Numbers to log for one response (``reward/<component>``, PRM / judge / outcome stats)."""
+    logs = {f"reward/{name}": float(value) for name, value in result["components"].items()}
+    logs["reward/failed_group"] = float("error" in result)
+    prm = result.get("prm")
+    if prm is not None:
+        steps = prm.get("step_scores") or []
+        logs["prm/num_steps"] = float(len(steps))
+        if steps:
+            logs["prm/min_step_score"] = float(min(steps))
+            logs["prm/first_step_score"] = float(steps[0])
+            logs["prm/last_step_score"] = float(steps[-1])
+        logs["prm/truncated"] = float(bool(prm.get("truncated")))
+        logs["prm/noted"] = float(prm.get("note") is not None)
+    judge = result.get("judge")
+    if judge:
+        for key in ("parse_failure_rate", "first_position_pick_rate", "swap_flip_rate", "reward_spread"):
+            if isinstance(judge.get(key), (int, float)):
+                logs[f"judge/{key}"] = float(judge[key])
+    outcome = result.get("outcome")
+    if outcome is not None:
+        logs["outcome/missing_truth"] = float(not outcome.get("has_truth"))
+        logs["outcome/no_answer"] = float(outcome.get("answer") is None)
+    return logs

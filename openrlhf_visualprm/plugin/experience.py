@@ -1,0 +1,215 @@
+"""The experience hook: rewards from the plugin's reward actors, dense step rewards into returns.
+
+``PluginExperienceMaker`` subclasses OpenRLHF's ``RemoteExperienceMaker``:
+
+- ``make_experience``: when the rollout carries no rewards (no ``--reward.remote_url``), it sends
+  each prompt group (prompt, label, images, decoded responses) to the reward actor group, writes
+  ``rewards`` / ``scores`` / ``info`` on the samples, then hands over to OpenRLHF, which skips its
+  own reward-model call because the rewards are already there.
+- ``compute_advantages_and_returns``: OpenRLHF's own, untouched. With dense mode off it is the
+  stock computation, bit for bit. With dense mode on, the per-token step rewards are added to the
+  per-token rewards right where OpenRLHF turns them into returns (``get_cumulative_returns`` /
+  ``get_advantages_and_returns``), after its scalar shaping. What each estimator does:
+
+  ============================  ===============================================================
+  reinforce                     returns = reverse cumsum (gamma) of [step rewards + KL + the
+                                outcome/judge scalar on the last token]; batch-whitened.
+  reinforce_baseline            scalar minus the group mean on the last token, step rewards
+                                added as they are; then batch-whitened (OpenRLHF's step).
+  rloo                          scalar minus the leave-one-out mean on the last token, step
+                                rewards added as they are; no whitening.
+  gae                           step rewards join the per-token rewards of GAE (text-only
+                                policies with a critic: OpenRLHF forbids a critic with images).
+  group_norm, dr_grpo,          one number per response is normalised within its group, so
+  flash_reinforce               the PRM enters as its scalar aggregate (dense is not applied).
+  ============================  ===============================================================
+
+  Step rewards are not baseline-subtracted: use ``--reward.prm.dense diff`` (they telescope to
+  last - v0, so a longer chain of steps earns nothing by length) rather than ``value``.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
+
+from openrlhf_visualprm.plugin.combine import combine, sample_logs, step_rewards
+from openrlhf_visualprm.plugin.dense import place_step_rewards, step_end_tokens, token_char_ends
+from openrlhf_visualprm.plugin.plan import DENSE_ESTIMATORS, RewardPlan
+
+STEP_REWARDS_ATTR = "plugin_step_rewards"  # (B, A) tensor attached to an Experience in dense mode
+
+
+def response_token_ids(experience, row: int) -> list[int]:
+    """The generated tokens of one row: ``action_mask[t]`` marks ``sequences[t + 1]``."""
+    mask = experience.action_mask[row].bool()
+    return experience.sequences[row, 1:][mask].tolist()
+
+
+def build_groups(samples_list, tokenizer, n: int, need_offsets: bool):
+    """Prompt groups in rollout order, and for each sample ``(group, position, char ends)``.
+
+    Groups are the contiguous runs of ``n`` rollout indices, exactly as OpenRLHF's estimators
+    group them (``rewards.reshape(-1, n)`` over the original order).
+    """
+    groups: dict[int, dict] = {}
+    where: list[list[tuple[int, int, list[int] | None]]] = []
+    for exp in samples_list:
+        rows = []
+        for row, index in enumerate(exp.index):
+            ids = response_token_ids(exp, row)
+            if need_offsets:
+                text, ends = token_char_ends(tokenizer, ids)
+            else:
+                text, ends = (
+                    getattr(tokenizer, "tokenizer", tokenizer).decode(ids, skip_special_tokens=True),
+                    None,
+                )
+            gid = index // n
+            group = groups.setdefault(
+                gid,
+                {
+                    "prompt": exp.prompts[row],
+                    "label": exp.labels[row],
+                    "images": _images(exp, row),
+                    "slots": {},
+                },
+            )
+            group["slots"][index % n] = text
+            rows.append((gid, index % n, ends))
+        where.append(rows)
+    ordered = sorted(groups)
+    payload = []
+    for gid in ordered:
+        g = groups[gid]
+        if sorted(g["slots"]) != list(range(len(g["slots"]))):
+            raise ValueError(
+                f"prompt group {gid} has response slots {sorted(g['slots'])}: rollout order broken"
+            )
+        payload.append(
+            {k: g[k] for k in ("prompt", "label", "images")}
+            | {"responses": [g["slots"][i] for i in range(len(g["slots"]))]}
+        )
+    position = {gid: i for i, gid in enumerate(ordered)}
+    where = [[(position[gid], pos, ends) for gid, pos, ends in rows] for rows in where]
+    return payload, where
+
+
+def _images(exp, row: int):
+    images = getattr(exp, "images", None) or []
+    return images[row] if row < len(images) else None
+
+
+def _fill_logs(per_sample: list[dict[str, float]]) -> dict[str, list[float]]:
+    """Same keys for every sample (OpenRLHF concatenates ``info`` tensors); a value undefined
+    for a sample is filled with the batch mean of that key, which leaves the logged mean as is."""
+    keys = sorted(set().union(*per_sample)) if per_sample else []
+    out = {}
+    for key in keys:
+        present = [logs[key] for logs in per_sample if key in logs]
+        mean = sum(present) / len(present)
+        out[key] = [logs.get(key, mean) for logs in per_sample]
+    return out
+
+
+class PluginExperienceMaker(RemoteExperienceMaker):
+    """OpenRLHF's experience maker with image-aware group rewards and dense step rewards."""
+
+    def __init__(self, *args, reward_plan: RewardPlan | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.reward_plan = reward_plan if reward_plan is not None else RewardPlan.from_env()
+        self._dense_by_mask: dict[int, torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ rewards
+    def _score_groups(self, groups: list[dict]) -> list[list[dict]]:
+        import ray
+
+        group = self.reward_model_group
+        if group is None:
+            raise ValueError("the plugin reward plan is set but no reward actor group was created")
+        duplicate = group.duplicate_actors
+        effective = max(1, len(group._actor_handlers) // duplicate)
+        padded = groups + [None] * max(0, effective - len(groups))  # every actor needs an item
+        refs = group.async_run_method_batch(method_name="score_group", group=padded)
+        results = list(itertools.chain.from_iterable(ray.get(refs)[::duplicate]))
+        return results[: len(groups)]
+
+    def attach_rewards(self, samples_list, results: list[list[dict]], where) -> None:
+        plan = self.reward_plan
+        flat_logs: list[dict[str, float]] = []
+        for exp, rows in zip(samples_list, where):
+            rewards, scores, dense_rows = [], [], []
+            for row, (gi, pos, ends) in enumerate(rows):
+                result = results[gi][pos]
+                reward, score = combine(result["components"], plan)
+                rewards.append(reward)
+                scores.append(score)
+                flat_logs.append(sample_logs(result))
+                if plan.dense_active:
+                    values = step_rewards(result.get("prm"), plan)
+                    spans = (result.get("prm") or {}).get("spans") or []
+                    positions = step_end_tokens(ends or [], spans[: len(values)])
+                    dense_rows.append(place_step_rewards(exp.action_mask[row], positions, values))
+            exp.rewards = torch.tensor(rewards, dtype=torch.float32)
+            exp.scores = torch.tensor(scores, dtype=torch.float32)
+            exp.info["reward"] = exp.rewards
+            exp.info["score"] = exp.scores
+            if plan.dense_active:
+                setattr(exp, STEP_REWARDS_ATTR, torch.stack(dense_rows))
+                exp.info["reward/dense_sum"] = getattr(exp, STEP_REWARDS_ATTR).sum(-1)
+        logs = _fill_logs(flat_logs)
+        start = 0
+        for exp in samples_list:
+            size = len(exp.index)
+            for key, values in logs.items():
+                exp.info[key] = torch.tensor(values[start : start + size], dtype=torch.float32)
+            start += size
+
+    def compute_plugin_rewards(self, samples_list) -> None:
+        """Group the micro-batches' samples by prompt, score the groups on the reward actors, and
+        write rewards, scores, logs (and dense step rewards) onto the samples."""
+        n = self.strategy.args.rollout.n_samples_per_prompt
+        groups, where = build_groups(samples_list, self.tokenizer, n, self.reward_plan.dense_active)
+        self.attach_rewards(samples_list, self._score_groups(groups), where)
+
+    def make_experience(self, samples_list):
+        if self.reward_plan is not None and samples_list and samples_list[0].rewards is None:
+            self.compute_plugin_rewards(samples_list)
+        return super().make_experience(samples_list)
+
+    # ------------------------------------------------------------------ advantages
+    @torch.no_grad()
+    def compute_advantages_and_returns(self, experiences):
+        self._dense_by_mask = {
+            id(e.action_mask): getattr(e, STEP_REWARDS_ATTR)
+            for e in experiences
+            if getattr(e, STEP_REWARDS_ATTR, None) is not None
+            and self.advantage_estimator in DENSE_ESTIMATORS
+        }
+        try:
+            experiences = super().compute_advantages_and_returns(experiences)
+        finally:
+            dense_by_mask, self._dense_by_mask = self._dense_by_mask, {}
+        for e in experiences:
+            dense = dense_by_mask.get(id(e.action_mask))
+            if dense is not None:
+                e.info["return"] = e.info["return"] + (dense * e.action_mask).sum(-1)
+            if hasattr(e, STEP_REWARDS_ATTR):
+                delattr(e, STEP_REWARDS_ATTR)  # not needed by the actors; do not ship it
+        return experiences
+
+    def _with_dense(self, rewards: torch.Tensor, action_mask: torch.Tensor) -> torch.Tensor:
+        dense = self._dense_by_mask.get(id(action_mask))
+        return rewards if dense is None else rewards + dense.to(rewards.dtype)
+
+    @torch.no_grad()
+    def get_cumulative_returns(self, rewards, action_mask, gamma):
+        return super().get_cumulative_returns(self._with_dense(rewards, action_mask), action_mask, gamma)
+
+    @torch.no_grad()
+    def get_advantages_and_returns(self, values, rewards, action_mask, gamma, lambd):
+        return super().get_advantages_and_returns(
+            values, self._with_dense(rewards, action_mask), action_mask, gamma, lambd
+        )

@@ -1,0 +1,477 @@
+"""``openrlhf-visualprm train``: OpenRLHF's ``train_ppo_ray`` with multimodal reward models.
+
+Steps, all before any GPU is touched:
+1. take the plugin's flags out of the command line (:mod:`.options`),
+2. rename legacy flat flags to OpenRLHF 0.11's dotted ones (:mod:`.legacy_flags`),
+3. resolve reward-model aliases (``visualprm``, ``visualprm-v1``, ``mr-judge``, paths, lists),
+4. run OpenRLHF's *real* parser and post-parse checks on the result (:mod:`.openrlhf_cli`),
+5. build the reward plan and the GPU plan, and check the combination.
+``--dry-run`` prints all that and exits. Otherwise the launcher starts Ray with the plugin's
+``worker_process_setup_hook`` (so trainer actors, including async training's nested actors,
+get the experience hook), swaps the reward actor class in the driver, and runs OpenRLHF's CLI.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import runpy
+import sys
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+from openrlhf_visualprm import registry
+from openrlhf_visualprm.plugin import legacy_flags, openrlhf_cli
+from openrlhf_visualprm.plugin.options import PluginArgError, parse_plugin_flags, plugin_option_strings
+from openrlhf_visualprm.plugin.plan import (
+    DENSE_ESTIMATORS,
+    PLAN_ENV,
+    JudgeConfig,
+    OutcomeConfig,
+    PRMConfig,
+    RewardPlan,
+    parse_weights,
+)
+
+WORKER_HOOK = "openrlhf_visualprm.plugin.worker_hook.setup_worker"
+OPENRLHF_ENV_DEFAULTS = {
+    "TOKENIZERS_PARALLELISM": "true",
+    "NCCL_DEBUG": "WARN",
+    "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": "1",
+}
+_PLUGIN_PREFIXES = ("--reward.prm.", "--reward.judge.", "--reward.outcome.")
+_MODEL_FLAG = "--reward.model_name_or_path"
+SKIP_MODEL_CHECK_ENV = "OPENRLHF_VISUALPRM_SKIP_MODEL_CHECK"
+
+
+class LaunchError(ValueError):
+    """A bad command line; ``flag`` names the offending flag when there is one."""
+
+    def __init__(self, message: str, flag: str | None = None) -> None:
+        super().__init__(message)
+        self.flag = flag
+
+
+@dataclass
+class LaunchPlan:
+    openrlhf_argv: list[str]
+    namespace: SimpleNamespace
+    reward_plan: RewardPlan | None
+    gpu_plan: dict
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+    models: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    as_json: bool = False
+
+    def to_dict(self) -> dict:
+        return {
+            "openrlhf_module": openrlhf_cli.MODULE,
+            "openrlhf_argv": self.openrlhf_argv,
+            "renamed_flags": [{"legacy": a, "openrlhf": b} for a, b in self.renamed],
+            "reward_plan": self.reward_plan.to_dict() if self.reward_plan else None,
+            "reward_models": self.models,
+            "gpu_plan": self.gpu_plan,
+            "notes": self.notes,
+        }
+
+
+# ----------------------------------------------------------------------------- argv rewriting
+def _known_flags() -> list[str]:
+    flags = openrlhf_cli.option_strings() | plugin_option_strings()
+    return sorted(flags | set(legacy_flags.RENAMED) | set(legacy_flags.EXPANDED))
+
+
+def _unknown_flag_error(flag: str, reason: str) -> LaunchError:
+    close = difflib.get_close_matches(flag, _known_flags(), n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(close)}?" if close else ""
+    return LaunchError(f"unknown flag {flag}: {reason}.{hint} See `openrlhf-visualprm train --help`.", flag)
+
+
+def rename_legacy(tokens: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Rewrite legacy flat flags (``--pretrain``) to 0.11 ones; values and order are kept."""
+    out: list[str] = []
+    renamed: list[tuple[str, str]] = []
+    for token in tokens:
+        if not token.startswith("--"):
+            out.append(token)
+            continue
+        name, eq, value = token.partition("=")
+        if name.startswith(_PLUGIN_PREFIXES) or name in ("--reward.weights", "--reward.pool"):
+            raise _unknown_flag_error(name, "it looks like a plugin flag but the plugin has no such option")
+        mapped = legacy_flags.translate_flag(name)
+        if mapped is None:
+            out.append(token)
+            continue
+        if eq and len(mapped) != 1:
+            raise LaunchError(
+                f"{name} is a switch in OpenRLHF 0.11 terms ({' '.join(mapped)}); give it no value", name
+            )
+        out.extend([mapped[0] + "=" + value] if eq else mapped)
+        renamed.append((name, " ".join(mapped)))
+    return out, renamed
+
+
+def _find_value(tokens: list[str], flag: str) -> tuple[int, str | None]:
+    """Index of the value token of ``flag`` (last occurrence wins, as in argparse) and the value."""
+    found = (-1, None)
+    for i, token in enumerate(tokens):
+        if token == flag and i + 1 < len(tokens):
+            found = (i + 1, tokens[i + 1])
+        elif token.startswith(flag + "="):
+            found = (i, token.split("=", 1)[1])
+    return found
+
+
+def _set_value(tokens: list[str], index: int, flag: str, value: str) -> None:
+    tokens[index] = (flag + "=" + value) if tokens[index].startswith(flag + "=") else value
+
+
+# ----------------------------------------------------------------------------- reward models
+def _resolve(name: str, flag: str) -> registry.ResolvedModel:
+    try:
+        return registry.resolve_model(name)
+    except (registry.ModelNotFoundError, ValueError) as exc:
+        raise LaunchError(f"{flag}: {exc}", flag) from None
+
+
+def _plugin_models(tokens: list[str], judge_model: str | None) -> tuple[list[registry.ResolvedModel], bool]:
+    """Resolve ``--reward.model_name_or_path`` (and ``--reward.judge.model``); rewrite to paths.
+
+    Returns the plugin's models, and whether the reward flag names only models the plugin does not
+    handle (a stock OpenRLHF reward model: passed through untouched).
+    """
+    index, value = _find_value(tokens, _MODEL_FLAG)
+    resolved: list[registry.ResolvedModel] = []
+    if value is not None:
+        try:
+            names = registry.parse_model_list(value)
+        except ValueError as exc:
+            raise LaunchError(f"{_MODEL_FLAG}: {exc}", _MODEL_FLAG) from None
+        resolved = [_resolve(name, _MODEL_FLAG) for name in names]
+        ours = [r for r in resolved if r.kind in registry.KINDS]
+        if not ours:
+            resolved = []  # a stock reward model: OpenRLHF's own RewardModelActor handles it
+        elif len(ours) != len(resolved):
+            stock = [r.name for r in resolved if r.kind not in registry.KINDS]
+            raise LaunchError(
+                f"{_MODEL_FLAG}: {', '.join(stock)} is not a VisualPRM or judge model; mixing a stock "
+                "OpenRLHF reward model with plugin reward models is not supported (use one or the other)",
+                _MODEL_FLAG,
+            )
+        else:
+            _set_value(tokens, index, _MODEL_FLAG, ",".join(r.path or r.repo_id or r.name for r in resolved))
+    if judge_model is not None:
+        judge = _resolve(judge_model, "--reward.judge.model")
+        judge = registry.ResolvedModel(judge.name, "judge", judge.repo_id, judge.path, judge.source)
+        resolved = [r for r in resolved if r.kind != "judge"] + [judge]
+    for kind in registry.KINDS:
+        if sum(r.kind == kind for r in resolved) > 1:
+            names = ", ".join(r.name for r in resolved if r.kind == kind)
+            raise LaunchError(
+                f"{_MODEL_FLAG}: more than one {kind} model ({names}); give one of each", _MODEL_FLAG
+            )
+    return resolved, value is not None and not resolved
+
+
+def _explicit_plugin_flags(argv: list[str]) -> list[str]:
+    flags = []
+    for token in argv:
+        name = token.split("=", 1)[0]
+        if name.startswith(_PLUGIN_PREFIXES) or name in (
+            "--reward.weights",
+            "--reward.pool",
+            "--reward.image_roots",
+        ):
+            flags.append(name)
+    return flags
+
+
+def build_reward_plan(popts, models: list[registry.ResolvedModel], ns: SimpleNamespace) -> RewardPlan:
+    by_kind = {r.kind: r for r in models}
+    plan = RewardPlan(
+        estimator=ns.algo.advantage.estimator,
+        n_samples_per_prompt=ns.rollout.n_samples_per_prompt,
+        image_roots=[p for p in (s.strip() for s in popts.reward_image_roots.split(",")) if p],
+        pool=popts.reward_pool,
+        device=popts.reward_device,
+    )
+    if "prm" in by_kind:
+        r = by_kind["prm"]
+        plan.prm = PRMConfig(
+            model=r.name,
+            path=r.path or r.repo_id,
+            aggregation=popts.reward_prm_aggregation,
+            temperature=popts.reward_prm_temperature,
+            max_steps=popts.reward_prm_max_steps,
+            splitter=popts.reward_prm_splitter,
+            dense=popts.reward_prm_dense,
+            v0=popts.reward_prm_v0,
+            max_tiles=popts.reward_prm_max_tiles,
+            method=popts.reward_prm_method,
+            dtype=popts.reward_prm_dtype,
+        )
+    if "judge" in by_kind:
+        r = by_kind["judge"]
+        plan.judge = JudgeConfig(
+            model=r.name,
+            path=r.path or r.repo_id,
+            schedule=popts.reward_judge_schedule,
+            rounds=popts.reward_judge_rounds,
+            group_size=popts.reward_judge_group_size,
+            backend=popts.reward_judge_backend,
+            max_new_tokens=popts.reward_judge_max_new_tokens,
+        )
+    try:
+        weights = parse_weights(popts.reward_weights)
+    except ValueError as exc:
+        raise LaunchError(str(exc), "--reward.weights") from None
+    if popts.reward_outcome_enable or "outcome" in weights:
+        plan.outcome = OutcomeConfig(
+            checker=popts.reward_outcome_checker,
+            timeout_s=popts.reward_outcome_timeout,
+            answer_key=popts.reward_outcome_answer_key,
+        )
+    for name in weights:
+        if name not in plan.components:
+            raise LaunchError(
+                f"--reward.weights gives a weight to {name!r} but that component is not configured "
+                f"(active: {', '.join(plan.components) or 'none'})",
+                "--reward.weights",
+            )
+    plan.weights = {name: weights.get(name, 1.0) for name in plan.components}
+    return plan
+
+
+# ----------------------------------------------------------------------------- checks and plans
+def _check_combination(
+    plan: RewardPlan | None, ns: SimpleNamespace, explicit: list[str], notes: list[str], dry_run: bool
+) -> None:
+    uses_remote = bool(ns.reward.remote_url) or bool(ns.train.agent_func_path)
+    if plan is None:
+        if explicit:
+            raise LaunchError(
+                f"{explicit[0]} configures the plugin's reward, but no plugin reward model is set: pass "
+                f"{_MODEL_FLAG} visualprm (or mr-judge, a checkpoint path, a comma-separated list), or drop the flag",
+                explicit[0],
+            )
+        return
+    if not plan.components:
+        raise LaunchError("no reward component configured", _MODEL_FLAG)
+    if uses_remote:
+        flag = "--train.agent_func_path" if ns.train.agent_func_path else "--reward.remote_url"
+        raise LaunchError(
+            f"{flag} and plugin reward models exclude each other: OpenRLHF takes rewards from {flag} and would "
+            "never call the reward actor. Use a reward_fns/ file as --reward.remote_url instead, or drop it.",
+            flag,
+        )
+    if plan.outcome is not None and not ns.data.label_key:
+        raise LaunchError(
+            "the outcome reward reads the ground truth from the label column: set --data.label_key",
+            "--data.label_key",
+        )
+    if plan.judge is not None and plan.n_samples_per_prompt < 2 and plan.judge.schedule != "reference":
+        raise LaunchError(
+            f"the judge schedule {plan.judge.schedule!r} compares the responses of one prompt: "
+            "set --rollout.n_samples_per_prompt >= 2",
+            "--rollout.n_samples_per_prompt",
+        )
+    if plan.prm is not None and plan.prm.dense != "off" and plan.estimator not in DENSE_ESTIMATORS:
+        notes.append(
+            f"--reward.prm.dense {plan.prm.dense} has no effect with {plan.estimator}: it normalises one reward "
+            f"per response, so it gets the {plan.prm.aggregation} aggregate (dense works with "
+            f"{', '.join(DENSE_ESTIMATORS)})"
+        )
+    if (plan.prm or plan.judge) and not plan.image_roots:
+        notes.append(
+            "no --reward.image_roots: image paths from the data will be refused by the reward actors (bytes and "
+            "data: URIs still work); set the folder(s) the images live in"
+        )
+    if ns.algo.dynamic_filtering_enable:
+        notes.append(
+            "dynamic filtering reads scores from vLLM-side rewards; the reward actor path cannot feed it"
+        )
+    missing = [m for m in (plan.prm, plan.judge) if m is not None and not os.path.isdir(m.path or "")]
+    for model in missing:
+        fetch = f"fetch it first (huggingface-cli download {model.path}) or pass a local checkpoint folder"
+        if not dry_run and not os.environ.get(SKIP_MODEL_CHECK_ENV):
+            raise LaunchError(
+                f"reward model {model.model} ({model.path}) is not on this machine and the reward actors never "
+                f"download: {fetch}. If only the reward nodes have it, set {SKIP_MODEL_CHECK_ENV}=1.",
+                _MODEL_FLAG,
+            )
+        notes.append(f"{model.model}: not on this machine ({model.path}); {fetch}")
+
+
+def gpu_plan(ns: SimpleNamespace, plugin_reward: bool) -> dict:
+    """GPUs each role asks Ray for, following OpenRLHF's ``train()`` (colocation included)."""
+    actor = ns.actor.num_nodes * ns.actor.num_gpus_per_node
+    ref = ns.ref.num_nodes * ns.ref.num_gpus_per_node if ns.algo.kl.init_coef > 0 else 0
+    critic = ns.critic.num_nodes * ns.critic.num_gpus_per_node if ns.critic.model_name_or_path else 0
+    reward = ns.reward.num_nodes * ns.reward.num_gpus_per_node if not ns.reward.remote_url else 0
+    vllm = (ns.vllm.num_engines or 0) * ns.vllm.tensor_parallel_size
+    if ns.train.colocate_all:
+        # one placement group on the actor's GPUs holds every model; async keeps vLLM outside it
+        total = actor + (vllm if ns.train.async_enable else 0)
+    else:
+        total = actor + (0 if ns.train.colocate_actor_ref else ref) + vllm
+        total += max(critic, reward) if ns.train.colocate_critic_reward else critic + reward
+    return {
+        "actor": actor,
+        "reference": ref,
+        "critic": critic,
+        "reward": reward,
+        "reward_actor": "plugin RewardActor (VisualPRM / judge / outcome)" if plugin_reward else "OpenRLHF",
+        "vllm": vllm,
+        "colocate_all": bool(ns.train.colocate_all),
+        "colocate_actor_ref": bool(ns.train.colocate_actor_ref),
+        "colocate_critic_reward": bool(ns.train.colocate_critic_reward),
+        "total_gpus": total,
+    }
+
+
+def prepare(argv: list[str]) -> LaunchPlan:
+    """Everything up to (not including) starting Ray. Raises :class:`LaunchError`."""
+    try:
+        popts, rest = parse_plugin_flags(argv)
+    except PluginArgError as exc:
+        raise LaunchError(str(exc), exc.flag) from None
+    tokens, renamed = rename_legacy(rest)
+    models, _stock = _plugin_models(tokens, popts.reward_judge_model)
+    sources = (_MODEL_FLAG, "--reward.remote_url", "--train.agent_func_path")
+    if not models and all(_find_value(tokens, flag)[1] is None for flag in sources):
+        raise LaunchError(
+            f"no reward source: set {_MODEL_FLAG} (visualprm, visualprm-v1, mr-judge, a checkpoint path or a "
+            "comma-separated list), --reward.remote_url (e.g. a reward_fns/ file) or --train.agent_func_path",
+            _MODEL_FLAG,
+        )
+    try:
+        ns = openrlhf_cli.parse_and_validate(tokens)
+    except openrlhf_cli.OpenRLHFArgError as exc:
+        if exc.flag and "unrecognized arguments" in str(exc):
+            raise _unknown_flag_error(exc.flag, "OpenRLHF 0.11 does not know it") from None
+        raise LaunchError(str(exc), exc.flag) from None
+    notes: list[str] = []
+    plan = build_reward_plan(popts, models, ns) if models else None
+    if plan is None and (popts.reward_outcome_enable or "outcome" in popts.reward_weights):
+        plan = build_reward_plan(popts, models, ns)  # outcome-only reward
+    _check_combination(plan, ns, _explicit_plugin_flags(argv) if plan is None else [], notes, popts.dry_run)
+    return LaunchPlan(
+        openrlhf_argv=tokens,
+        namespace=ns,
+        reward_plan=plan,
+        gpu_plan=gpu_plan(ns, plan is not None),
+        renamed=renamed,
+        models=[m.to_dict() for m in models],
+        notes=notes,
+        dry_run=popts.dry_run,
+        as_json=popts.json,
+    )
+
+
+# ----------------------------------------------------------------------------- output and launch
+def format_dry_run(plan: LaunchPlan) -> str:
+    if plan.as_json:
+        return json.dumps(plan.to_dict(), indent=2, default=str)
+    import shlex
+
+    lines = [
+        f"python -m {openrlhf_cli.MODULE} \\",
+        "    " + " ".join(shlex.quote(t) for t in plan.openrlhf_argv),
+    ]
+    if plan.renamed:
+        lines.append("renamed legacy flags: " + ", ".join(f"{a} -> {b}" for a, b in plan.renamed))
+    rp = plan.reward_plan
+    if rp is None:
+        lines.append("reward: OpenRLHF's own (no plugin reward components)")
+    else:
+        lines.append(f"reward components: {', '.join(f'{c} x {rp.weights[c]:g}' for c in rp.components)}")
+        if rp.prm:
+            mode = (
+                f"dense ({rp.prm.dense}) per-token" if rp.dense_active else f"scalar ({rp.prm.aggregation})"
+            )
+            lines.append(f"  prm: {rp.prm.model} [{rp.prm.path}] {mode}, method {rp.prm.method}")
+        if rp.judge:
+            j = rp.judge
+            lines.append(
+                f"  judge: {j.model} [{j.path}] {j.schedule} x{j.rounds} K={j.group_size} ({j.backend})"
+            )
+        if rp.outcome:
+            lines.append(f"  outcome: {rp.outcome.checker} on label[{rp.outcome.answer_key!r}]")
+        lines.append(f"  estimator {rp.estimator}, groups of {rp.n_samples_per_prompt}")
+    g = plan.gpu_plan
+    lines.append(
+        f"GPUs: actor {g['actor']}, reference {g['reference']}, critic {g['critic']}, reward {g['reward']} "
+        f"({g['reward_actor']}), vLLM {g['vllm']}; total {g['total_gpus']}"
+    )
+    lines.extend(f"note: {n}" for n in plan.notes)
+    return "\n".join(lines)
+
+
+def launch(plan: LaunchPlan) -> None:
+    """Start Ray with the worker hook, install the driver hooks, run OpenRLHF's CLI."""
+    import ray
+
+    from openrlhf_visualprm.plugin.worker_hook import install_driver_hooks
+
+    env = {key: os.environ.get(key, default) for key, default in OPENRLHF_ENV_DEFAULTS.items()}
+    os.environ.update(env)
+    if plan.reward_plan is not None:
+        env[PLAN_ENV] = plan.reward_plan.to_json()
+        os.environ[PLAN_ENV] = env[PLAN_ENV]
+    if not ray.is_initialized():
+        ray.init(runtime_env={"env_vars": env, "worker_process_setup_hook": WORKER_HOOK})
+    else:
+        print(
+            "[openrlhf-visualprm] Ray was already initialised: make sure its runtime_env has "
+            f"worker_process_setup_hook={WORKER_HOOK} and {PLAN_ENV}",
+            file=sys.stderr,
+        )
+    install_driver_hooks(plan.reward_plan)
+    saved = sys.argv
+    sys.argv = [openrlhf_cli.MODULE, *plan.openrlhf_argv]
+    try:
+        runpy.run_module(openrlhf_cli.MODULE, run_name="__main__", alter_sys=True)
+    finally:
+        sys.argv = saved
+
+
+HELP = """\
+usage: openrlhf-visualprm train [OPENRLHF FLAGS] [PLUGIN FLAGS] [--dry-run [--json]]
+
+Runs OpenRLHF 0.11's train_ppo_ray with multimodal reward models. Every OpenRLHF 0.11 flag is
+accepted unchanged; legacy flat names (--pretrain, --reward_pretrain, --advantage_estimator,
+--n_samples_per_prompt, --prompt_data, ...) are renamed. --reward_pretrain /
+--reward.model_name_or_path take visualprm, visualprm-v1, mr-judge, a local checkpoint or a
+comma-separated combination (one PRM, one judge).
+
+Plugin flags:
+"""
+
+
+def print_help() -> None:
+    import argparse
+
+    from openrlhf_visualprm.plugin.options import build_parser
+
+    parser = build_parser()
+    parser.usage = argparse.SUPPRESS
+    print(HELP + parser.format_help())
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print_help()
+        return 0
+    try:
+        plan = prepare(argv)
+    except LaunchError as exc:
+        print(f"openrlhf-visualprm train: error: {exc}", file=sys.stderr)
+        return 2
+    if plan.dry_run:
+        print(format_dry_run(plan))
+        return 0
+    launch(plan)
+    return 0

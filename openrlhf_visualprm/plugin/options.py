@@ -1,0 +1,122 @@
+"""The plugin's own flags (``--reward.prm.*``, ``--reward.judge.*``, ``--reward.outcome.*``, ...).
+
+They share OpenRLHF's dotted style but OpenRLHF does not know them: the launcher takes them out
+of the command line before OpenRLHF parses it and turns them into a :class:`RewardPlan`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from openrlhf_visualprm.plugin.plan import (
+    AGGREGATIONS,
+    DENSE_MODES,
+    JUDGE_BACKENDS,
+    JUDGE_SCHEDULES,
+    OUTCOME_CHECKERS,
+    PRM_METHODS,
+)
+
+
+class PluginArgError(ValueError):
+    def __init__(self, message: str, flag: str | None = None) -> None:
+        super().__init__(message)
+        self.flag = flag
+
+
+class _RaisingParser(argparse.ArgumentParser):
+    def error(self, message: str):  # noqa: D102 - argparse hook
+        flag = next(
+            (tok.split("/")[0] for tok in message.replace(":", " ").split() if tok.startswith("--")), None
+        )
+        raise PluginArgError(f"plugin flag error: {message}", flag)
+
+
+def _unescape(text: str) -> str:
+    """Let ``--reward.prm.splitter '\\n\\n'`` typed in a shell mean two newlines."""
+    return text.encode("utf-8").decode("unicode_escape") if "\\" in text else text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _RaisingParser(prog="openrlhf-visualprm train", add_help=False, allow_abbrev=False)
+    g = p.add_argument_group("launcher")
+    g.add_argument(
+        "--dry-run", dest="dry_run", action="store_true", help="print the plan and the argv, then exit"
+    )
+    g.add_argument("--json", action="store_true", help="with --dry-run: print the plan as JSON")
+    g = p.add_argument_group("VisualPRM (--reward.prm.*)")
+    g.add_argument(
+        "--reward.prm.aggregation", choices=AGGREGATIONS, default="mean", help="step scores -> one reward"
+    )
+    g.add_argument("--reward.prm.temperature", type=float, default=0.1, help="softmin temperature")
+    g.add_argument("--reward.prm.max_steps", type=int, default=None, help="merge steps into at most N blocks")
+    g.add_argument(
+        "--reward.prm.splitter",
+        default="\\n\\n",
+        help="step separator (escapes like \\n allowed); prefix 're:' for a regular expression",
+    )
+    g.add_argument(
+        "--reward.prm.dense",
+        choices=DENSE_MODES,
+        default="off",
+        help="per-token step rewards at step ends: value = P(+) of the step, diff = change from the previous step",
+    )
+    g.add_argument(
+        "--reward.prm.v0", type=float, default=0.5, help="value before the first step (dense=diff)"
+    )
+    g.add_argument("--reward.prm.max_tiles", type=int, default=12, help="InternVL dynamic tiles per image")
+    g.add_argument("--reward.prm.method", choices=PRM_METHODS, default="shared", help="scoring pass layout")
+    g.add_argument("--reward.prm.dtype", default="bfloat16", help="PRM weights dtype on GPU (float32 on CPU)")
+    g = p.add_argument_group("MR. Judge (--reward.judge.*)")
+    g.add_argument(
+        "--reward.judge.model", default=None, help="judge alias or path (adds the judge component)"
+    )
+    g.add_argument("--reward.judge.schedule", choices=JUDGE_SCHEDULES, default="listwise")
+    g.add_argument(
+        "--reward.judge.rounds", type=int, default=1, help="listwise rounds with reshuffled labels"
+    )
+    g.add_argument(
+        "--reward.judge.group_size", type=int, default=4, help="candidates per listwise call (2-4)"
+    )
+    g.add_argument("--reward.judge.backend", choices=JUDGE_BACKENDS, default="hf")
+    g.add_argument("--reward.judge.max_new_tokens", type=int, default=1024, help="reasoning token cap")
+    g = p.add_argument_group("outcome (--reward.outcome.*)")
+    g.add_argument("--reward.outcome.enable", action="store_true", help="add the math answer check component")
+    g.add_argument("--reward.outcome.checker", choices=OUTCOME_CHECKERS, default="math-verify")
+    g.add_argument("--reward.outcome.timeout", type=float, default=5.0, help="seconds per answer check")
+    g.add_argument("--reward.outcome.answer_key", default="answer", help="ground-truth key in the label dict")
+    g = p.add_argument_group("combination and placement")
+    g.add_argument(
+        "--reward.weights", default="", help="e.g. prm=0.5,outcome=1 (default 1 for each component)"
+    )
+    g.add_argument("--reward.image_roots", default="", help="comma-separated folders image paths must lie in")
+    g.add_argument(
+        "--reward.pool", default=None, help="name of a running RewardPool to send PRM/judge work to"
+    )
+    g.add_argument("--reward.device", default="auto", help="reward actor device: auto, cuda or cpu")
+    return p
+
+
+def plugin_option_strings() -> set[str]:
+    return {opt for action in build_parser()._actions for opt in action.option_strings}
+
+
+def parse_plugin_flags(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Take the plugin's flags out of ``argv``; return them and the rest in order."""
+    parser = build_parser()
+    ns, rest = parser.parse_known_args(argv)
+    ns = argparse.Namespace(**{k.replace(".", "_"): v for k, v in vars(ns).items()})
+    ns.reward_prm_splitter = _unescape(ns.reward_prm_splitter)
+    for name, low in (("reward_prm_max_steps", 1), ("reward_judge_rounds", 1), ("reward_prm_max_tiles", 1)):
+        value = getattr(ns, name)
+        if value is not None and value < low:
+            flag = "--" + name.replace("_", ".", 2)
+            raise PluginArgError(f"{flag} must be >= {low}, got {value}", flag)
+    if not 2 <= ns.reward_judge_group_size <= 4:
+        raise PluginArgError(
+            f"--reward.judge.group_size must be 2-4, got {ns.reward_judge_group_size}",
+            "--reward.judge.group_size",
+        )
+    if ns.reward_outcome_timeout <= 0:
+        raise PluginArgError("--reward.outcome.timeout must be > 0", "--reward.outcome.timeout")
+    return ns, rest

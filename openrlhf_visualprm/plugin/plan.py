@@ -1,0 +1,130 @@
+"""The reward plan: which reward components run, with which settings and weights.
+
+Built once by the launcher from the plugin flags and OpenRLHF's namespace, printed by
+``--dry-run``, and shipped to every Ray worker as JSON in an environment variable (the reward
+actor and the experience hook read it there), so driver and workers cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+PLAN_ENV = "OPENRLHF_VISUALPRM_PLAN"
+
+COMPONENTS = ("prm", "judge", "outcome")
+AGGREGATIONS = ("mean", "min", "last", "product", "softmin")
+DENSE_MODES = ("off", "value", "diff")
+PRM_METHODS = ("shared", "single", "per-step")
+JUDGE_SCHEDULES = ("listwise", "pairwise", "reference", "knockout")  # as openrlhf_visualprm.judge names them
+JUDGE_BACKENDS = ("hf", "vllm")
+OUTCOME_CHECKERS = ("math-verify", "exact")
+
+# Estimators that receive per-token step rewards in dense mode; the others get the scalar
+# aggregate (their group statistics are defined on one number per response).
+DENSE_ESTIMATORS = ("reinforce", "reinforce_baseline", "rloo", "gae")
+
+
+@dataclass
+class PRMConfig:
+    model: str
+    path: str | None
+    aggregation: str = "mean"
+    temperature: float = 0.1
+    max_steps: int | None = None
+    splitter: str = "\n\n"
+    dense: str = "off"
+    v0: float = 0.5
+    max_tiles: int = 12
+    method: str = "shared"
+    dtype: str = "bfloat16"
+
+
+@dataclass
+class JudgeConfig:
+    model: str
+    path: str | None
+    schedule: str = "listwise"
+    rounds: int = 1
+    group_size: int = 4
+    backend: str = "hf"
+    max_new_tokens: int = 1024
+
+
+@dataclass
+class OutcomeConfig:
+    checker: str = "math-verify"
+    timeout_s: float = 5.0
+    answer_key: str = "answer"
+
+
+@dataclass
+class RewardPlan:
+    prm: PRMConfig | None = None
+    judge: JudgeConfig | None = None
+    outcome: OutcomeConfig | None = None
+    weights: dict[str, float] = field(default_factory=dict)
+    estimator: str = "group_norm"
+    n_samples_per_prompt: int = 1
+    image_roots: list[str] = field(default_factory=list)
+    pool: str | None = None
+    device: str = "auto"
+
+    @property
+    def components(self) -> list[str]:
+        return [name for name in COMPONENTS if getattr(self, name) is not None]
+
+    @property
+    def dense_active(self) -> bool:
+        """Per-token step rewards reach the advantages only for estimators that can use them."""
+        return self.prm is not None and self.prm.dense != "off" and self.estimator in DENSE_ESTIMATORS
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["components"] = self.components
+        data["dense_active"] = self.dense_active
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RewardPlan:
+        data = {k: v for k, v in data.items() if k not in ("components", "dense_active")}
+        return cls(
+            prm=PRMConfig(**data.pop("prm")) if data.get("prm") else None,
+            judge=JudgeConfig(**data.pop("judge")) if data.get("judge") else None,
+            outcome=OutcomeConfig(**data.pop("outcome")) if data.get("outcome") else None,
+            **{k: v for k, v in data.items() if k not in ("prm", "judge", "outcome")},
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> RewardPlan:
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_env(cls) -> RewardPlan | None:
+        """The plan the launcher exported, or None when the plugin's reward path is not in use."""
+        text = os.environ.get(PLAN_ENV)
+        return cls.from_json(text) if text else None
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """``"prm=0.5,outcome=1"`` -> ``{"prm": 0.5, "outcome": 1.0}``; errors name the bad item."""
+    weights: dict[str, float] = {}
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or name not in COMPONENTS:
+            raise ValueError(
+                f"--reward.weights: bad item {item!r}; expected NAME=NUMBER with NAME in {', '.join(COMPONENTS)}"
+            )
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise ValueError(f"--reward.weights: {value!r} in {item!r} is not a number") from None
+    return weights

@@ -1,0 +1,54 @@
+"""The plugin's reward actor: takes the place of OpenRLHF's ``RewardModelActor``.
+
+OpenRLHF's reward actor only ever sees token ids; this one receives whole prompt groups (text,
+label, images, responses) from the experience hook and scores them with the plan's components.
+It keeps OpenRLHF's actor contract (constructor, ``init_model_from_pretrained``,
+``execute_batch`` via ``RayActorGroup.async_run_method_batch``, ``empty_cache``) so OpenRLHF's
+``train()`` creates, places and initialises it exactly like its own.
+"""
+
+from __future__ import annotations
+
+import ray
+import torch
+from openrlhf.trainer.ray.launcher import BaseModelActor
+
+from openrlhf_visualprm.plugin.plan import PLAN_ENV, RewardPlan
+
+
+class RewardActor(BaseModelActor):
+    """Plain class (testable without Ray); :data:`PluginRewardActor` is its Ray actor form."""
+
+    def init_model_from_pretrained(
+        self, strategy, pretrain: str | None = None, plan: RewardPlan | None = None
+    ):
+        """Load the reward components. No DeepSpeed / torch.distributed: nothing here is trained."""
+        from openrlhf_visualprm.plugin.group_rewards import GroupRewardScorer
+
+        self.strategy = strategy  # execute_batch reads strategy.is_rank_0()
+        plan = plan or RewardPlan.from_env()
+        if plan is None:
+            raise RuntimeError(
+                f"the plugin reward actor started without a reward plan: {PLAN_ENV} is not set in this worker. "
+                "Launch with `openrlhf-visualprm train` (it exports the plan to every Ray worker)."
+            )
+        self.scorer = GroupRewardScorer(plan)
+        return plan.components
+
+    def score_group(self, group: dict | None) -> list[dict] | None:
+        return self.scorer.score_group(group)
+
+    def forward(self, *args, **kwargs):
+        raise RuntimeError(
+            "OpenRLHF asked the plugin reward actor for token-only rewards: the plugin's experience hook is not "
+            "installed in the trainer process. Start Ray with runtime_env worker_process_setup_hook="
+            "'openrlhf_visualprm.plugin.worker_hook.setup_worker' (the launcher does this)."
+        )
+
+    def empty_cache(self) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+            torch.cuda.synchronize()
+
+
+PluginRewardActor = ray.remote(num_gpus=1)(RewardActor)

@@ -1,0 +1,10 @@
+"""MR. Judge reward for stock OpenRLHF: ``--reward.remote_url reward_fns/mr_judge.py``.
+
+OpenRLHF passes one response per call, so the judge compares it with the label's ``"reference"``
+answer (both orders); group-wise judging needs the plugin launcher (``openrlhf-visualprm train``).
+Details and environment variables: ``openrlhf_visualprm.plugin.remote_reward``.
+"""
+
+from openrlhf_visualprm.plugin.remote_reward import make_reward_func, score_judge
+
+reward_func = make_reward_func(score_judge)

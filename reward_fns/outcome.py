@@ -1,0 +1,9 @@
+"""Math answer reward for stock OpenRLHF: ``--reward.remote_url reward_fns/outcome.py``.
+
+1.0 when the response's final answer (``\\boxed{}``, "The answer is X", last number) equals the
+label's ``"answer"`` by math-verify, else 0.0. Details: ``openrlhf_visualprm.plugin.remote_reward``.
+"""
+
+from openrlhf_visualprm.plugin.remote_reward import make_reward_func, score_outcome
+
+reward_func = make_reward_func(score_outcome)

@@ -1,0 +1,10 @@
+"""VisualPRM reward for stock OpenRLHF: ``--reward.remote_url reward_fns/visualprm.py``.
+
+One response per call (OpenRLHF's contract), image from the label, scored by a running reward
+pool (``OPENRLHF_VISUALPRM_POOL``) or a PRM loaded here (``OPENRLHF_VISUALPRM_PRM_MODEL``).
+Details, label format and environment variables: ``openrlhf_visualprm.plugin.remote_reward``.
+"""
+
+from openrlhf_visualprm.plugin.remote_reward import make_reward_func, score_prm
+
+reward_func = make_reward_func(score_prm)

@@ -1,0 +1,235 @@
+"""The plugin reward actor as a real Ray actor (CPU, tiny models), driven by OpenRLHF's experience maker.
+
+One Ray session for the module. Workers start with ``cpu_stubs.setup_worker_cpu`` (import
+stand-ins for flash-attn / vLLM, then the plugin's own ``setup_worker`` hook).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from openrlhf_visualprm.plugin import cpu_stubs
+from openrlhf_visualprm.plugin.plan import PLAN_ENV, JudgeConfig, OutcomeConfig, PRMConfig, RewardPlan
+
+cpu_stubs.install()
+import ray  # noqa: E402
+from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator  # noqa: E402
+from openrlhf.trainer.ray.launcher import RayActorGroup  # noqa: E402
+
+from openrlhf_visualprm.plugin.experience import PluginExperienceMaker, build_groups  # noqa: E402
+from openrlhf_visualprm.plugin.reward_actor import PluginRewardActor  # noqa: E402
+
+N = 4
+
+
+@pytest.fixture(scope="module")
+def plan(tiny_models, demo_data) -> RewardPlan:
+    return RewardPlan(
+        prm=PRMConfig(
+            "visualprm-tiny", str(tiny_models["visualprm-tiny"]), aggregation="min", dense="diff", v0=0.5
+        ),
+        judge=JudgeConfig(
+            "judge-tiny", str(tiny_models["judge-tiny"]), schedule="listwise", rounds=1, max_new_tokens=4
+        ),
+        outcome=OutcomeConfig(),
+        weights={"prm": 1.0, "judge": 0.5, "outcome": 1.0},
+        estimator="reinforce_baseline",
+        n_samples_per_prompt=N,
+        image_roots=[str(demo_data.parent)],
+        device="cpu",
+    )
+
+
+@pytest.fixture(scope="module")
+def ray_session(plan):
+    os.environ[PLAN_ENV] = plan.to_json()  # the launcher exports it in the driver too
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={
+            "worker_process_setup_hook": "openrlhf_visualprm.plugin.cpu_stubs.setup_worker_cpu",
+            "env_vars": {PLAN_ENV: plan.to_json(), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+        },
+    )
+    yield
+    ray.shutdown()
+    os.environ.pop(PLAN_ENV, None)
+
+
+@pytest.fixture(scope="module")
+def reward_group(ray_session):
+    group = RayActorGroup(1, 1, PluginRewardActor, num_gpus_per_actor=0)
+    strategy = SimpleNamespace(is_rank_0=lambda: True)
+    assert ray.get(group.async_init_model_from_pretrained(strategy, "unused")) == [
+        ["prm", "judge", "outcome"]
+    ]
+    return group
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from openrlhf_visualprm.tiny_models import qwen2_tokenizer_dir
+
+    return AutoTokenizer.from_pretrained(str(qwen2_tokenizer_dir()))
+
+
+class FakePolicyGroup:
+    """The actor model group: log-probs of zeros, returned through Ray like the real one."""
+
+    def async_run_method_batch(self, method_name, **kwargs):
+        assert method_name == "forward"
+        return [ray.put([torch.zeros(m.shape) for m in kwargs["action_mask"]])]
+
+
+def _args(micro_batch_size: int):
+    return SimpleNamespace(
+        rollout=SimpleNamespace(
+            n_samples_per_prompt=N, micro_batch_size=micro_batch_size, max_new_tokens=None
+        ),
+        train=SimpleNamespace(
+            dynamic_batch_enable=False,
+            colocate_all=False,
+            colocate_actor_ref=False,
+            colocate_critic_reward=False,
+        ),
+        ds=SimpleNamespace(ring_attn_size=1, tensor_parallel_size=1),
+        algo=SimpleNamespace(
+            kl=SimpleNamespace(use_loss=False, estimator="k1"),
+            advantage=SimpleNamespace(
+                estimator="reinforce_baseline", gamma=1.0, lambd=1.0, no_std_norm=False
+            ),
+        ),
+        reward=SimpleNamespace(
+            clip_range=(-10, 10), overlong_buffer_len=None, stop_properly_penalty_coef=None
+        ),
+        data=SimpleNamespace(max_len=4096),
+    )
+
+
+def _rollout(tokenizer, demo_data):
+    """2 prompts x 4 responses, converted by OpenRLHF's own SamplesGenerator code."""
+    items = [json.loads(line) for line in demo_data.read_text().splitlines()[:2]]
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    generator = SamplesGenerator.__new__(SamplesGenerator)
+    samples, meta = [], []
+    for item in items:
+        prompt = f"<|im_start|>user\n<image>{item['question']}<|im_end|>\n<|im_start|>assistant\n"
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        for cand in (item["candidates"] * N)[:N]:
+            obs = prompt_ids + tokenizer(cand["response"], add_special_tokens=False)["input_ids"] + [eos]
+            response = {
+                "prompt": prompt, "label": {"answer": item["answer"], "question": item["question"]},
+                "images": [item["image"]], "observation_tokens": obs, "action_ranges": [(len(prompt_ids), len(obs))],
+                "rollout_log_probs": None, "truncated": False, "reward": None, "scores": None, "extra_logs": {},
+            }  # fmt: skip
+            samples.append(generator._process_response_into_experience(response, max_len=4096))
+            meta.append((item, cand))
+    return samples, meta
+
+
+def test_reward_actor_scores_groups_through_openrlhf_experience_maker(
+    reward_group, tokenizer, demo_data, plan
+):
+    samples, meta = _rollout(tokenizer, demo_data)
+    args = _args(micro_batch_size=3)  # micro-batches of 3 cut across the prompt groups of 4
+    maker = PluginExperienceMaker(
+        FakePolicyGroup(), None, reward_group, None, SimpleNamespace(value=0.0),
+        SimpleNamespace(args=args), tokenizer,
+    )  # fmt: skip
+    assert maker.reward_plan.to_dict() == plan.to_dict()  # read from the environment, like in a worker
+
+    micro = maker.split_rollout_samples(samples)
+    groups, _ = build_groups(micro, tokenizer, N, need_offsets=False)
+    assert [len(g["responses"]) for g in groups] == [N, N]
+    assert [g["label"]["answer"] for g in groups] == [meta[0][0]["answer"], meta[N][0]["answer"]]
+
+    experiences = maker.make_experience_batch(samples)  # OpenRLHF's flow: split, forward, rewards, advantages
+    info = {
+        k: torch.cat([e.info[k] for e in experiences]) for k in experiences[0].info if e_all(experiences, k)
+    }
+    rewards = torch.cat([e.rewards for e in experiences])
+    order = torch.cat([torch.tensor(e.index) for e in experiences])
+    expected_outcome = torch.tensor([float(meta[i][1]["correct"]) for i in order.tolist()])
+    assert torch.equal(info["reward/outcome"], expected_outcome)
+    assert torch.all(info["judge/parse_failure_rate"] == 1.0)  # random weights: the judge's neutral 0.5
+    assert torch.allclose(info["reward/judge"], torch.full_like(rewards, 0.5))
+    # dense mode: the scalar reward leaves the PRM out ...
+    assert torch.allclose(rewards, 0.5 * info["reward/judge"] + expected_outcome)
+    # ... the score keeps its aggregate, and the step rewards telescope to last step - v0
+    assert torch.allclose(info["score"], rewards + info["reward/prm"])
+    assert torch.allclose(info["reward/dense_sum"], info["prm/last_step_score"] - 0.5, atol=1e-6)
+    assert info["prm/num_steps"].tolist() == [float(len(meta[i][1]["steps"])) for i in order.tolist()]
+    # OpenRLHF's returns: group-centred scalar on the last token plus the step rewards (kl off)
+    by_index = dict(zip(order.tolist(), rewards.tolist()))
+    for e in experiences:
+        for row, idx in enumerate(e.index):
+            group = [by_index[g] for g in range(idx // N * N, idx // N * N + N)]
+            first = int(torch.nonzero(e.action_mask[row])[0])
+            dense_sum = float(e.info["reward/dense_sum"][row])
+            assert float(e.returns[row, first]) == pytest.approx(
+                by_index[idx] - sum(group) / N + dense_sum, abs=1e-5
+            )
+    assert all(not hasattr(e, "plugin_step_rewards") for e in experiences)
+
+
+def e_all(experiences, key) -> bool:
+    return all(key in e.info for e in experiences)
+
+
+def test_token_only_forward_fails_with_a_pointer_to_the_hook(reward_group):
+    with pytest.raises(ray.exceptions.RayTaskError, match="experience hook is not installed"):
+        ray.get(reward_group.async_run_method(method_name="forward")[0])
+
+
+@ray.remote(num_cpus=0)
+def _experience_maker_seen_by_a_worker() -> str:
+    import openrlhf.trainer.ppo_trainer as trainer_module
+
+    cls = trainer_module.RemoteExperienceMaker
+    return f"{cls.__module__}.{cls.__name__}"
+
+
+def test_worker_setup_hook_swaps_the_experience_maker_in_trainer_workers(ray_session):
+    """PPOTrainer (and async training's nested actors) build RemoteExperienceMaker by this name."""
+    assert ray.get(_experience_maker_seen_by_a_worker.remote()) == (
+        "openrlhf_visualprm.plugin.experience.PluginExperienceMaker"
+    )
+
+
+def test_reward_plan_with_a_pool_scores_the_prm_through_the_named_pool(
+    reward_group, tiny_models, demo_data, plan
+):
+    """``--reward.pool NAME``: PRM work goes to an issue-5 RewardPool; same model, same step scores."""
+    from openrlhf_visualprm.plugin.group_rewards import GroupRewardScorer
+    from openrlhf_visualprm.workers.config import PoolConfig, WorkerConfig
+    from openrlhf_visualprm.workers.pool import RewardPool
+
+    worker = WorkerConfig(
+        model=str(tiny_models["visualprm-tiny"]), kind="prm", device="cpu", num_gpus=0, num_cpus=0
+    )
+    pool = RewardPool.start(PoolConfig(worker=worker, name="plugin-test-pool", cache_size=0))
+    try:
+        item = json.loads(demo_data.read_text().splitlines()[0])
+        group = {
+            "prompt": "p",
+            "label": {"answer": item["answer"], "question": item["question"]},
+            "images": [item["image"]],
+            "responses": [c["response"] for c in item["candidates"][:2]],
+        }
+        pooled_plan = RewardPlan.from_dict({**plan.to_dict(), "judge": None, "pool": "plugin-test-pool"})
+        via_pool = GroupRewardScorer(pooled_plan).score_group(group)
+        (via_actor,) = ray.get(reward_group.async_run_method_batch(method_name="score_group", group=[group]))
+        for a, b in zip(via_pool, via_actor[0]):
+            assert a["prm"]["step_scores"] == pytest.approx(b["prm"]["step_scores"], abs=1e-5)
+            assert a["components"]["prm"] == pytest.approx(b["components"]["prm"], abs=1e-5)
+            assert a["components"]["outcome"] == b["components"]["outcome"]
+    finally:
+        pool.shutdown()

@@ -1,0 +1,134 @@
+"""reward_fns/*.py through OpenRLHF's own SingleTurnAgentExecutor (fake vLLM engine) into an Experience."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from openrlhf_visualprm.plugin import cpu_stubs
+
+cpu_stubs.install()
+from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator  # noqa: E402
+from openrlhf.utils.agent import SingleTurnAgentExecutor  # noqa: E402
+
+REWARD_FNS = Path(__file__).resolve().parents[1] / "reward_fns"
+PROMPT = "<|im_start|>user\n<image>What is the area of the rectangle?<|im_end|>\n<|im_start|>assistant\n"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from openrlhf_visualprm.tiny_models import qwen2_tokenizer_dir
+
+    return AutoTokenizer.from_pretrained(str(qwen2_tokenizer_dir()))
+
+
+@pytest.fixture
+def env(monkeypatch, tiny_models, demo_data):
+    monkeypatch.setenv("OPENRLHF_VISUALPRM_PRM_MODEL", str(tiny_models["visualprm-tiny"]))
+    monkeypatch.setenv("OPENRLHF_VISUALPRM_JUDGE_MODEL", str(tiny_models["judge-tiny"]))
+    monkeypatch.setenv("OPENRLHF_VISUALPRM_JUDGE_MAX_NEW_TOKENS", "8")
+    monkeypatch.setenv("OPENRLHF_VISUALPRM_IMAGE_ROOTS", str(demo_data.parent))
+    monkeypatch.setenv("OPENRLHF_VISUALPRM_DEVICE", "cpu")
+    monkeypatch.delenv("OPENRLHF_VISUALPRM_POOL", raising=False)
+    item = json.loads(demo_data.read_text().splitlines()[0])
+    return item
+
+
+class FakeEngine:
+    """Stands in for vLLM: returns a fixed response (tokens + text) for any prompt."""
+
+    def __init__(self, tokenizer, text: str) -> None:
+        self.ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [
+            tokenizer.convert_tokens_to_ids("<|im_end|>")
+        ]
+        self.text = text
+        self.prompts = []
+
+    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
+        self.prompts.append(prompt_token_ids)
+        out = SimpleNamespace(token_ids=self.ids, text=self.text, finish_reason="stop", logprobs=None)
+        return SimpleNamespace(outputs=[out])
+
+
+def run_sample(tokenizer, reward_file: str, label, response: str):
+    """OpenRLHF's executor (loads the file by path, calls reward_func in a thread) -> Experience."""
+    executor = SingleTurnAgentExecutor(remote_rm_url=[str(REWARD_FNS / reward_file)])
+    params = SimpleNamespace(max_tokens=256, logprobs=None)
+    output = asyncio.run(
+        executor.execute(PROMPT, label, params, 1024, tokenizer, FakeEngine(tokenizer, response))
+    )
+    generator = SamplesGenerator.__new__(SamplesGenerator)
+    return output, generator._process_response_into_experience(output, max_len=1024)
+
+
+def test_outcome_reward_fn_end_to_end(tokenizer, env):
+    label = {"answer": env["answer"], "image": env["image"]}
+    good = f"The sides multiply.\n\nThe answer is \\boxed{{{env['answer']}}}."
+    out, exp = run_sample(tokenizer, "outcome.py", label, good)
+    assert (
+        out["reward"] is not None and exp.rewards.tolist() == [1.0] and exp.info["reward"].tolist() == [1.0]
+    )
+    assert exp.info["reward_fn/failed"].tolist() == [0.0]
+    _, exp = run_sample(tokenizer, "outcome.py", json.dumps(label), "The answer is 5.")
+    assert exp.rewards.tolist() == [0.0]
+
+
+def test_visualprm_reward_fn_matches_the_scorer_on_the_label_image(tokenizer, env, tiny_models, demo_data):
+    from openrlhf_visualprm.images import ImageRoots, load_image
+    from openrlhf_visualprm.plugin import remote_reward
+
+    response = env["candidates"][0]["response"]
+    label = {"answer": env["answer"], "images": [env["image"]], "question": env["question"]}
+    out, exp = run_sample(tokenizer, "visualprm.py", label, response)
+    prm = remote_reward._CACHE[f"prm:{tiny_models['visualprm-tiny']}"]  # the model the reward_fn loaded
+    image = load_image(env["image"], ImageRoots.of([demo_data.parent]))
+    expected = prm.score([image], env["question"], responses=[response])[0]
+    assert exp.rewards.item() == pytest.approx(expected.score, abs=1e-5)
+    assert exp.info["prm_num_steps"].item() == len(env["candidates"][0]["steps"]) == len(expected.step_scores)
+    assert exp.info["prm_min_step"].item() == pytest.approx(min(expected.step_scores), abs=1e-5)
+
+
+def test_mr_judge_reward_fn_judges_against_the_reference(tokenizer, env, caplog):
+    label = {"image": env["image"], "reference": env["candidates"][-1]["response"]}
+    _, exp = run_sample(tokenizer, "mr_judge.py", label, env["candidates"][0]["response"])
+    # the tiny judge's random weights never write a parsable verdict: the judge's neutral 0.5
+    assert exp.rewards.tolist() == [0.5]
+    assert exp.info["judge_parse_failure_rate"].tolist() == [1.0]
+    with caplog.at_level(logging.ERROR, logger="openrlhf_visualprm.reward_fn"):
+        _, exp = run_sample(tokenizer, "mr_judge.py", {"image": env["image"]}, "anything")
+    assert exp.rewards.tolist() == [0.0] and exp.info["reward_fn/failed"].tolist() == [1.0]
+    assert '"reference"' in caplog.text
+
+
+def test_image_outside_roots_gets_the_neutral_reward_and_is_reported(
+    tokenizer, env, tmp_path, caplog, monkeypatch
+):
+    monkeypatch.setenv("OPENRLHF_VISUALPRM_NEUTRAL_REWARD", "-1")
+    with caplog.at_level(logging.ERROR, logger="openrlhf_visualprm.reward_fn"):
+        _, exp = run_sample(tokenizer, "visualprm.py", {"image": "../../etc/passwd"}, "x")
+    assert exp.rewards.tolist() == [-1.0] and exp.info["reward_fn/failed"].tolist() == [1.0]
+    assert "outside the allowed image roots" in caplog.text
+
+
+def test_reward_fn_without_a_model_or_pool_raises_a_clear_error(monkeypatch):
+    from openrlhf_visualprm.plugin.remote_reward import make_reward_func, score_prm
+
+    monkeypatch.delenv("OPENRLHF_VISUALPRM_POOL", raising=False)
+    monkeypatch.delenv("OPENRLHF_VISUALPRM_PRM_MODEL", raising=False)
+    from PIL import Image
+
+    image = Image.new("RGB", (8, 8))  # an in-memory image: the image check is not what fails
+    with pytest.raises(RuntimeError, match="OPENRLHF_VISUALPRM_POOL"):
+        make_reward_func(score_prm)([PROMPT + "a"], [PROMPT], [{"image": image}])
+    result = make_reward_func(score_prm)(["no prompt here"], [PROMPT], [{"image": image}])
+    assert result["rewards"].tolist() == [0.0] and isinstance(
+        result["extra_logs"]["reward_fn/failed"], torch.Tensor
+    )
