@@ -12,48 +12,23 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import torch
 
+from openrlhf_visualprm.registry import ModelNotFoundError as CheckpointNotFound
+from openrlhf_visualprm.registry import require_local
+
 logger = logging.getLogger(__name__)
 
-# alias -> hub repo id. The registry (openrlhf_visualprm.registry) is the user-facing table;
-# this is the loader's view of the PRM aliases.
-PRM_ALIASES = {
-    "visualprm": "OpenGVLab/VisualPRM-8B-v1_1",
-    "visualprm-v1.1": "OpenGVLab/VisualPRM-8B-v1_1",
-    "visualprm-v1": "OpenGVLab/VisualPRM-8B",
-}
 
+def resolve_checkpoint(name_or_path: str) -> Path:
+    """Local folder for a VisualPRM: an existing folder, an alias, or a hub id in the HF cache.
 
-class CheckpointNotFound(FileNotFoundError):
-    """No local copy of a checkpoint; the message says what was looked for and how to fetch it."""
-
-
-def resolve_checkpoint(name_or_path: str, aliases: dict[str, str] | None = None) -> Path:
-    """Local folder for ``name_or_path``: an existing folder, an alias, or a hub id in the HF cache."""
-    aliases = PRM_ALIASES if aliases is None else aliases
-    path = Path(os.path.expanduser(str(name_or_path)))
-    if path.is_dir():
-        return path
-    repo_id = aliases.get(str(name_or_path).lower(), str(name_or_path))
-    looked = [f"a local folder {str(path)!r}"]
-    if "/" in repo_id and not repo_id.startswith((".", "/")) and repo_id.count("/") == 1:
-        try:
-            from huggingface_hub import snapshot_download
-
-            return Path(snapshot_download(repo_id, local_files_only=True))
-        except Exception as exc:  # noqa: BLE001 - any miss means "not cached"
-            looked.append(f"hub id {repo_id!r} in the HF cache ({type(exc).__name__})")
-    known = ", ".join(sorted(aliases))
-    raise CheckpointNotFound(
-        f"checkpoint {name_or_path!r} not found offline; looked for {' and '.join(looked)}. "
-        f"Known aliases: {known}. On a machine with internet run "
-        f"`huggingface-cli download {repo_id}` (then copy ~/.cache/huggingface here), "
-        "or pass the path of a local checkpoint folder."
-    )
+    Aliases (``visualprm``, ``visualprm-v1``, and any the user registered) live in
+    ``openrlhf_visualprm.registry``; nothing is downloaded.
+    """
+    return Path(require_local(str(name_or_path), kind="prm").path)
 
 
 def read_config(folder: Path) -> dict:
