@@ -154,3 +154,26 @@ def test_alias_resolves_from_offline_hf_cache(tiny_prm_path, tmp_path, monkeypat
     assert resolve_checkpoint("visualprm") == repo / "snapshots" / commit
     prm = VisualPRM.from_pretrained("visualprm")
     assert prm.model_id == "visualprm" and len(prm.score([_img(448, 448, 0)], "Q", ["a"])[0].step_scores) == 1
+
+
+def test_first_step_merging_with_the_prefix_falls_back_exactly(prm, monkeypatch):
+    """A first step that starts with a newline merges with the prefix's last token under BPE; the
+    shared path must notice (the prefix ids differ) and score it on the single path."""
+    response = "\nLeading newline step.\n\nNext step."
+    img = _img(448, 448, 2)
+    prefix = prm.prefix_text("Q", [1])
+    from openrlhf_visualprm.steps import split_steps
+
+    enc = prm._encode(prefix, split_steps(response))
+    prefix_ids = prm.tokenizer(prefix, add_special_tokens=False)["input_ids"]
+    assert enc.ids[: len(prefix_ids)] != prefix_ids  # the merge really happens with this tokenizer
+    calls = []
+    original = VisualPRM._score_single
+    monkeypatch.setattr(
+        VisualPRM, "_score_single", lambda self, e, pv: (calls.append(len(e)), original(self, e, pv))
+    )
+    shared = prm.score([img], "Q", [response, "plain\n\nsteps"], method="shared")
+    assert calls == [1]  # only the merging response took the fallback
+    ref = prm.score([img], "Q", [response, "plain\n\nsteps"], method="per-step")
+    for a, b in zip(ref, shared):
+        assert np.allclose(a.step_scores, b.step_scores, atol=1e-5)
