@@ -14,11 +14,10 @@ import sys
 # name -> (module, one-line help). Add a line here to add a subcommand.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("openrlhf_visualprm.demo", "score the bundled mini multimodal-math set and write a report"),
-    "make-tiny-models": ("openrlhf_visualprm.tiny_models", "write tiny random VisualPRM / judge checkpoints"),
-    "make-demo-data": ("openrlhf_visualprm.data.demo_data", "write the generated mini multimodal-math set"),
-    "serve": (
-        "openrlhf_visualprm.workers.serve_cli",
-        "run reward workers and the HTTP reward service (Ray Serve)",
+    "score": ("openrlhf_visualprm.prm.cli_score", "score responses to an image + question with VisualPRM"),
+    "prm-prompt": (
+        "openrlhf_visualprm.prm.cli_prompt",
+        "print the exact text VisualPRM reads for given steps",
     ),
     "judge": (
         "openrlhf_visualprm.judge.cli",
@@ -28,22 +27,23 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "openrlhf_visualprm.train_ppo_ray",
         "OpenRLHF PPO/GRPO training with VisualPRM / judge rewards",
     ),
-    "prm-prompt": (
-        "openrlhf_visualprm.prm.cli_prompt",
-        "print the exact text VisualPRM reads for given steps",
-    ),
-    "score": ("openrlhf_visualprm.prm.cli_score", "score responses to an image + question with VisualPRM"),
-    "make-sample-data": (
-        "openrlhf_visualprm.data.samples",
-        "write small files in the released dataset formats",
-    ),
-    "convert-data": (
-        "openrlhf_visualprm.data.convert",
-        "convert math benchmarks / VisualPRM400K for training",
+    "serve": (
+        "openrlhf_visualprm.workers.serve_cli",
+        "run reward workers and the HTTP reward service (Ray Serve)",
     ),
     "eval-prm": ("openrlhf_visualprm.eval.prm_bench", "evaluate a PRM on VisualProcessBench (step F1)"),
     "eval-judge": ("openrlhf_visualprm.eval.judge_bench", "evaluate a judge on VL-RewardBench (both orders)"),
     "eval-bon": ("openrlhf_visualprm.eval.bon", "best-of-N accuracy: majority, PRM- and judge-selected"),
+    "convert-data": (
+        "openrlhf_visualprm.data.convert",
+        "convert math benchmarks / VisualPRM400K for training",
+    ),
+    "make-sample-data": (
+        "openrlhf_visualprm.data.samples",
+        "write small files in the released dataset formats",
+    ),
+    "make-demo-data": ("openrlhf_visualprm.data.demo_data", "write the generated mini multimodal-math set"),
+    "make-tiny-models": ("openrlhf_visualprm.tiny_models", "write tiny random VisualPRM / judge checkpoints"),
 }
 
 
