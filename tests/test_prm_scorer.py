@@ -177,3 +177,24 @@ def test_first_step_merging_with_the_prefix_falls_back_exactly(prm, monkeypatch)
     ref = prm.score([img], "Q", [response, "plain\n\nsteps"], method="per-step")
     for a, b in zip(ref, shared):
         assert np.allclose(a.step_scores, b.step_scores, atol=1e-5)
+
+
+def test_bfloat16_paths_run_and_agree(tiny_prm_path):
+    """The GPU default dtype: both fast paths run in bf16 and agree with each other; against fp32
+    they differ only by bf16 rounding (compared in log-odds, which the tiny model's wide init
+    stretches to |logit| ~ 16)."""
+    fp32 = VisualPRM.from_pretrained(str(tiny_prm_path))
+    bf16 = VisualPRM.from_pretrained(str(tiny_prm_path), dtype="bfloat16")
+    img = _img(900, 500, 4)
+    ref = fp32.score([img], "Q", GROUP[:3])
+    shared = bf16.score([img], "Q", GROUP[:3], method="shared")
+    single = bf16.score([img], "Q", GROUP[:3], method="single")
+
+    def logit(x):
+        x = np.clip(np.array(x), 1e-12, 1 - 1e-12)
+        return np.log(x) - np.log1p(-x)
+
+    for a, b, c in zip(ref, shared, single):
+        assert len(a.step_scores) == len(b.step_scores) == len(c.step_scores)
+        assert np.allclose(b.step_scores, c.step_scores, atol=0.05)
+        assert np.abs(logit(a.step_scores) - logit(b.step_scores)).max() < 1.5

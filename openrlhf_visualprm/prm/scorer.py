@@ -210,14 +210,18 @@ class VisualPRM:
 
     # ------------------------------------------------------------------ model calls
     def _plus_prob(self, hidden: torch.Tensor) -> torch.Tensor:
-        """P('+') from last hidden states, softmax over the two logits ['+', '-'] only."""
+        """P('+') from last hidden states, softmax over the two logits ['+', '-'] only.
+
+        Only two rows of the LM head are needed; they are applied in fp32 even for a bf16 model,
+        because P('+') depends on the small difference of two large logits.
+        """
         head = self.model.get_output_embeddings().weight
-        w = head[[self.plus_id, self.minus_id]].to(hidden.dtype)
-        logits = hidden @ w.T
+        w = head[[self.plus_id, self.minus_id]].float()
+        logits = hidden.float() @ w.T
         bias = getattr(self.model.get_output_embeddings(), "bias", None)
         if bias is not None:
-            logits = logits + bias[[self.plus_id, self.minus_id]]
-        return torch.softmax(logits.float(), dim=-1)[..., 0]
+            logits = logits + bias[[self.plus_id, self.minus_id]].float()
+        return torch.softmax(logits, dim=-1)[..., 0]
 
     def _backbone(self):
         return self.model.model
