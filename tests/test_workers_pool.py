@@ -270,3 +270,41 @@ def test_timeout_and_back_pressure_have_clear_errors(faulty_pool, items):
         faulty_pool.score_groups([_group(items[4], n=1, variant="refused")], timeout_s=0.2)
     filler.join()
     assert faulty_pool.stats(include_workers=False)["pending_groups"] == 0
+
+
+def test_judge_pool_through_ray_matches_the_judge_called_directly(
+    ray_cluster, tiny_judge_path, items, demo_data
+):
+    """The judge plugs into the same pool shape: rewards through Ray equal MR. Judge's own."""
+    from openrlhf_visualprm.judge import MRJudge
+
+    options = {"max_new_tokens": 4, "schedule": "listwise", "rounds": 2}
+    config = PoolConfig(
+        WorkerConfig(
+            model=str(tiny_judge_path), kind="judge", num_gpus=0, num_cpus=0.5, judge_options=options
+        ),
+        num_workers=1,
+        name="test-judge-pool",
+        image_roots=[str(Path(demo_data).parent)],
+    )
+    judge_pool = RewardPool.start(config)
+    try:
+        groups = [{k: v for k, v in _group(item).items() if k != "config"} for item in items[:2]]
+        got = judge_pool.score_groups(groups, timeout_s=120)
+        direct = MRJudge.from_pretrained(
+            str(tiny_judge_path),
+            backend="hf",
+            device="cpu",
+            dtype="float32",
+            image_roots=[str(Path(demo_data).parent)],
+            **options,
+        )
+        for group, results in zip(groups, got):
+            want = direct.judge_group(group["images"], group["question"], group["responses"]).rewards
+            assert [r["score"] for r in results] == pytest.approx(want)
+            assert len(results) == len(group["responses"])
+        again = judge_pool.score_groups(groups[:1], timeout_s=120)
+        assert again[0] == got[0]
+        assert judge_pool.stats()["cache"]["hits"] >= 1
+    finally:
+        judge_pool.shutdown()
