@@ -31,6 +31,31 @@ def resolve_checkpoint(name_or_path: str) -> Path:
     return Path(require_local(str(name_or_path), kind="prm").path)
 
 
+def load_tokenizer(folder: str | Path):
+    """The checkpoint's tokenizer, without remote code; a clear error when that is impossible.
+
+    VisualPRM-8B v1 ships InternLM2's remote-code tokenizer. transformers 5 loads any folder that
+    has a ``tokenizer.json`` with its generic fast backend; without one there is no safe way in.
+    """
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except Exception as exc:  # noqa: BLE001 - re-raised with what to do
+        raise ValueError(
+            f"{folder}: its tokenizer cannot be loaded without remote code ({type(exc).__name__}: {exc}). "
+            "Add a fast-tokenizer file (tokenizer.json) to the folder, e.g. on a machine with the "
+            "checkpoint's remote code: AutoTokenizer.from_pretrained(path, trust_remote_code=True)"
+            ".save_pretrained(path)"
+        ) from exc
+    if not getattr(tokenizer, "is_fast", True):
+        raise ValueError(
+            f"{folder}: a fast tokenizer (tokenizer.json) is needed: step positions are found with "
+            "character offsets, which slow tokenizers do not provide"
+        )
+    return tokenizer
+
+
 def read_config(folder: Path) -> dict:
     cfg = folder / "config.json"
     if not cfg.is_file():
@@ -68,12 +93,18 @@ def load_visualprm(
     attn_implementation: str | None = "sdpa",
 ):
     """Return ``(model, tokenizer, system_message_or_None, model_id)`` for a VisualPRM checkpoint."""
-    from transformers import AutoTokenizer, InternVLForConditionalGeneration
+    from transformers import InternVLForConditionalGeneration
 
     folder = resolve_checkpoint(name_or_path)
     raw = read_config(folder)
     model_type = raw.get("model_type")
     torch_dtype = as_dtype(dtype)
+    if model_type not in ("internvl", "internvl_chat"):
+        raise ValueError(
+            f"{folder} has model_type {model_type!r}; VisualPRM needs 'internvl' (native) or "
+            "'internvl_chat' (the original release)"
+        )
+    tokenizer = load_tokenizer(folder)
     if model_type == "internvl":
         model = InternVLForConditionalGeneration.from_pretrained(
             folder, dtype=torch_dtype, attn_implementation=attn_implementation
@@ -83,13 +114,7 @@ def load_visualprm(
         from openrlhf_visualprm.prm.convert import load_internvl_chat
 
         model, system_message = load_internvl_chat(
-            folder, dtype=torch_dtype, attn_implementation=attn_implementation
+            folder, tokenizer, dtype=torch_dtype, attn_implementation=attn_implementation
         )
-    else:
-        raise ValueError(
-            f"{folder} has model_type {model_type!r}; VisualPRM needs 'internvl' (native) or "
-            "'internvl_chat' (the original release)"
-        )
-    tokenizer = AutoTokenizer.from_pretrained(folder)
     model.to(device).eval()
     return model, tokenizer, system_message, str(name_or_path)

@@ -230,3 +230,16 @@ def test_unmapped_weight_is_named(tiny_prm_path, tmp_path):
     save_file(sd, str(folder / "model.safetensors"))
     with pytest.raises(KeyError, match="mystery"):
         VisualPRM.from_pretrained(str(folder))
+
+
+def test_tokenizer_needing_remote_code_gets_a_clear_error(tiny_prm_path, tmp_path):
+    """Without tokenizer.json a remote-code tokenizer (InternLM2's) cannot load: say what to do."""
+    folder = tmp_path / "no-fast-tokenizer"
+    shutil.copytree(tiny_prm_path, folder)
+    (folder / "tokenizer.json").unlink()
+    cfg = json.loads((folder / "tokenizer_config.json").read_text())
+    cfg["tokenizer_class"] = "InternLM2Tokenizer"
+    cfg["auto_map"] = {"AutoTokenizer": ["tokenization_internlm2.InternLM2Tokenizer", None]}
+    (folder / "tokenizer_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="tokenizer.json"):
+        VisualPRM.from_pretrained(str(folder))

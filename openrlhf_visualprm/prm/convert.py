@@ -210,14 +210,19 @@ def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def load_internvl_chat(
-    folder: str | Path, dtype: torch.dtype = torch.float32, attn_implementation: str | None = "sdpa"
+    folder: str | Path,
+    tokenizer,
+    dtype: torch.dtype = torch.float32,
+    attn_implementation: str | None = "sdpa",
 ):
-    """Return ``(native model, system_message or None)`` for an ``internvl_chat`` checkpoint folder."""
-    from transformers import AutoTokenizer, InternVLForConditionalGeneration
+    """Return ``(native model, system_message or None)`` for an ``internvl_chat`` checkpoint folder.
+
+    ``tokenizer`` is the checkpoint's own (it fixes the ``<IMG_CONTEXT>`` id in the native config).
+    """
+    from transformers import InternVLForConditionalGeneration
 
     folder = Path(folder)
     raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    tokenizer = AutoTokenizer.from_pretrained(folder)
     context_id = tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")
     if context_id is None or context_id == tokenizer.unk_token_id:
         raise ValueError(

@@ -139,6 +139,11 @@ class VisualPRM:
         return cls(model, tokenizer, system_message, model_id, max_tiles=max_tiles, **kwargs)
 
     def _single_token_id(self, text: str) -> int:
+        """Id of a one-character placeholder: its own vocabulary entry when there is one (the
+        released code uses the token), else the single token the text encodes to."""
+        tid = self.tokenizer.convert_tokens_to_ids(text)
+        if isinstance(tid, int) and tid != self.tokenizer.unk_token_id and tid >= 0:
+            return tid
         ids = self.tokenizer.encode(text, add_special_tokens=False)
         if len(ids) != 1:
             raise ValueError(f"{text!r} is not a single token in this tokenizer: {ids}")
