@@ -67,7 +67,7 @@ def test_neutralize_breaks_control_tokens_only():
 
 
 def test_token_positions_predict_plus(tiny_prm_path):
-    from openrlhf_visualprm.prm.scorer import VisualPRM, _Encoded  # noqa: F401
+    from openrlhf_visualprm.prm.scorer import VisualPRM
 
     prm = VisualPRM.from_pretrained(str(tiny_prm_path))
     prefix = prm.prefix_text("Q?", [1])

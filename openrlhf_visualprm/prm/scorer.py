@@ -28,7 +28,7 @@ from PIL import Image
 from openrlhf_visualprm.images import DEFAULT_MAX_TILES, ImageRoots, load_image, preprocess_image
 from openrlhf_visualprm.prm import template as T
 from openrlhf_visualprm.prm.aggregate import aggregate
-from openrlhf_visualprm.steps import DEFAULT_SEPARATOR, Step, split_steps
+from openrlhf_visualprm.steps import DEFAULT_SEPARATOR, Step, split_steps, steps_from_list
 
 logger = logging.getLogger(__name__)
 
@@ -354,8 +354,6 @@ class VisualPRM:
             for i, lst in enumerate(steps):
                 if isinstance(lst, str) or not all(isinstance(s, str) for s in lst):
                     raise TypeError(f"steps[{i}] must be a list of strings")
-                from openrlhf_visualprm.steps import steps_from_list
-
                 out.append(steps_from_list(list(lst))[1])
             return out
         out = []
