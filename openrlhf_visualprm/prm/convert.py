@@ -109,6 +109,14 @@ def native_config(raw: dict, image_token_id: int):
     )
 
 
+def _rename(name: str, table: list[tuple[str, str]], error: str) -> str:
+    """Apply the first matching (pattern, replacement) of a per-layer table; KeyError if none."""
+    for pat, rep in table:
+        if re.match(pat, name):
+            return re.sub(pat, rep, name, count=1)
+    raise KeyError(error)
+
+
 def _split_internlm2_wqkv(w: torch.Tensor, heads: int, kv_heads: int, hidden: int):
     head_dim = hidden // heads
     per = heads // kv_heads
@@ -140,12 +148,7 @@ def convert_state_dict(sd: dict[str, torch.Tensor], config) -> dict[str, torch.T
                     for name, part in zip("qkv", t.chunk(3, dim=0)):
                         out[f"{base}attention.{name}_proj.{rest.rsplit('.', 1)[1]}"] = part
                     continue
-                for pat, rep in _VISION_LAYER:
-                    if re.match(pat, rest):
-                        out[base + re.sub(pat, rep, rest, count=1)] = t
-                        break
-                else:
-                    raise KeyError(f"unmapped vision weight {key}")
+                out[base + _rename(rest, _VISION_LAYER, f"unmapped vision weight {key}")] = t
             else:
                 raise KeyError(f"unmapped vision weight {key}")
         elif key.startswith("mlp1."):
@@ -178,12 +181,7 @@ def convert_state_dict(sd: dict[str, torch.Tensor], config) -> dict[str, torch.T
                     out[base + "self_attn.k_proj.weight"] = kk
                     out[base + "self_attn.v_proj.weight"] = v
                     continue
-                for pat, rep in _INTERNLM2_LAYER:
-                    if re.match(pat, rest):
-                        out[base + re.sub(pat, rep, rest, count=1)] = t
-                        break
-                else:
-                    raise KeyError(f"unmapped InternLM2 weight {key}")
+                out[base + _rename(rest, _INTERNLM2_LAYER, f"unmapped InternLM2 weight {key}")] = t
             else:
                 raise KeyError(f"unmapped InternLM2 weight {key}")
         else:
