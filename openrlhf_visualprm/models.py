@@ -106,9 +106,18 @@ def load_visualprm(
         )
     tokenizer = load_tokenizer(folder)
     if model_type == "internvl":
-        model = InternVLForConditionalGeneration.from_pretrained(
-            folder, dtype=torch_dtype, attn_implementation=attn_implementation
+        model, info = InternVLForConditionalGeneration.from_pretrained(
+            folder, dtype=torch_dtype, attn_implementation=attn_implementation, output_loading_info=True
         )
+        # Strict: a missing tensor would be randomly initialised and still give plausible scores.
+        missing, unexpected = sorted(info.get("missing_keys") or []), sorted(info.get("unexpected_keys") or [])
+        mismatched = sorted(str(k) for k in info.get("mismatched_keys") or [])
+        if missing or unexpected or mismatched:
+            raise ValueError(
+                f"{folder}: the weights do not match the model (missing {len(missing)}: {missing[:5]}, "
+                f"unexpected {len(unexpected)}: {unexpected[:5]}, shape mismatches {len(mismatched)}: "
+                f"{mismatched[:5]}); refusing to score with a partly random model"
+            )
         system_message = raw.get("system_message")
     elif model_type == "internvl_chat":
         from openrlhf_visualprm.prm.convert import load_internvl_chat
