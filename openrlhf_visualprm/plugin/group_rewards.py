@@ -67,7 +67,7 @@ class GroupRewardScorer:
         if plan.prm is not None and self.pool is None:
             from openrlhf_visualprm.prm.scorer import VisualPRM
 
-            dtype = plan.prm.dtype if self.device.startswith("cuda") else "float32"
+            dtype = plan.prm.load_dtype(self.device)
             self.prm = VisualPRM.from_pretrained(
                 plan.prm.path, device=self.device, dtype=dtype, max_tiles=plan.prm.max_tiles
             )
