@@ -202,6 +202,17 @@ def _plugin_models(tokens: list[str], judge_model: str | None) -> tuple[list[reg
         except ValueError as exc:
             raise LaunchError(f"{_MODEL_FLAG}: {exc}", _MODEL_FLAG) from None
         resolved = [_resolve(name, _MODEL_FLAG) for name in names]
+        unknown = [r for r in resolved if r.kind is None and r.source == "missing"]
+        if unknown:
+            r = unknown[0]
+            raise LaunchError(
+                f"{_MODEL_FLAG}: {r.name!r} is not a registered reward model (aliases: "
+                f"{', '.join(sorted(registry.aliases()))}), not a local folder and not in the local Hugging Face "
+                "cache, so the launcher cannot tell whether it is a VisualPRM, a judge or a stock OpenRLHF reward "
+                "model. Download it first (huggingface-cli download ...), pass a local folder, or register it "
+                "with openrlhf_visualprm.registry.register()",
+                _MODEL_FLAG,
+            )
         ours = [r for r in resolved if r.kind in registry.KINDS]
         if not ours:
             resolved = []  # a stock reward model: OpenRLHF's own RewardModelActor handles it
@@ -544,5 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     if plan.dry_run:
         print(format_dry_run(plan))
         return 0
+    for note in plan.notes:  # the plan's warnings, on every launch (not only --dry-run)
+        print(f"[openrlhf-visualprm] note: {note}", file=sys.stderr)
     launch(plan)
     return 0
