@@ -70,12 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _project_error_types() -> tuple[type[BaseException], ...]:
     """The error classes the package raises on purpose (imported only when an error happened)."""
-    from openrlhf_visualprm.data.records import BadDataError
-    from openrlhf_visualprm.eval.results import ResumeMismatchError
-    from openrlhf_visualprm.images import ImageError
-    from openrlhf_visualprm.registry import ModelNotFoundError
+    from openrlhf_visualprm.errors import VisualPRMError
 
-    return (BadDataError, ResumeMismatchError, ImageError, ModelNotFoundError)
+    return (VisualPRMError,)
 
 
 def _message(exc: BaseException) -> str:

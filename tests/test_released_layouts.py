@@ -24,7 +24,11 @@ from openrlhf_visualprm.images import ImageRoots
 # The wildvision-battle and rlhf-v rows follow the same layout (folder = source dataset).
 OFFICIAL_ROWS = [
     ("LRVInstruction-000000007746", "images/vlfeedback/LRVInstruction-000000007746.jpg", [1, 0]),
-    ("jailbreak-typo-Illegal_Activitiy-62", "images/vlfeedback/jailbreak-typo-Illegal_Activitiy-62.jpg", [0, 1]),
+    (
+        "jailbreak-typo-Illegal_Activitiy-62",
+        "images/vlfeedback/jailbreak-typo-Illegal_Activitiy-62.jpg",
+        [0, 1],
+    ),
     ("wildvision-battle-3", "images/wildvision-battle/wildvision-battle-3.jpg", [0, 1]),
     ("hallucination_pair-12585", "images/povid/COCO_train2014_000000243176.jpg", [0, 1]),
     ("RLHF-V-Dataset-118", "images/rlhf-v/RLHF-V-Dataset-118.jpg", [1, 0]),
@@ -105,32 +109,40 @@ def test_eval_judge_official_layout_groups_and_macro(tmp_path):
     assert rep["counts"]["bad_lines"] == 0 and rep["counts"]["evaluated_items"] == 10
 
 
-def test_eval_judge_cli_official_layout_reports_three_groups(tiny_judge_path, tmp_path):
+def test_eval_judge_cli_official_layout_reports_three_groups(tmp_path, monkeypatch, capsys):
+    """The command end to end on the GitHub layout; the judge is scripted (content-aware: it
+    always picks the response whose text says 'first answer', in whichever position it is shown)."""
+    from openrlhf_visualprm.eval import judge_adapter
+
+    def scripted(images, query, first, second):
+        return 0 if first.startswith("first answer") else 1
+
+    monkeypatch.setattr(judge_adapter, "load_pair_judge", lambda path, **kw: (scripted, "scripted"))
     data = _write_official(tmp_path)
     out = tmp_path / "out"
-    rc = cli_main(
-        [
-            "eval-judge",
-            "--judge",
-            str(tiny_judge_path),
-            "--data",
-            str(data),
-            "--image-root",
-            str(tmp_path),
-            "--out",
-            str(out),
-            "--max-new-tokens",
-            "2",
-            "--no-progress",
-        ]
-    )
-    assert rc == 0
+    argv = ["eval-judge", "--judge", "scripted", "--data", str(data), "--image-root", str(tmp_path)]
+    assert cli_main([*argv, "--out", str(out), "--no-progress"]) == 0
     report = json.loads((out / "report.json").read_text())
+    # response 0 is right exactly when human_ranking[0] == 0, in both orders: 7 of 10 pairs.
     for key in ("original_order", "swapped_order", "both_orders_right"):
         cats = report[key]["by_category"]
         assert {c: v["n"] for c, v in cats.items()} == OFFICIAL_COUNTS
-        expected_macro = sum(v["accuracy"] for v in cats.values()) / 3
-        assert report[key]["macro_accuracy"] == pytest.approx(expected_macro)
+        assert {c: v["correct"] for c, v in cats.items()} == {
+            "general": 2,
+            "hallucination": 3,
+            "reasoning": 2,
+        }
+        assert report[key]["macro_accuracy"] == pytest.approx((2 / 3 + 3 / 4 + 2 / 3) / 3)
+    assert set(report["by_source"]["original_order"]) == {
+        "vlfeedback",
+        "wildvision-battle",
+        "povid",
+        "rlhf-v",
+        "rlaif-v",
+        "reasoning_tasks",
+    }
+    printed = capsys.readouterr().out
+    assert "general 66.7  hallucination 75.0  reasoning 66.7" in printed and "unknown" not in printed
 
 
 def test_eval_judge_exits_nonzero_when_nothing_was_evaluated(tiny_judge_path, tmp_path, capsys):
@@ -184,7 +196,9 @@ def test_v11_raw_question_with_tag_is_written_once():
         "num_mc_sequences": 16,
     }
     out = V.to_internvl(V.read_v11_raw(raw))
-    assert out["conversations"][0]["value"] == "### Question:\n<image>\nFind x.\n\n### Solution Process:\nx = 3"
+    assert (
+        out["conversations"][0]["value"] == "### Question:\n<image>\nFind x.\n\n### Solution Process:\nx = 3"
+    )
 
 
 # ------------------------------------------------------------------ geometry3k (current card)
@@ -209,6 +223,13 @@ def test_geometry3k_current_card_fields_are_read():
 
 
 def test_geometry3k_ground_truth_letter_must_name_a_choice():
-    record = {"images": [], "problem": "Find x.", "answer": "5", "id": 1, "choices": ["3", "4"], "ground_truth": "C"}
+    record = {
+        "images": [],
+        "problem": "Find x.",
+        "answer": "5",
+        "id": 1,
+        "choices": ["3", "4"],
+        "ground_truth": "C",
+    }
     with pytest.raises(ValueError, match="ground_truth"):
         read_geometry3k(record, 0)

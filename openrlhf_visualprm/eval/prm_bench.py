@@ -11,8 +11,8 @@ needs the model again: rerun with the same ``--out`` and a new ``--threshold``.
 from __future__ import annotations
 
 import argparse
-import sys
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 

@@ -32,7 +32,10 @@ RELEASED_DOWNSAMPLE = 0.5
 RELEASED_TEMPLATE = "internvl2_5"
 # LLM family (native text model_type) -> the special tokens its released tokenizer prepends.
 RELEASED_BOS = {"qwen2": [], "llama": ["<s>"]}  # InternLM2 is loaded onto the Llama architecture
-LLM_NAMES = {"qwen2": "Qwen2 (VisualPRM-8B-v1.1 family)", "llama": "InternLM2 as Llama (VisualPRM-8B v1 family)"}
+LLM_NAMES = {
+    "qwen2": "Qwen2 (VisualPRM-8B-v1.1 family)",
+    "llama": "InternLM2 as Llama (VisualPRM-8B v1 family)",
+}
 
 
 @dataclass
@@ -214,7 +217,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "tokens per tile, '+'/'-' ids, BOS rule, system message and its source), with a warning for "
         "anything that differs from the released checkpoints."
     )
-    parser.add_argument("model", metavar="PATH_OR_ALIAS", help="checkpoint folder or alias (visualprm, visualprm-v1)")
+    parser.add_argument(
+        "model", metavar="PATH_OR_ALIAS", help="checkpoint folder or alias (visualprm, visualprm-v1)"
+    )
     T.add_system_message_argument(parser)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")

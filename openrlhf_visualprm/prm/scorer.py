@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from openrlhf_visualprm.errors import ModelError
 from openrlhf_visualprm.images import DEFAULT_MAX_TILES, ImageRoots, load_image, preprocess_image
 from openrlhf_visualprm.prm import template as T
 from openrlhf_visualprm.prm.aggregate import aggregate
@@ -103,7 +104,7 @@ class VisualPRM:
         self.image_token_id = int(model.config.image_token_id)
         context_id = tokenizer.convert_tokens_to_ids(T.IMG_CONTEXT)
         if context_id != self.image_token_id:
-            raise ValueError(
+            raise ModelError(
                 f"tokenizer maps {T.IMG_CONTEXT} to {context_id} but the model expects image_token_id "
                 f"{self.image_token_id}: tokenizer and checkpoint do not belong together"
             )
@@ -175,7 +176,7 @@ class VisualPRM:
             return tid
         ids = self.tokenizer.encode(text, add_special_tokens=False)
         if len(ids) != 1:
-            raise ValueError(f"{text!r} is not a single token in this tokenizer: {ids}")
+            raise ModelError(f"{text!r} is not a single token in this tokenizer: {ids}")
         return ids[0]
 
     @property
@@ -224,6 +225,10 @@ class VisualPRM:
             return _Encoded(steps, [], [], dropped=len(steps), note=note)
         ids, positions = self._tokenize(prefix, texts[:keep])
         return _Encoded(steps[:keep], ids, positions, dropped=len(steps) - keep, note=note)
+
+    def _prefix_ids(self, prefix: str) -> list[int]:
+        """Ids of the shared prefix, BOS rule included (so they are a prefix of every response's ids)."""
+        return self.bos_ids + list(self.tokenizer(prefix, add_special_tokens=False)["input_ids"])
 
     def _tokenize(self, prefix: str, texts: list[str]) -> tuple[list[int], list[int]] | None:
         if not texts:
@@ -303,8 +308,7 @@ class VisualPRM:
 
     @torch.inference_mode()
     def _score_shared(self, prefix: str, encs: list[_Encoded], pixel_values: torch.Tensor | None) -> None:
-        enc = self.tokenizer(prefix, add_special_tokens=False)
-        prefix_ids = self.bos_ids + list(enc["input_ids"])
+        prefix_ids = self._prefix_ids(prefix)
         p = len(prefix_ids)
         shared = [e for e in encs if e.ids and e.ids[:p] == prefix_ids and len(e.ids) > p]
         # A response whose first step merges with the prefix's last token (BPE across the
@@ -402,7 +406,9 @@ class VisualPRM:
             raise ValueError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
         if method != "shared":
             kw = dict(method=method, aggregation=aggregation, max_steps=max_steps, splitter=splitter)
-            return [self.score(im, q, responses=list(r), temperature=temperature, **kw) for im, q, r in groups]
+            return [
+                self.score(im, q, responses=list(r), temperature=temperature, **kw) for im, q, r in groups
+            ]
         prepared = []
         for images, question, responses in groups:
             if isinstance(images, (str, bytes, Image.Image)):
@@ -425,7 +431,7 @@ class VisualPRM:
         dev, backbone = self.device, self._backbone()
         prefix_ids, work = [], []
         for gi, (prefix, pixel_values, encs) in enumerate(items):
-            ids = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
+            ids = self._prefix_ids(prefix)
             p = len(ids)
             shared = [e for e in encs if e.ids and e.ids[:p] == ids and len(e.ids) > p]
             fallback = [e for e in encs if e.ids and e not in shared]  # BPE merge across the boundary
@@ -451,7 +457,9 @@ class VisualPRM:
                 if gi not in caches:
                     pv = items[gi][1]
                     pv = None if pv is None else pv.to(dev, self.model.dtype)
-                    out = backbone(input_ids=torch.tensor([prefix_ids[gi]], device=dev), pixel_values=pv, use_cache=True)
+                    out = backbone(
+                        input_ids=torch.tensor([prefix_ids[gi]], device=dev), pixel_values=pv, use_cache=True
+                    )
                     caches[gi] = out.past_key_values
             self._run_suffixes(chunk, prefix_ids, caches, big_p, big_l)
             for gi in [g for g in caches if last_use[g] < j]:

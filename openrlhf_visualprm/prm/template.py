@@ -42,6 +42,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from openrlhf_visualprm.errors import ConfigError, ModelError
+
 IMAGE_PLACEHOLDER = "<image>"
 IMG_START = "<img>"
 IMG_END = "</img>"
@@ -216,13 +218,13 @@ def resolve_system_message(choice: str | None, config_value: str | None, model_i
         return SystemMessage(INTERNVL2_5_SYSTEM_MESSAGE, "internvl2_5", SYSTEM_MESSAGE_CHOICES["internvl2_5"])
     if choice == "config":
         if not config_value:
-            raise ValueError(
+            raise ConfigError(
                 f"--system-message config: {model_id or 'the checkpoint'} has no system_message in its "
                 "config; choose prm, internvl2_5 or give the text"
             )
         return SystemMessage(config_value, "config", SYSTEM_MESSAGE_CHOICES["config"])
     if not choice.strip():
-        raise ValueError("--system-message is empty; choose prm, internvl2_5, config or give the text")
+        raise ConfigError("--system-message is empty; choose prm, internvl2_5, config or give the text")
     return SystemMessage(choice, "text", "text given by the caller")
 
 
@@ -254,7 +256,7 @@ def special_prefix_ids(tokenizer) -> list[int]:
     for start in range(len(with_specials) - len(plain) + 1):
         if with_specials[start : start + len(plain)] == plain:
             return with_specials[:start]
-    raise ValueError(
+    raise ModelError(
         f"cannot tell which special tokens the tokenizer adds: {probe!r} encodes to {plain} "
         f"without specials but {with_specials} with them"
     )
