@@ -71,7 +71,12 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
         "--aggregation", choices=AGGREGATIONS, default="mean", help="response score (default mean)"
     )
     parser.add_argument("--temperature", type=float, default=0.1, help="softmin temperature (default 0.1)")
-    parser.add_argument("--max-steps", type=int, default=None, help="merge steps into at most N blocks")
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="merge steps into at most N blocks (VisualPRM-8B-v1.1's training data: at most 16)",
+    )
     parser.add_argument("--max-tiles", type=int, default=12, help="InternVL tiles per image (default 12)")
     T.add_system_message_argument(parser)
     parser.add_argument("--device", default="cpu")
