@@ -76,8 +76,10 @@ def test_bos_prompt_scores_agree_across_methods(tiny_prm, bos_tokenizer):
     responses = ["a = 1\n\nb = 2", "c = 3\n\nd = 4\n\ne = 5"]
     shared = prm.score([img], "Q?", responses=responses, method="shared")
     single = prm.score([img], "Q?", responses=responses, method="single")
-    for a, b in zip(shared, single, strict=True):
+    (grouped,) = prm.score_groups([([img], "Q?", responses)], method="shared")  # the RL batch path
+    for a, b, c in zip(shared, single, grouped, strict=True):
         assert a.step_scores == pytest.approx(b.step_scores, abs=1e-5)
+        assert c.step_scores == pytest.approx(b.step_scores, abs=1e-5)
     no_bos = VisualPRM(tiny_prm.model, tiny_prm.tokenizer, "SYS", "tiny")
     plain = no_bos.score([img], "Q?", responses=responses, method="single")
     assert any(abs(x - y) > 1e-4 for x, y in zip(plain[0].step_scores, single[0].step_scores))
