@@ -330,8 +330,12 @@ def test_convert_data_cli_stop_exits_nonzero_naming_the_line(tmp_path, capsys):
             "stop",
         ]
     )
-    assert rc == 1
-    assert "bad.jsonl:1: missing or refused image" in capsys.readouterr().out
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("openrlhf-visualprm convert-data: error:")
+        and "bad.jsonl:1: missing or refused image" in err
+    )
 
 
 def test_stepwise_parquet_keeps_null_labels_and_internvl_parquet_fails_clearly(sample_dir, tmp_path):

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from openrlhf_visualprm.errors import ConfigError
 from openrlhf_visualprm.prm import template as T
 from openrlhf_visualprm.prm.aggregate import AGGREGATIONS
 from openrlhf_visualprm.prm.scorer import METHODS
@@ -33,11 +34,9 @@ def run_prompt(args: argparse.Namespace) -> int:
     try:
         steps = json.loads(args.steps_json)
     except json.JSONDecodeError as exc:
-        print(f"--steps-json is not valid JSON: {exc}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"--steps-json is not valid JSON: {exc}") from exc
     if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
-        print("--steps-json must be a JSON list of strings", file=sys.stderr)
-        return 2
+        raise ConfigError("--steps-json must be a JSON list of strings")
     tiles = [int(t) for t in str(args.num_tiles).split(",")]
     # No checkpoint here: 'config' has nothing to read, and the default is InternVL2.5's.
     system = T.resolve_system_message(args.system_message, None, "prm-prompt (no checkpoint)")
@@ -86,6 +85,8 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _read_responses(path: Path) -> tuple[list[str] | None, list[list[str]] | None]:
     responses, steps = [], []
+    if not path.is_file():
+        raise ConfigError(f"--responses file {str(path)!r} does not exist")
     with path.open(encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -93,17 +94,17 @@ def _read_responses(path: Path) -> tuple[list[str] | None, list[list[str]] | Non
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
+                raise ConfigError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
             if isinstance(rec, dict) and isinstance(rec.get("response"), str):
                 responses.append(rec["response"])
             elif isinstance(rec, dict) and isinstance(rec.get("steps"), list):
                 steps.append([str(s) for s in rec["steps"]])
             else:
-                raise ValueError(f'{path}:{n}: expected {{"response": str}} or {{"steps": [str, ...]}}')
+                raise ConfigError(f'{path}:{n}: expected {{"response": str}} or {{"steps": [str, ...]}}')
     if responses and steps:
-        raise ValueError(f"{path}: mixes 'response' and 'steps' lines; use one kind per file")
+        raise ConfigError(f"{path}: mixes 'response' and 'steps' lines; use one kind per file")
     if not responses and not steps:
-        raise ValueError(f"{path}: no responses")
+        raise ConfigError(f"{path}: no responses")
     return (responses or None), (steps or None)
 
 
@@ -111,11 +112,7 @@ def run_score(args: argparse.Namespace) -> int:
     from openrlhf_visualprm.images import ImageRoots
     from openrlhf_visualprm.prm.scorer import VisualPRM
 
-    try:
-        responses, steps = _read_responses(args.responses)
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    responses, steps = _read_responses(args.responses)
     roots = ImageRoots.of([Path(p).resolve().parent for p in args.image])
     prm = VisualPRM.from_pretrained(
         args.model,
