@@ -117,17 +117,25 @@ def test_outcome_reward_without_ground_truth_is_neutral_zero_and_flagged():
     out = _outcome_scorer(key="solution").score_groups(
         [{"prompt": "p", "label": {"answer": "21"}, "images": None, "responses": ["\\boxed{21}"]}]
     )[0]
-    assert out[0]["components"]["outcome"] == 0.0 and out[0]["outcome"]["has_truth"] is False
+    # a label without the field the component needs is a bad sample: neutral, counted, with its reason
+    assert out[0]["components"]["outcome"] == 0.0 and out[0]["outcome"] is None
+    assert (
+        out[0]["failed"] == ["outcome"]
+        and out[0]["reasons"] == ["no_truth"]
+        and "'solution'" in out[0]["error"]
+    )
 
 
 def test_exact_checker_needs_the_same_string():
     out = _outcome_scorer(checker="exact").score_groups(
-        [{
-            "prompt": "p",
-            "label": {"answer": "0.5"},
-            "images": None,
-            "responses": ["\\boxed{1/2}", "\\boxed{ 0.5 }"],
-        }]
+        [
+            {
+                "prompt": "p",
+                "label": {"answer": "0.5"},
+                "images": None,
+                "responses": ["\\boxed{1/2}", "\\boxed{ 0.5 }"],
+            }
+        ]
     )[0]
     assert [r["components"]["outcome"] for r in out] == [0.0, 1.0]
 
@@ -139,10 +147,17 @@ def test_unusable_label_is_neutral_for_all_and_unusable_image_only_for_image_com
             [{"prompt": "p", "label": '{"answer": ', "images": None, "responses": ["1", "2"]}]
         )[0]
     assert [r["components"] for r in out] == [{"outcome": 0.0}, {"outcome": 0.0}]
-    assert "looks like JSON but does not parse" in out[0]["error"] and "does not parse" in caplog.text
-    # The outcome check needs no image: an unreadable image leaves it scoring (and is still counted).
+    assert "is not valid JSON" in out[0]["error"] and "is not valid JSON" in caplog.text
+    # The outcome check needs no image: an unreadable image leaves it scoring (images are not even loaded).
     out = scorer.score_groups(
-        [{"prompt": "p", "label": {"answer": "1"}, "images": ["/etc/passwd"], "responses": ["\\boxed{1}", "2"]}]
+        [
+            {
+                "prompt": "p",
+                "label": {"answer": "1"},
+                "images": ["/etc/passwd"],
+                "responses": ["\\boxed{1}", "2"],
+            }
+        ]
     )[0]
     assert [r["components"] for r in out] == [{"outcome": 1.0}, {"outcome": 0.0}]
-    assert "no image roots are configured" in out[0]["error"] and out[0]["failed"] == []
+    assert out[0]["error"] is None and out[0]["failed"] == []  # no component needed it: not a failed group
