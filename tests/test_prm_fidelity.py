@@ -19,6 +19,15 @@ PRM_PROMPT_SHA256 = "18279fe8e6c5f76aebb619b266e665b89b2d0b1cb181b6aa3fded44d24b
 
 
 @pytest.fixture(scope="module")
+def sample_dir(tmp_path_factory):
+    from openrlhf_visualprm.data import samples
+
+    out = tmp_path_factory.mktemp("samples")
+    samples.write_samples(out)
+    return out
+
+
+@pytest.fixture(scope="module")
 def bos_tokenizer():
     """A Qwen2 tokenizer configured the way InternLM2's is: it prepends a BOS to every text."""
     from transformers import AutoTokenizer
@@ -244,4 +253,34 @@ def test_resume_mismatch_goes_through_the_one_handler(tmp_path, capsys):
     assert (
         capsys.readouterr().err
         == "openrlhf-visualprm boom: error: results.jsonl was written with different settings\n"
+    )
+
+
+def test_eval_prm_records_the_system_message_and_refuses_to_mix_runs(
+    tiny_prm_path, sample_dir, tmp_path, capsys
+):
+    out = tmp_path / "prm"
+    argv = ["eval-prm", "--model", str(tiny_prm_path), "--data", str(sample_dir / "visualprocessbench.jsonl")]
+    argv += [
+        "--image-root",
+        str(sample_dir),
+        "--out",
+        str(out),
+        "--limit",
+        "1",
+        "--max-tiles",
+        "1",
+        "--no-progress",
+    ]
+    assert cli.main([*argv, "--system-message", "prm"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    expected = "prm:" + hashlib.sha256(T.PRM_SYSTEM_PROMPT.encode()).hexdigest()[:12]
+    assert report["system_message"] == expected
+    assert "system message 'prm'" in capsys.readouterr().err
+    assert cli.main([*argv, "--system-message", "Another prompt."]) == 2  # same --out, other prompt
+    err = capsys.readouterr().err
+    assert (
+        "openrlhf-visualprm eval-prm: error:" in err
+        and "different settings" in err
+        and "system_message" in err
     )

@@ -269,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
             prm=prm.model_id,
             method=args.method,
             max_tiles=args.max_tiles,
-            system_message=prm.system_message_choice,
+            system_message=prm.system_info.fingerprint(),
         )
     if args.judge:
         from openrlhf_visualprm.eval.judge_adapter import load_pair_judge

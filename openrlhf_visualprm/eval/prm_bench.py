@@ -203,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     print(prm.describe_system_message(), file=sys.stderr)
     fingerprint = {
         "model": prm.model_id,
-        "system_message": prm.system_message_choice,
+        "system_message": prm.system_info.fingerprint(),
         "data": str(Path(args.data).resolve()),
         "method": args.method,
         "max_tiles": args.max_tiles,

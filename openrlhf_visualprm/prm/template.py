@@ -191,6 +191,12 @@ class SystemMessage:
     choice: str
     source: str
 
+    def fingerprint(self) -> str:
+        """``choice:sha256[:12]`` of the text: two runs with different texts never look alike."""
+        import hashlib
+
+        return f"{self.choice}:{hashlib.sha256(self.text.encode()).hexdigest()[:12]}"
+
     def describe(self, model_id: str = "VisualPRM") -> str:
         preview = self.text.replace("\n", " ")
         preview = preview if len(preview) <= 60 else preview[:57] + "..."
