@@ -47,9 +47,14 @@ def _label_tools():
 
 
 def prepare_group(raw: dict[str, Any], roots: Any = None) -> RewardGroup:
-    """One host payload -> a :class:`RewardGroup`; bad samples are recorded, not raised."""
-    from openrlhf_visualprm.images import load_image
+    """One host payload -> a :class:`RewardGroup`; bad samples are recorded, not raised.
 
+    ``roots``: an ``ImageRoots`` or folders that image paths must lie under.
+    """
+    from openrlhf_visualprm.images import ImageRoots, load_image
+
+    if not isinstance(roots, ImageRoots):
+        roots = ImageRoots.of(roots or None)
     lab = _label_tools()
     responses = [str(r) for r in raw["responses"]]
     broken: dict[str, str] = {}
