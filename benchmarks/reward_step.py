@@ -165,7 +165,9 @@ def main() -> int:
     ap.add_argument("--groups", type=int, default=None, help="prompts per step (default 64, tiny 8)")
     ap.add_argument("--group", type=int, default=8, help="responses per prompt (default 8)")
     ap.add_argument("--device", default=None, help="cpu | cuda (default: cuda, tiny: cpu)")
-    ap.add_argument("--dtype", default=None, help="PRM dtype on CUDA (default bfloat16)")
+    ap.add_argument(
+        "--dtype", default=None, help="PRM dtype (default auto: bfloat16 on CUDA, float32 on CPU)"
+    )
     ap.add_argument("--prm-model", default=None, help="VisualPRM checkpoint (default: tiny / random 8B)")
     ap.add_argument("--judge-model", default=None, help="judge checkpoint (default: tiny / random 7B)")
     ap.add_argument("--model", default=None, help="checkpoint of the one model component selected")
@@ -199,7 +201,7 @@ def main() -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA device: run with --tiny (CPU)", file=sys.stderr)
         return 2
-    args.dtype = args.dtype or "bfloat16"
+    args.dtype = args.dtype or "auto"  # bfloat16 on CUDA, float32 on CPU
     args.rounds = args.rounds or (1 if tiny else 4)
     args.gen_tokens = args.gen_tokens or (32 if tiny else 512)
     n_groups = args.groups or (8 if tiny else 64)

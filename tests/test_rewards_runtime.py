@@ -16,6 +16,9 @@ from PIL import Image
 
 from openrlhf_visualprm.judge.backends import ScriptedBackend
 from openrlhf_visualprm.judge.judge import MRJudge
+from openrlhf_visualprm.labels import Label
+from openrlhf_visualprm.outcome.config import OutcomeConfig
+from openrlhf_visualprm.prm.config import PRMConfig
 from openrlhf_visualprm.rewards.components import JudgeComponent, OutcomeComponent, PRMComponent
 from openrlhf_visualprm.rewards.groups import RewardGroup, prepare_group
 from openrlhf_visualprm.rewards.runtime import RewardRuntime
@@ -45,7 +48,9 @@ def judge_groups(n_groups: int = 3, n: int = 5) -> list[RewardGroup]:
         values = [(7 * g + 3 * j) % 11 + j for j in range(n)]  # distinct per response
         responses = [f"Step one.\n\nSo the answer is [[v{v}]] \\boxed{{{v}}}." for v in values]
         groups.append(
-            RewardGroup(f"question {g}?", responses, [image((g * 40, 0, 0))], {"answer": str(values[0])})
+            RewardGroup(
+                f"question {g}?", responses, [image((g * 40, 0, 0))], Label({"answer": str(values[0])})
+            )
         )
     return groups
 
@@ -107,7 +112,7 @@ def test_outcome_batched_is_one_verification_batch_with_per_group_results(monkey
 
     monkeypatch.setattr(answers, "verify_answers", counting)
     groups = judge_groups(n_groups=3, n=4)
-    groups.append(RewardGroup("q?", ["\\boxed{1}"], [], {}))  # no ground truth: 0, flagged
+    groups.append(RewardGroup("q?", ["\\boxed{1}"], [], Label()))  # no ground truth: a bad sample
     runtime = RewardRuntime({"outcome": OutcomeComponent()})
     batched = runtime.score_groups(groups)
     assert calls == [12]
@@ -116,7 +121,7 @@ def test_outcome_batched_is_one_verification_batch_with_per_group_results(monkey
     expected = [[1.0, 0.0, 0.0, 0.0]] * 3 + [[0.0]]  # the first response carries the truth
     assert [[r["components"]["outcome"] for r in rows] for rows in batched] == expected
     assert [[r["components"]["outcome"] for r in rows] for rows in per_group] == expected
-    assert batched[3][0]["outcome"] == {"answer": "1", "has_truth": False}
+    assert batched[3][0]["failed"] == ["outcome"] and batched[3][0]["reasons"] == ["no_truth"]
 
 
 # ----------------------------------------------------------------------------- error policy
@@ -129,7 +134,9 @@ class Boom:
 
 def test_bad_image_neutralises_only_image_components_and_bad_label_everything(tmp_path, caplog):
     judge, backend = scripted_judge(rounds=1)
-    runtime = RewardRuntime({"judge": JudgeComponent(judge), "outcome": OutcomeComponent(checker="exact")})
+    runtime = RewardRuntime(
+        {"judge": JudgeComponent(judge), "outcome": OutcomeComponent(OutcomeConfig("exact"))}
+    )
     good = {"prompt": "q?", "label": {"answer": "3"}, "images": [image((1, 2, 3))],
             "responses": ["[[v3]] \\boxed{3}", "[[v1]] \\boxed{1}"]}  # fmt: skip
     bad_image = dict(good, images=[str(tmp_path / "missing.png")])
@@ -149,7 +156,8 @@ def test_bad_image_neutralises_only_image_components_and_bad_label_everything(tm
     ]
     assert out[1][0]["failed"] == ["judge"] and "missing.png" in out[1][0]["error"]
     assert [r["components"] for r in out[2]] == [{"judge": 0.0, "outcome": 0.0}] * 2
-    assert out[2][0]["failed"] == ["judge", "outcome"] and "does not parse" in out[2][0]["error"]
+    assert out[2][0]["failed"] == ["judge", "outcome"] and "not valid JSON" in out[2][0]["error"]
+    assert out[1][0]["reasons"] == ["bad_image"] and out[2][0]["reasons"] == ["bad_label_json"]
     assert runtime.failed_groups == 2 and caplog.text.count("bad sample") == 2
     assert len(backend.requests) == 1  # only the good group reached the judge
 
@@ -161,7 +169,7 @@ def test_any_other_exception_stops_the_step():
 
 
 def test_padding_groups_pass_through_as_none():
-    runtime = RewardRuntime({"outcome": OutcomeComponent(checker="exact")})
+    runtime = RewardRuntime({"outcome": OutcomeComponent(OutcomeConfig("exact"))})
     out = runtime.score_groups([None, *judge_groups(n_groups=1, n=2), None])
     assert out[0] is None and out[2] is None and len(out[1]) == 2
 
@@ -180,7 +188,7 @@ def prm_groups() -> list[RewardGroup]:
         ["Width 5.\n\nHeight 2.\n\nArea 10.", "The bars sum to 9."],
     ]
     return [
-        RewardGroup(f"What is shown in figure {g}?", r, [image((30 * g, 90, 120))], {"answer": "12"})
+        RewardGroup(f"What is shown in figure {g}?", r, [image((30 * g, 90, 120))], Label({"answer": "12"}))
         for g, r in enumerate(texts)
     ]
 
@@ -194,7 +202,7 @@ def test_prm_batches_suffixes_of_several_groups_and_equals_per_group(tiny_prm, m
         return real(self, chunk, *args)
 
     monkeypatch.setattr(type(tiny_prm), "_run_suffixes", spy)
-    component = PRMComponent(tiny_prm, aggregation="min", max_batch_tokens=1 << 20)
+    component = PRMComponent(tiny_prm, PRMConfig(aggregation="min"), max_batch_tokens=1 << 20)
     runtime = RewardRuntime({"prm": component})
     groups = prm_groups()
     batched = runtime.score_groups(groups)
@@ -210,7 +218,7 @@ def test_prm_batches_suffixes_of_several_groups_and_equals_per_group(tiny_prm, m
             assert b["prm"]["spans"] == [list(s) for s in d.spans]
     # a small budget splits the step into several batches, same scores
     chunks.clear()
-    small = RewardRuntime({"prm": PRMComponent(tiny_prm, aggregation="min", max_batch_tokens=1)})
+    small = RewardRuntime({"prm": PRMComponent(tiny_prm, PRMConfig(aggregation="min"), max_batch_tokens=1)})
     again = small.score_groups(groups)
     assert len(chunks) == 4
     for rows_a, rows_b in zip(again, batched):

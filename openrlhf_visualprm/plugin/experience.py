@@ -43,6 +43,7 @@ from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
 from openrlhf_visualprm.plugin.plan import DENSE_ESTIMATORS, RewardPlan
 from openrlhf_visualprm.rewards.combine import combine, sample_logs, step_rewards
 from openrlhf_visualprm.rewards.dense import place_step_rewards, step_end_tokens, token_char_ends
+from openrlhf_visualprm.rewards.runtime import check_failed_fraction
 
 STEP_REWARDS_ATTR = "plugin_step_rewards"  # (B, A) tensor attached to an Experience in dense mode
 
@@ -191,7 +192,9 @@ class PluginExperienceMaker(RemoteExperienceMaker):
 
     def collect_plugin_rewards(self, samples_list, pending) -> None:
         refs, n_groups, where = pending
-        self.attach_rewards(samples_list, self.collect_rewards(refs, n_groups), where)
+        results = self.collect_rewards(refs, n_groups)
+        check_failed_fraction(results, self.reward_plan.max_failed_fraction)
+        self.attach_rewards(samples_list, results, where)
 
     def _reward_blocks_forwards(self) -> bool:
         """Whether the reward actors share GPUs with the next forward passes (OpenRLHF's own rule

@@ -58,19 +58,13 @@ class PluginRewards:
             else:
                 from openrlhf_visualprm.prm.scorer import VisualPRM
 
-                dtype = cfg.dtype if self.device.startswith("cuda") else "float32"
                 prm = VisualPRM.from_pretrained(
-                    cfg.path, device=self.device, dtype=dtype, max_tiles=cfg.max_tiles
+                    cfg.path or cfg.model,
+                    device=self.device,
+                    dtype=cfg.load_dtype(self.device),
+                    max_tiles=cfg.max_tiles,
                 )
-                components["prm"] = C.PRMComponent(
-                    prm,
-                    method=cfg.method,
-                    aggregation=cfg.aggregation,
-                    max_steps=cfg.max_steps,
-                    splitter=cfg.splitter,
-                    temperature=cfg.temperature,
-                    max_batch_tokens=prm_max_batch_tokens,
-                )
+                components["prm"] = C.PRMComponent(prm, cfg, max_batch_tokens=prm_max_batch_tokens)
         if plan.judge is not None:
             if pooled == "judge":
                 components["judge"] = PoolComponent(pool, "judge", None)
@@ -79,19 +73,16 @@ class PluginRewards:
 
                 j = plan.judge
                 judge = MRJudge.from_pretrained(
-                    j.path,
+                    j.path or j.model,
                     backend=j.backend,
                     device=self.device,
                     max_new_tokens=j.max_new_tokens,
-                    schedule=j.schedule,
-                    k=j.group_size,
-                    rounds=j.rounds,
                     image_roots=self.roots,
+                    **j.judge_kwargs(),
                 )
                 components["judge"] = C.JudgeComponent(judge)
         if plan.outcome is not None:
-            o = plan.outcome
-            components["outcome"] = C.OutcomeComponent(o.checker, o.timeout_s, o.answer_key)
+            components["outcome"] = C.OutcomeComponent(plan.outcome)
         self.runtime = RewardRuntime(components)
 
     def score_groups(self, groups: list[dict | None], batched: bool = True) -> list[list[dict] | None]:

@@ -17,10 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from openrlhf_visualprm.errors import InputError
-
-# What a component may need from a sample; a broken need neutralises the components needing it.
-NEEDS = ("label", "image", "question")
+from openrlhf_visualprm.errors import PART_IMAGE, PART_LABEL, PART_QUESTION, PARTS, InputError
+from openrlhf_visualprm.labels import Label, decode_label, question_text, require_images
 
 
 @dataclass
@@ -30,50 +28,47 @@ class RewardGroup:
     question: str
     responses: list[str]
     images: list[Any] = field(default_factory=list)  # loaded PIL images (or refs a component loads)
-    label: dict = field(default_factory=dict)
-    reference: str | None = None
-    broken: dict[str, str] = field(default_factory=dict)  # need -> reason (InputError message)
+    label: Label = field(default_factory=Label)
+    broken: dict[str, InputError] = field(default_factory=dict)  # part -> the bad-sample error
 
     @property
     def n(self) -> int:
         return len(self.responses)
 
-
-def _label_tools():
-    # The one label module; imported here only so this package stays importable without it.
-    from openrlhf_visualprm.plugin import labels
-
-    return labels
+    @property
+    def reference(self) -> str | None:
+        return self.label.reference
 
 
 def prepare_group(raw: dict[str, Any], roots: Any = None) -> RewardGroup:
     """One host payload -> a :class:`RewardGroup`; bad samples are recorded, not raised.
 
-    ``roots``: an ``ImageRoots`` or folders that image paths must lie under.
+    ``roots``: an ``ImageRoots`` or folders that image paths must lie under. Only
+    :class:`~openrlhf_visualprm.errors.InputError` is recorded; anything else propagates.
     """
     from openrlhf_visualprm.images import ImageRoots, load_image
 
     if not isinstance(roots, ImageRoots):
         roots = ImageRoots.of(roots or None)
-    lab = _label_tools()
     responses = [str(r) for r in raw["responses"]]
-    broken: dict[str, str] = {}
     try:
-        label = lab.parse_label(raw.get("label"))
-    except ValueError as exc:
-        reason = f"label: {exc}"
-        return RewardGroup("", responses, broken={need: reason for need in NEEDS})
+        label = decode_label(raw.get("label"))
+    except InputError as exc:  # nothing of the sample is readable: every part is broken
+        return RewardGroup("", responses, broken={part: exc for part in PARTS})
+    broken: dict[str, InputError] = {}
     images: list[Any] = []
     try:
-        images = [load_image(ref, roots) for ref in lab.image_refs(label, raw.get("images"))]
-    except (InputError, ValueError) as exc:  # ImageError is a ValueError: a bad sample
-        broken["image"] = f"image: {exc}"
-        images = []
-    question = lab.question_text(label, raw.get("prompt", "") or "")
+        images = [load_image(ref, roots) for ref in require_images(label, raw.get("images"))]
+    except InputError as exc:
+        broken[exc.part if exc.part != PART_LABEL else PART_IMAGE] = exc
+    question = question_text(label, raw.get("prompt", "") or "")
     if not question:
-        broken["question"] = "question: empty (no label['question'] and no text in the prompt)"
-    reference = label.get("reference") if isinstance(label.get("reference"), str) else None
-    return RewardGroup(question, responses, images, label, reference, broken)
+        broken[PART_QUESTION] = InputError(
+            "sample has no question: no label['question'] and no text in the prompt",
+            PART_QUESTION,
+            "no_question",
+        )
+    return RewardGroup(question, responses, images, label, broken)
 
 
 def prepare_groups(raws: Sequence[dict[str, Any]], roots: Any = None) -> list[RewardGroup]:

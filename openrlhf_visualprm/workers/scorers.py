@@ -68,6 +68,7 @@ class PRMScorer:
 
     def score_groups(self, groups: list[ScoreGroup]) -> list[list[dict[str, Any]]]:
         """Groups with the same options in one runtime call; explicit step lists one by one."""
+        from openrlhf_visualprm.prm.config import PRMConfig
         from openrlhf_visualprm.rewards.components import PRMComponent
 
         for g in groups:
@@ -93,13 +94,12 @@ class PRMScorer:
                 by_config.setdefault(g.config_key(), []).append(i)
         for indices in by_config.values():
             cfg = groups[indices[0]].config
-            component = PRMComponent(
-                self.prm,
+            options = PRMConfig(
                 method=cfg.get("method", "shared"),
                 aggregation=cfg.get("aggregation", "mean"),
                 max_steps=cfg.get("max_steps"),
-                max_batch_tokens=self.max_batch_tokens,
             )
+            component = PRMComponent(self.prm, options, max_batch_tokens=self.max_batch_tokens)
             scored = component.score_groups([_reward_group(groups[i]) for i in indices])
             for i, group_scores in zip(indices, scored):
                 out[i] = [{**r["detail"], "score": r["score"]} for r in group_scores]
