@@ -225,3 +225,66 @@ def test_prm_batches_suffixes_of_several_groups_and_equals_per_group(tiny_prm, m
         assert [r["components"]["prm"] for r in rows_a] == pytest.approx(
             [r["components"]["prm"] for r in rows_b], abs=1e-5
         )
+
+
+# ----------------------------------------------------------------------------- worker host
+def _score_groups_for_pool(groups: list[RewardGroup], kind: str):
+    from openrlhf_visualprm.images import ImageRoots
+    from openrlhf_visualprm.workers.groups import prepare_group as pool_group
+
+    return [
+        pool_group({"images": g.images, "question": g.question, "responses": g.responses}, ImageRoots(), kind)
+        for g in groups
+    ]
+
+
+def test_judge_worker_batch_equals_group_by_group_and_the_runtime():
+    from openrlhf_visualprm.workers.config import WorkerConfig
+    from openrlhf_visualprm.workers.scorers import JudgeScorer
+    from openrlhf_visualprm.workers.worker import JudgeWorkerImpl
+
+    judge, backend = scripted_judge(rounds=2)
+    worker = JudgeWorkerImpl(
+        WorkerConfig(model="scripted", kind="judge", num_gpus=0), scorer=JudgeScorer(judge, "scripted")
+    )
+    groups = judge_groups()
+    batch = worker.score_batch(_score_groups_for_pool(groups, "judge"))
+    assert backend.stats["batches"] == 1  # the worker's batch is one runtime call
+    one_by_one = [worker.score_batch(_score_groups_for_pool([g], "judge"))[0] for g in groups]
+    direct = RewardRuntime({"judge": JudgeComponent(judge)}).score_groups(groups, batched=False)
+    for b, o, d, g in zip(batch, one_by_one, direct, groups):
+        assert [r["score"] for r in b["results"]] == [r["score"] for r in o["results"]]
+        assert [r["score"] for r in b["results"]] == [r["components"]["judge"] for r in d]
+        assert [r["score"] for r in b["results"]] == pytest.approx(hand_win_rates(g, judge))
+        best = [r["note"] for r in b["results"]].index("best in group")
+        assert b["results"][best]["score"] == 1.0
+
+
+def test_prm_worker_batch_equals_group_by_group(tiny_prm):
+    from openrlhf_visualprm.workers.config import WorkerConfig
+    from openrlhf_visualprm.workers.scorers import PRMScorer
+    from openrlhf_visualprm.workers.worker import PRMWorkerImpl
+
+    worker = PRMWorkerImpl(WorkerConfig(model="tiny", num_gpus=0), scorer=PRMScorer(tiny_prm))
+    groups = prm_groups()
+    pool_groups = _score_groups_for_pool(groups, "prm")
+    batch = worker.score_batch(pool_groups)
+    one_by_one = [worker.score_batch([g])[0] for g in pool_groups]
+    for b, o, g in zip(batch, one_by_one, groups):
+        direct = tiny_prm.score(g.images, g.question, responses=g.responses)
+        assert [r["score"] for r in b["results"]] == pytest.approx(
+            [r["score"] for r in o["results"]], abs=1e-5
+        )
+        assert [r["score"] for r in b["results"]] == pytest.approx([d.score for d in direct], abs=1e-5)
+        assert [r["steps"] for r in b["results"]] == [d.steps for d in direct]
+
+
+def test_failed_fraction_guard_names_the_most_common_reasons():
+    from openrlhf_visualprm.errors import RewardFailureError
+    from openrlhf_visualprm.rewards.runtime import check_failed_fraction
+
+    ok = [{"components": {}, "error": None}]
+    bad = [{"components": {}, "error": "image x not found", "reasons": ["bad_image"]}]
+    check_failed_fraction([ok, bad, None], 0.5)  # 1 of 2 groups: not more than half
+    with pytest.raises(RewardFailureError, match=r"2 of 3 prompt groups.*bad_image \(2\).*image x not found"):
+        check_failed_fraction([ok, bad, bad], 0.5)

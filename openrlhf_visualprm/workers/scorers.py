@@ -107,11 +107,12 @@ class PRMScorer:
 
 
 def _reward_group(group: ScoreGroup):
+    """A validated pool request as the reward runtime's group (images already loaded)."""
+    from openrlhf_visualprm.labels import Label
     from openrlhf_visualprm.rewards.groups import RewardGroup
 
-    return RewardGroup(
-        group.question, list(group.responses or []), list(group.images), reference=group.reference
-    )
+    label = Label(reference=group.reference)
+    return RewardGroup(group.question, list(group.responses or []), list(group.images), label)
 
 
 class JudgeScorer:
