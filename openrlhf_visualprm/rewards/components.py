@@ -10,6 +10,7 @@ Hosts that keep the model elsewhere (a Ray pool) implement the same protocol in 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -19,10 +20,7 @@ Scored = dict[str, Any]  # {"score": float, "detail": dict | None}
 
 
 class Component(Protocol):
-    """``name``: prm | judge | outcome; ``needs``: the sample parts (``errors.PARTS``) whose
-    breakage gives this component its ``neutral`` value. An optional ``check(group)`` raises
-    :class:`~openrlhf_visualprm.errors.InputError` for a need only the component knows (the
-    outcome's answer key, the judge's reference)."""
+    """``name``: prm | judge | outcome; ``needs``: sample parts whose breakage neutralises it."""
 
     name: str
     needs: tuple[str, ...]
@@ -31,26 +29,41 @@ class Component(Protocol):
     def score_groups(self, groups: Sequence[RewardGroup]) -> list[list[Scored]]: ...
 
 
+def splitter_of(text: str) -> str | re.Pattern[str]:
+    """``re:PATTERN`` is a regular expression, anything else a literal separator."""
+    return re.compile(text[3:]) if text.startswith("re:") else text
+
+
 class PRMComponent:
     """VisualPRM step scores aggregated to one number per response (details keep the steps)."""
 
     name = "prm"
-    needs = ("label", "image")
+    needs = ("label", "image", "response")
     neutral = 0.0
 
-    def __init__(self, prm: Any, config: Any = None, max_batch_tokens: int = 32768) -> None:
-        """``config``: a :class:`~openrlhf_visualprm.prm.config.PRMConfig` (its scoring options)."""
-        from openrlhf_visualprm.prm.config import PRMConfig
-
+    def __init__(
+        self,
+        prm: Any,
+        method: str = "shared",
+        aggregation: str = "mean",
+        max_steps: int | None = None,
+        splitter: str = "\n\n",
+        temperature: float = 0.1,
+        max_batch_tokens: int = 32768,
+    ) -> None:
         self.prm = prm
-        self.config = config if config is not None else PRMConfig()
-        self.max_batch_tokens = max_batch_tokens
+        self.method, self.aggregation, self.max_steps = method, aggregation, max_steps
+        self.splitter, self.temperature, self.max_batch_tokens = splitter, temperature, max_batch_tokens
 
     def score_groups(self, groups: Sequence[RewardGroup]) -> list[list[Scored]]:
         results = self.prm.score_groups(
             [(g.images, g.question, g.responses) for g in groups],
+            method=self.method,
+            aggregation=self.aggregation,
+            max_steps=self.max_steps,
+            splitter=splitter_of(self.splitter),
+            temperature=self.temperature,
             max_batch_tokens=self.max_batch_tokens,
-            **self.config.score_kwargs(),
         )
         return [[prm_scored(r.to_dict()) for r in group] for group in results]
 
@@ -65,15 +78,13 @@ class JudgeComponent:
     """MR. Judge rewards; all groups' calls of a round go to the backend as one batch."""
 
     name = "judge"
-    needs = ("label", "image", "question")
+    needs: tuple[str, ...] = ("label", "image", "question", "response")
     neutral = 0.0
 
     def __init__(self, judge: Any) -> None:
         self.judge = judge
-
-    def check(self, group: RewardGroup) -> None:
-        if self.judge.schedule == "reference":
-            group.label.require_reference()
+        if getattr(judge, "schedule", None) == "reference":  # compares each response with the label's
+            self.needs = (*JudgeComponent.needs, "reference")
 
     def score_groups(self, groups: Sequence[RewardGroup]) -> list[list[Scored]]:
         from openrlhf_visualprm.judge.judge import JudgeGroup
@@ -97,41 +108,42 @@ class JudgeComponent:
 
 
 class OutcomeComponent:
-    """1 for a final answer equal to the label's ground truth, else 0; one verification batch
-    for all groups. A label without the ground truth is a bad sample (neutral 0, counted)."""
+    """1 for a final answer equal to the label's ground truth, else 0; one verification batch for
+    all groups. A label without a ground truth is a bad sample (need ``truth``): neutral, counted."""
 
     name = "outcome"
-    needs = ("label", "truth")
+    needs = ("label", "truth", "response")
     neutral = 0.0
 
-    def __init__(self, config: Any = None) -> None:
-        """``config``: an :class:`~openrlhf_visualprm.outcome.config.OutcomeConfig`."""
-        from openrlhf_visualprm.outcome.config import OutcomeConfig
-
-        self.config = config if config is not None else OutcomeConfig()
-
-    def check(self, group: RewardGroup) -> None:
-        group.label.require_truth(self.config.answer_key)
+    def __init__(
+        self, checker: str = "math-verify", timeout_s: float = 5.0, answer_key: str = "answer"
+    ) -> None:
+        self.checker, self.timeout_s, self.answer_key = checker, timeout_s, answer_key
 
     def score_groups(self, groups: Sequence[RewardGroup]) -> list[list[Scored]]:
         from openrlhf_visualprm.answers import extract_final_answer, normalize_answer, verify_answers
 
-        cfg = self.config
         answers = [[extract_final_answer(r) for r in g.responses] for g in groups]
-        truths = [g.label.require_truth(cfg.answer_key) for g in groups]
-        preds = [a for group in answers for a in group]
-        gts = [t for t, g in zip(truths, groups) for _ in range(g.n)]
-        if cfg.checker == "exact":
-            flags = [p is not None and normalize_answer(p) == normalize_answer(t) for p, t in zip(preds, gts)]
-        else:
-            flags = verify_answers(preds, gts, timeout_s=cfg.timeout_s) if preds else []
-        out, k = [], 0
-        for group in answers:
-            out.append(
-                [
-                    {"score": 1.0 if flags[k + j] else 0.0, "detail": {"answer": a}}
-                    for j, a in enumerate(group)
+        truths = [g.label.truth(self.answer_key) for g in groups]
+        todo = [(gi, j) for gi, t in enumerate(truths) if t is not None for j in range(groups[gi].n)]
+        ok: dict[tuple[int, int], bool] = {}
+        if todo:
+            preds = [answers[gi][j] for gi, j in todo]
+            gts = [truths[gi] for gi, _ in todo]
+            if self.checker == "exact":
+                flags = [
+                    p is not None and normalize_answer(p) == normalize_answer(t) for p, t in zip(preds, gts)
                 ]
-            )
-            k += len(group)
-        return out
+            else:
+                flags = verify_answers(preds, gts, timeout_s=self.timeout_s)
+            ok = dict(zip(todo, flags))
+        return [
+            [
+                {
+                    "score": 1.0 if ok.get((gi, j)) else 0.0,
+                    "detail": {"answer": answers[gi][j], "has_truth": truths[gi] is not None},
+                }
+                for j in range(g.n)
+            ]
+            for gi, g in enumerate(groups)
+        ]

@@ -5,10 +5,10 @@ Per response the result is a plain dict (cheap to ship through Ray, JSON-friendl
     {"components": {"prm": 0.71, "judge": 0.5, "outcome": 1.0},
      "prm": {"step_scores": [...], "spans": [[0, 41], ...], "truncated": False, "note": None},
      "judge": {group statistics} | None,
-     "outcome": {"answer": "12"} | None,
-     "error": "image: ..." | None,            # a bad sample: the reason, logged once per group
+     "outcome": {"answer": "12", "has_truth": True} | None,
+     "error": "bad_image: ..." | None,        # a bad sample: the reason, logged once per group
      "failed": ["prm", "judge"],              # the components that gave their neutral value
-     "reasons": ["bad_image"]}                # InputError reason tags (only on failed groups)
+     "reasons": ["bad_image"]}                # short tags (InputError.reason) the guard counts
 
 Error policy: a bad sample (recorded by ``prepare_groups``) gives the neutral value to exactly
 the components that need the broken part, and ``reward/failed_group`` counts it. Any exception a
@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from openrlhf_visualprm.errors import InputError, RewardFailureError
 from openrlhf_visualprm.rewards.components import Component
 from openrlhf_visualprm.rewards.groups import RewardGroup
 
@@ -53,34 +51,39 @@ class RewardRuntime:
         real = [i for i, g in enumerate(groups) if g is not None]
         rows: dict[int, list[dict[str, Any]]] = {
             i: [
-                {"components": {}, "prm": None, "judge": None, "outcome": None, "error": None, "failed": []}
+                {
+                    "components": {},
+                    "prm": None,
+                    "judge": None,
+                    "outcome": None,
+                    "error": None,
+                    "failed": [],
+                    "reasons": [],
+                }
                 for _ in range(groups[i].n)
             ]
             for i in real
         }
-        # The error policy, decided before any model runs: component -> group -> bad-sample error.
-        failures: dict[str, dict[int, InputError]] = {}
-        for name, comp in self.components.items():
-            for i in real:
-                exc = _input_error(comp, groups[i])
-                if exc is not None:
-                    failures.setdefault(name, {})[i] = exc
         for i in real:
-            errors = {name: f[i] for name, f in failures.items() if i in f}
-            if not errors:
-                continue
-            reason = "; ".join(dict.fromkeys(str(e) for e in errors.values()))
-            logger.error(
-                "prompt group %d: bad sample, neutral reward for %s: %s", i, ", ".join(errors), reason
-            )
-            self.failed_groups += 1
-            for row in rows[i]:
-                row["error"], row["failed"] = reason, list(errors)
-                row["reasons"] = sorted({e.reason for e in errors.values()})
+            g = groups[i]
+            failed = [n for n, c in self.components.items() if any(need in g.broken for need in c.needs)]
+            if failed:  # a broken part no component needs (no reference without that schedule) is fine
+                parts = {need for n in failed for need in self.components[n].needs if need in g.broken}
+                reason = "; ".join(dict.fromkeys(g.broken[p] for p in sorted(parts)))
+                logger.error(
+                    "prompt group %d: bad sample, neutral reward for %s: %s",
+                    i,
+                    ", ".join(failed) or "none",
+                    reason,
+                )
+                self.failed_groups += 1
+                tags = sorted({g.broken[p].split(":", 1)[0] for p in parts})
+                for row in rows[i]:
+                    row["error"], row["failed"], row["reasons"] = reason, failed, tags
         self.last_timings = {}
         for name, comp in self.components.items():
             start = time.perf_counter()
-            todo = [i for i in real if i not in failures.get(name, {})]
+            todo = [i for i in real if not any(need in groups[i].broken for need in comp.needs)]
             if batched:
                 scored = comp.score_groups([groups[i] for i in todo]) if todo else []
             else:
@@ -93,38 +96,9 @@ class RewardRuntime:
                 for row, res in zip(rows[i], group_scores):
                     row["components"][name] = float(res["score"])
                     row[name] = res.get("detail")
-            for i in failures.get(name, {}):
-                for row in rows[i]:
-                    row["components"][name] = float(comp.neutral)
+            for i in real:
+                if i not in set(todo):
+                    for row in rows[i]:
+                        row["components"][name] = float(comp.neutral)
             self.last_timings[name] = time.perf_counter() - start
         return [rows.get(i) for i in range(len(groups))]
-
-
-def _input_error(comp: Component, group: RewardGroup) -> InputError | None:
-    """The bad-sample error that stops ``comp`` on ``group``, if any (only ``InputError``)."""
-    for need in comp.needs:
-        if need in group.broken:
-            return group.broken[need]
-    check = getattr(comp, "check", None)
-    if check is not None:
-        try:
-            check(group)
-        except InputError as exc:
-            return exc
-    return None
-
-
-def check_failed_fraction(results: Sequence[Sequence[dict] | None], max_fraction: float) -> None:
-    """Stop the run when more than ``max_fraction`` of a step's groups had a bad sample, naming
-    the most common reasons (``--reward.max_failed_fraction``)."""
-    real = [rows for rows in results if rows]
-    failed = [rows for rows in real if rows[0].get("error")]
-    if not real or len(failed) <= max_fraction * len(real):
-        return
-    reasons = Counter(r for rows in failed for r in rows[0].get("reasons") or ["unknown"])
-    common = ", ".join(f"{reason} ({count})" for reason, count in reasons.most_common(3))
-    example = failed[0][0]["error"]
-    raise RewardFailureError(
-        f"{len(failed)} of {len(real)} prompt groups of this step could not be scored (more than "
-        f"--reward.max_failed_fraction={max_fraction}); most common reasons: {common}. First: {example}"
-    )

@@ -68,7 +68,6 @@ class PRMScorer:
 
     def score_groups(self, groups: list[ScoreGroup]) -> list[list[dict[str, Any]]]:
         """Groups with the same options in one runtime call; explicit step lists one by one."""
-        from openrlhf_visualprm.prm.config import PRMConfig
         from openrlhf_visualprm.rewards.components import PRMComponent
 
         for g in groups:
@@ -82,37 +81,35 @@ class PRMScorer:
             if g.steps is not None:
                 cfg = g.config
                 results = self.prm.score(
-                    g.images,
-                    g.question,
-                    steps=g.steps,
-                    method=cfg.get("method", "shared"),
-                    aggregation=cfg.get("aggregation", "mean"),
-                    max_steps=cfg.get("max_steps"),
+                    g.images, g.question, steps=g.steps, **_prm_options(cfg).score_kwargs()
                 )
                 out[i] = [_as_dict(r) for r in results]
             else:
                 by_config.setdefault(g.config_key(), []).append(i)
         for indices in by_config.values():
             cfg = groups[indices[0]].config
-            options = PRMConfig(
-                method=cfg.get("method", "shared"),
-                aggregation=cfg.get("aggregation", "mean"),
-                max_steps=cfg.get("max_steps"),
+            component = PRMComponent(
+                self.prm, **_prm_options(cfg).scoring_options(), max_batch_tokens=self.max_batch_tokens
             )
-            component = PRMComponent(self.prm, options, max_batch_tokens=self.max_batch_tokens)
             scored = component.score_groups([_reward_group(groups[i]) for i in indices])
             for i, group_scores in zip(indices, scored):
                 out[i] = [{**r["detail"], "score": r["score"]} for r in group_scores]
         return [o for o in out if o is not None]
 
 
+def _prm_options(config: dict[str, Any]):
+    """A request's validated scoring options as the one PRM config type (every option honoured)."""
+    from openrlhf_visualprm.prm.config import PRMConfig
+
+    return PRMConfig().with_request(config)
+
+
 def _reward_group(group: ScoreGroup):
-    """A validated pool request as the reward runtime's group (images already loaded)."""
-    from openrlhf_visualprm.labels import Label
     from openrlhf_visualprm.rewards.groups import RewardGroup
 
-    label = Label(reference=group.reference)
-    return RewardGroup(group.question, list(group.responses or []), list(group.images), label)
+    return RewardGroup(
+        group.question, list(group.responses or []), list(group.images), reference=group.reference
+    )
 
 
 class JudgeScorer:
