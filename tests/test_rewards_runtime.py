@@ -17,8 +17,6 @@ from PIL import Image
 from openrlhf_visualprm.judge.backends import ScriptedBackend
 from openrlhf_visualprm.judge.judge import MRJudge
 from openrlhf_visualprm.labels import Label
-from openrlhf_visualprm.outcome.config import OutcomeConfig
-from openrlhf_visualprm.prm.config import PRMConfig
 from openrlhf_visualprm.rewards.components import JudgeComponent, OutcomeComponent, PRMComponent
 from openrlhf_visualprm.rewards.groups import RewardGroup, prepare_group
 from openrlhf_visualprm.rewards.runtime import RewardRuntime
@@ -112,7 +110,8 @@ def test_outcome_batched_is_one_verification_batch_with_per_group_results(monkey
 
     monkeypatch.setattr(answers, "verify_answers", counting)
     groups = judge_groups(n_groups=3, n=4)
-    groups.append(RewardGroup("q?", ["\\boxed{1}"], [], Label()))  # no ground truth: a bad sample
+    no_truth = {"prompt": "q?", "label": {}, "images": None, "responses": ["\\boxed{1}"]}
+    groups.append(prepare_group(no_truth))  # no ground truth: a bad sample for the outcome
     runtime = RewardRuntime({"outcome": OutcomeComponent()})
     batched = runtime.score_groups(groups)
     assert calls == [12]
@@ -134,9 +133,7 @@ class Boom:
 
 def test_bad_image_neutralises_only_image_components_and_bad_label_everything(tmp_path, caplog):
     judge, backend = scripted_judge(rounds=1)
-    runtime = RewardRuntime(
-        {"judge": JudgeComponent(judge), "outcome": OutcomeComponent(OutcomeConfig("exact"))}
-    )
+    runtime = RewardRuntime({"judge": JudgeComponent(judge), "outcome": OutcomeComponent("exact")})
     good = {"prompt": "q?", "label": {"answer": "3"}, "images": [image((1, 2, 3))],
             "responses": ["[[v3]] \\boxed{3}", "[[v1]] \\boxed{1}"]}  # fmt: skip
     bad_image = dict(good, images=[str(tmp_path / "missing.png")])
@@ -169,7 +166,7 @@ def test_any_other_exception_stops_the_step():
 
 
 def test_padding_groups_pass_through_as_none():
-    runtime = RewardRuntime({"outcome": OutcomeComponent(OutcomeConfig("exact"))})
+    runtime = RewardRuntime({"outcome": OutcomeComponent("exact")})
     out = runtime.score_groups([None, *judge_groups(n_groups=1, n=2), None])
     assert out[0] is None and out[2] is None and len(out[1]) == 2
 
@@ -202,7 +199,7 @@ def test_prm_batches_suffixes_of_several_groups_and_equals_per_group(tiny_prm, m
         return real(self, chunk, *args)
 
     monkeypatch.setattr(type(tiny_prm), "_run_suffixes", spy)
-    component = PRMComponent(tiny_prm, PRMConfig(aggregation="min"), max_batch_tokens=1 << 20)
+    component = PRMComponent(tiny_prm, aggregation="min", max_batch_tokens=1 << 20)
     runtime = RewardRuntime({"prm": component})
     groups = prm_groups()
     batched = runtime.score_groups(groups)
@@ -218,7 +215,7 @@ def test_prm_batches_suffixes_of_several_groups_and_equals_per_group(tiny_prm, m
             assert b["prm"]["spans"] == [list(s) for s in d.spans]
     # a small budget splits the step into several batches, same scores
     chunks.clear()
-    small = RewardRuntime({"prm": PRMComponent(tiny_prm, PRMConfig(aggregation="min"), max_batch_tokens=1)})
+    small = RewardRuntime({"prm": PRMComponent(tiny_prm, aggregation="min", max_batch_tokens=1)})
     again = small.score_groups(groups)
     assert len(chunks) == 4
     for rows_a, rows_b in zip(again, batched):
@@ -277,14 +274,3 @@ def test_prm_worker_batch_equals_group_by_group(tiny_prm):
         )
         assert [r["score"] for r in b["results"]] == pytest.approx([d.score for d in direct], abs=1e-5)
         assert [r["steps"] for r in b["results"]] == [d.steps for d in direct]
-
-
-def test_failed_fraction_guard_names_the_most_common_reasons():
-    from openrlhf_visualprm.errors import RewardFailureError
-    from openrlhf_visualprm.rewards.runtime import check_failed_fraction
-
-    ok = [{"components": {}, "error": None}]
-    bad = [{"components": {}, "error": "image x not found", "reasons": ["bad_image"]}]
-    check_failed_fraction([ok, bad, None], 0.5)  # 1 of 2 groups: not more than half
-    with pytest.raises(RewardFailureError, match=r"2 of 3 prompt groups.*bad_image \(2\).*image x not found"):
-        check_failed_fraction([ok, bad, bad], 0.5)
