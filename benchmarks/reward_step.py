@@ -76,7 +76,8 @@ def build_actor(args, components: list[str], tiny_dir: Path | None):
     from openrlhf_visualprm.plugin.plan import JudgeConfig, OutcomeConfig, PRMConfig, RewardPlan
 
     if args.device == "cpu":  # OpenRLHF's actor module imports vLLM / flash-attn at import time
-        from openrlhf_visualprm.plugin import cpu_stubs
+        sys.path.insert(0, str(ROOT / "tests" / "support"))
+        import cpu_stubs  # the tests' import stand-ins (CPU only; never where a GPU run happens)
 
         cpu_stubs.install()
     from openrlhf_visualprm.plugin.reward_actor import RewardActor

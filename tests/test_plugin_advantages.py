@@ -9,12 +9,12 @@ from __future__ import annotations
 import copy
 from types import SimpleNamespace
 
+import cpu_stubs  # tests/support/, on sys.path through tests/conftest.py
 import pytest
 import torch
 
-from openrlhf_visualprm.plugin import cpu_stubs
-from openrlhf_visualprm.rewards.dense import place_step_rewards, step_end_tokens, token_char_ends
 from openrlhf_visualprm.plugin.plan import OutcomeConfig, PRMConfig, RewardPlan
+from openrlhf_visualprm.rewards.dense import place_step_rewards, step_end_tokens, token_char_ends
 from openrlhf_visualprm.steps import split_steps
 
 cpu_stubs.install()

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from types import SimpleNamespace
 
+import cpu_stubs  # tests/support/, on sys.path through tests/conftest.py
 import pytest
 import torch
 
-from openrlhf_visualprm.plugin import cpu_stubs
 from openrlhf_visualprm.plugin.plan import PLAN_ENV, JudgeConfig, OutcomeConfig, PRMConfig, RewardPlan
 
 cpu_stubs.install()
@@ -25,6 +26,7 @@ from openrlhf_visualprm.plugin.experience import PluginExperienceMaker, build_gr
 from openrlhf_visualprm.plugin.reward_actor import PluginRewardActor  # noqa: E402
 
 N = 4
+SUPPORT = str(Path(cpu_stubs.__file__).parent)
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +55,14 @@ def ray_session(plan):
         include_dashboard=False,
         log_to_driver=False,
         runtime_env={
-            "worker_process_setup_hook": "openrlhf_visualprm.plugin.cpu_stubs.setup_worker_cpu",
-            "env_vars": {PLAN_ENV: plan.to_json(), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+            "worker_process_setup_hook": "cpu_stubs.setup_worker_cpu",
+            "env_vars": {
+                PLAN_ENV: plan.to_json(),
+                "HF_HUB_OFFLINE": "1",
+                "TOKENIZERS_PARALLELISM": "false",
+                # the hook's module lives in tests/support/ (see tests/conftest.py)
+                "PYTHONPATH": os.pathsep.join(p for p in (SUPPORT, os.environ.get("PYTHONPATH")) if p),
+            },
         },
     )
     yield
