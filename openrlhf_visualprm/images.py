@@ -20,6 +20,7 @@ import base64
 import hashlib
 import io
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from openrlhf_visualprm.errors import PART_IMAGE, InputError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TILE_SIZE = 448
@@ -35,8 +38,14 @@ DEFAULT_MAX_TILES = 12
 DEFAULT_MAX_PIXELS = 64_000_000  # refuse decompression bombs well before PIL's own limit
 
 
-class ImageError(ValueError):
-    """An image reference could not be turned into a picture; the message says which and why."""
+class ImageError(InputError):
+    """An image reference could not be turned into a picture; the message says which and why.
+
+    A bad *sample* (:class:`~openrlhf_visualprm.errors.InputError`, part ``image``): neutral reward
+    for the components that read the image."""
+
+    def __init__(self, message: str, part: str = PART_IMAGE, reason: str = "bad_image") -> None:
+        super().__init__(message, part, reason)
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,32 @@ def _decode(data: bytes, what: str, max_pixels: int) -> Image.Image:
     return img
 
 
+_BASE64 = re.compile(r"[A-Za-z0-9+/\r\n]+={0,2}")
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def image_ref_kind(ref: object) -> str:
+    """What an image reference is: ``pil``, ``bytes``, ``data_uri``, ``base64`` (bare, as
+    OpenRLHF's own loader accepts: over 256 base64 characters), ``url`` or ``path``; ``other``
+    for anything else. Classification only: nothing is read."""
+    if isinstance(ref, Image.Image):
+        return "pil"
+    if isinstance(ref, (bytes, bytearray)):
+        return "bytes"
+    if isinstance(ref, os.PathLike):
+        return "path"
+    if not isinstance(ref, str):
+        return "other"
+    text = ref.strip()
+    if text.startswith("data:"):
+        return "data_uri"
+    if _URL.match(text):
+        return "url"
+    if len(text) > 256 and _BASE64.fullmatch(text):
+        return "base64"
+    return "path"
+
+
 def load_image(ref: str | os.PathLike | bytes | Image.Image, roots: ImageRoots | None = None) -> Image.Image:
     """Load an RGB image from a PIL image, raw bytes, a ``data:`` URI / base64 string, or a path.
 
@@ -112,11 +147,22 @@ def load_image(ref: str | os.PathLike | bytes | Image.Image, roots: ImageRoots |
         if len(ref) > roots.max_bytes:
             raise ImageError(f"image bytes ({len(ref)}) exceed the limit of {roots.max_bytes}")
         return _decode(bytes(ref), "image bytes", roots.max_pixels)
-    if isinstance(ref, str) and ref.startswith("data:"):
+    kind = image_ref_kind(ref)
+    if kind == "url":
+        raise ImageError(
+            f"image URL {str(ref)[:80]!r} refused: reward workers never fetch from the network (a dataset could "
+            "make them request any address). Download the image under the image roots, or embed it as a "
+            "data: URI or base64",
+            reason="image_url",
+        )
+    if kind in ("data_uri", "base64"):
+        text = ref.strip() if kind == "base64" else ref.split(",", 1)[1] if "," in ref else None
+        if text is None:
+            raise ImageError("data: URI image has no comma-separated payload")
         try:
-            data = base64.b64decode(ref.split(",", 1)[1], validate=True)
-        except (IndexError, ValueError) as exc:
-            raise ImageError("data: URI image is not valid base64") from exc
+            data = base64.b64decode("".join(text.split()), validate=True)
+        except ValueError as exc:
+            raise ImageError(f"{kind.replace('_', ' ')} image is not valid base64") from exc
         return load_image(data, roots)
     if not isinstance(ref, (str, os.PathLike)):
         raise ImageError(f"unsupported image reference of type {type(ref).__name__}")

@@ -303,7 +303,7 @@ def test_grpo_prm_min_outcome_judge_relative_roots(
             e2e_work,
             tmp_path,
             "group_norm",
-            str(e2e_work.demo) if __import__("os").environ.get("E2E_TMP_ABS") else "demo",
+            "demo",  # relative: the launcher runs in e2e_work.root, the cluster elsewhere
             *"--reward.prm.aggregation min --reward.outcome.enable --reward.judge.backend vllm".split(),
             *"--reward.judge.rounds 1 --reward.judge.group_size 4".split(),
             *["--reward.judge.model", str(e2e_work.judge)],
