@@ -208,6 +208,16 @@ def direct_judge_rewards(rows: list, tokenizer, work) -> dict[int, float]:
     return out
 
 
+def assert_steps_match(rows: list, prm_res: dict[int, dict]) -> None:
+    """The per-sample PRM step logs equal the direct step scores (more telling than a min near 0)."""
+    for key, pick in (
+        ("prm/num_steps", lambda r: float(len(r["step_scores"]))),
+        ("prm/first_step_score", lambda r: r["step_scores"][0]),
+        ("prm/last_step_score", lambda r: r["step_scores"][-1]),
+    ):
+        assert_close({s.index: s.info[key] for s in rows}, {i: pick(r) for i, r in prm_res.items()}, key)
+
+
 def assert_close(got: dict[int, float], want: dict[int, float], what: str, tol: float = TOL) -> None:
     worst = max(abs(got[i] - want[i]) for i in want)
     assert worst <= tol, f"{what}: max |run - direct| = {worst:.3g}\n run:    {got}\n direct: {want}"
@@ -293,7 +303,7 @@ def test_grpo_prm_min_outcome_judge_relative_roots(
             e2e_work,
             tmp_path,
             "group_norm",
-            str(e2e_work.demo) if __import__("os").environ.get("E2E_TMP_ABS") else "demo",
+            "demo",  # relative: the launcher runs in e2e_work.root, the cluster elsewhere
             *"--reward.prm.aggregation min --reward.outcome.enable --reward.judge.backend vllm".split(),
             *"--reward.judge.rounds 1 --reward.judge.group_size 4".split(),
             *["--reward.judge.model", str(e2e_work.judge)],
@@ -308,11 +318,10 @@ def test_grpo_prm_min_outcome_judge_relative_roots(
     assert_none_failed(run, rows, "reward/failed_group")
     assert_vllm_saw_dataset_images(run, rows, e2e_work)
     outcome = assert_outcomes(rows, policy_tokenizer, e2e_work, "reward/outcome")
-    prm = {
-        i: r["score"]
-        for i, r in direct_prm_results(rows, policy_tokenizer, e2e_work, direct_prm, "min").items()
-    }
+    prm_res = direct_prm_results(rows, policy_tokenizer, e2e_work, direct_prm, "min")
+    prm = {i: r["score"] for i, r in prm_res.items()}
     assert_close({s.index: s.info["reward/prm"] for s in rows}, prm, "reward/prm (min)")
+    assert_steps_match(rows, prm_res)
     judged = direct_judge_rewards(rows, policy_tokenizer, e2e_work)
     seen = sorted(md5 for req in read_jsonl(run.case_dir / "vllm-judge.jsonl") for md5 in req["images"])
     group_images = sorted(image_md5(g[0].images[0]) for g in groups(rows).values())
@@ -362,6 +371,7 @@ def test_reinforce_baseline_dense_diff(mode, e2e_work, ray_cluster, direct_prm, 
         {i: r["score"] for i, r in prm_res.items()},
         "reward/prm",
     )
+    assert_steps_match(rows, prm_res)
     scalar = {i: w_outcome * outcome[i] for i in outcome}  # dense mode: the PRM comes as step rewards
     assert_close({s.index: s.reward for s in rows}, scalar, "scalar reward")
     assert_reinforce_baseline_dense(rows, scalar, prm_res, policy_tokenizer, w_prm, v0)
