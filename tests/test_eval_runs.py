@@ -369,17 +369,6 @@ def test_eval_bon_cli_with_tiny_models(tiny_prm_path, tiny_judge_path, demo_data
     assert "PRM (mean)" in capsys.readouterr().out
 
 
-def test_cli_errors_wrapper_turns_stop_into_exit_status(capsys):
-    from openrlhf_visualprm.eval.loop import cli_errors
-
-    @cli_errors
-    def run(_args):
-        raise ResumeMismatchError("results.jsonl was written with different settings")
-
-    assert run(None) == 1
-    assert "error: results.jsonl was written" in capsys.readouterr().err
-
-
 def test_duplicate_ids_are_bad_lines_not_merged(sample_dir, tmp_path):
     row = samples.vlrewardbench_rows()[0]
     data = tmp_path / "dup.jsonl"

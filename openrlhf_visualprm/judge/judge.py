@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .. import registry as _registry
+from ..errors import ConfigError
 from .aggregate import AGGREGATORS, CHANCE, FAILURE_POLICIES, Verdict, aggregate, combine_orders, pearson
 from .backends import JudgeBackend, make_backend
 from .config import DEFAULT_ROUNDS
@@ -136,15 +137,15 @@ class MRJudge:
         bt_prior: float = 0.1,
     ) -> None:
         if schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+            raise ConfigError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
         if aggregator not in AGGREGATORS:
-            raise ValueError(f"aggregator must be one of {AGGREGATORS}, got {aggregator!r}")
+            raise ConfigError(f"aggregator must be one of {AGGREGATORS}, got {aggregator!r}")
         if on_failure not in FAILURE_POLICIES:
-            raise ValueError(f"on_failure must be one of {FAILURE_POLICIES}, got {on_failure!r}")
+            raise ConfigError(f"on_failure must be one of {FAILURE_POLICIES}, got {on_failure!r}")
         if not 2 <= k <= MAX_CANDIDATES:
-            raise ValueError(f"k (candidates per listwise call) must be 2..{MAX_CANDIDATES}, got {k}")
+            raise ConfigError(f"k (candidates per listwise call) must be 2..{MAX_CANDIDATES}, got {k}")
         if rounds < 1:
-            raise ValueError(f"rounds must be >= 1, got {rounds}")
+            raise ConfigError(f"rounds must be >= 1, got {rounds}")
         self.backend = backend
         self.schedule = schedule
         self.k = k
