@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..torch_names import resolve_device
 from .aggregate import AGGREGATORS, FAILURE_POLICIES
 from .backends import BACKENDS
 from .schedule import SCHEDULES
@@ -68,19 +69,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-new-tokens", type=int, default=1024, help="judge reasoning budget (default 1024)"
     )
     parser.add_argument("--batch-size", type=int, default=16, help="HF backend: calls per generate batch")
-    parser.add_argument("--device", default="cuda" if _cuda() else "cpu", help="HF backend device")
+    parser.add_argument(
+        "--device", default="auto", help="HF backend device (default auto: cuda when a GPU is visible)"
+    )
     parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
     parser.add_argument("--json", action="store_true", help="print the full result (calls included) as JSON")
     parser.add_argument("--show-calls", action="store_true", help="print each judge prompt and raw output")
-
-
-def _cuda() -> bool:
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except ImportError:  # pragma: no cover
-        return False
 
 
 def read_responses(path: str | os.PathLike) -> list[str]:
@@ -117,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         judge = MRJudge.from_pretrained(
             args.model,
             backend=args.backend,
-            device=args.device,
+            device=resolve_device(args.device),
             dtype=args.dtype,
             max_new_tokens=args.max_new_tokens,
             batch_size=args.batch_size,

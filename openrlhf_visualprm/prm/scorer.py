@@ -28,6 +28,7 @@ from PIL import Image
 from openrlhf_visualprm.images import DEFAULT_MAX_TILES, ImageRoots, load_image, preprocess_image
 from openrlhf_visualprm.prm import template as T
 from openrlhf_visualprm.prm.aggregate import aggregate
+from openrlhf_visualprm.prm.checkpoint import load_visualprm
 from openrlhf_visualprm.steps import DEFAULT_SEPARATOR, Step, split_steps, steps_from_list
 
 logger = logging.getLogger(__name__)
@@ -121,8 +122,6 @@ class VisualPRM:
         **kwargs,
     ) -> VisualPRM:
         """Load from a local folder, an alias (``visualprm``, ``visualprm-v1``) or a cached hub id."""
-        from openrlhf_visualprm.models import load_visualprm
-
         model, tokenizer, config_system, model_id = load_visualprm(
             path_or_alias, device=device, dtype=dtype, attn_implementation=attn_implementation
         )
