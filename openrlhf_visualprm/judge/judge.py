@@ -24,6 +24,7 @@ from .schedule import (
     REFERENCE,
     SCHEDULES,
     Matchup,
+    knockout_advance,
     knockout_round,
     knockout_seeding,
     plan,
@@ -219,8 +220,31 @@ class MRJudge:
             self._run_calls(planned)
         return [self._finish(st) for st in states]
 
+    def compare(self, images: Sequence[Any] | Any, question: str, candidates: Sequence[str]) -> JudgeCall:
+        """One judge call with ``candidates`` shown exactly in the given order (no shuffling).
+
+        Group schedules shuffle label order on purpose; measuring position bias (VL-RewardBench
+        in both orders) and the best-of-N bracket need one call as asked. Same prompt, candidate
+        sanitising, parser and re-ask as :meth:`judge_groups`.
+
+        Args:
+            images: the image(s) the candidates answer about (paths under ``image_roots``, PIL images).
+            question: the question shown to the judge.
+            candidates: 2 to ``MAX_CANDIDATES`` responses, in label order (A, B, ...).
+
+        Returns:
+            The :class:`JudgeCall`; ``winner`` is the index into ``candidates`` or None on a failed parse.
+
+        Raises:
+            ValueError: an empty question, a bad candidate count or an unusable image.
+        """
+        if not 2 <= len(candidates) <= MAX_CANDIDATES:
+            raise ValueError(f"compare needs 2..{MAX_CANDIDATES} candidates, got {len(candidates)}")
+        st = self._prepare(JudgeGroup(images, question, list(candidates)), 0, for_schedule=False)
+        return self._run_calls([(st, Matchup(tuple(range(len(candidates))), 0, "listwise"))])[0]
+
     # -- internals ----------------------------------------------------------------------------
-    def _prepare(self, group: JudgeGroup, idx: int) -> _State:
+    def _prepare(self, group: JudgeGroup, idx: int, for_schedule: bool = True) -> _State:
         where = f"group {idx}"
         if not isinstance(group.question, str) or not group.question.strip():
             raise ValueError(f"{where}: question must be a non-empty string")
@@ -231,8 +255,10 @@ class MRJudge:
         for j, resp in enumerate(group.responses):
             if not isinstance(resp, str):
                 raise TypeError(f"{where}: response {j} is {type(resp).__name__}, expected str")
-        if self.schedule == "reference" and not (
-            isinstance(group.reference, str) and group.reference.strip()
+        if (
+            for_schedule
+            and self.schedule == "reference"
+            and not (isinstance(group.reference, str) and group.reference.strip())
         ):
             raise ValueError(f"{where}: schedule 'reference' needs a non-empty reference solution")
         images = self._load_images(group.images, where)
@@ -324,9 +350,7 @@ class MRJudge:
             calls = self._run_calls(planned)
             advancing: dict[int, list[int]] = {}
             for (st, m), call in zip(planned, calls, strict=True):
-                # A failed verdict credits no one; a seeded coin decides who goes on.
-                nxt = call.winner if call.winner is not None else m.order[st.rng.randrange(len(m.order))]
-                advancing.setdefault(id(st), []).append(nxt)
+                advancing.setdefault(id(st), []).append(knockout_advance(m, call.winner, st.rng))
             for st in states:
                 if id(st) in byes:
                     # The bye goes first next round, so an odd one out does not sit out twice.
