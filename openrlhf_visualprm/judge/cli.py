@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..steps import read_responses_file
 from ..torch_names import resolve_device
 from .aggregate import AGGREGATORS, FAILURE_POLICIES
 from .backends import BACKENDS
@@ -78,28 +79,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_responses(path: str | os.PathLike) -> list[str]:
-    """Responses from a JSONL file; a bad line is reported with its number."""
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"--responses file {str(p)!r} does not exist")
-    out = []
-    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{p}:{lineno}: not valid JSON ({exc.msg})") from exc
-        if isinstance(item, dict):
-            item = item.get("response", item.get("text"))
-        if not isinstance(item, str):
-            raise ValueError(
-                f"{p}:{lineno}: expected a JSON string or an object with a string 'response' field"
-            )
-        out.append(item)
-    if not out:
-        raise ValueError(f"--responses file {str(p)!r} holds no responses")
-    return out
+    """Whole responses from a JSONL file (the judge compares responses, not explicit steps)."""
+    responses, steps = read_responses_file(path)
+    if steps is not None:
+        raise ValueError(f"{path}: the judge compares whole responses; 'steps' lines are for `score`")
+    return responses
 
 
 def run(args: argparse.Namespace) -> int:
