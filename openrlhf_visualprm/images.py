@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from openrlhf_visualprm.errors import PART_IMAGE, InputError
+
 if TYPE_CHECKING:
     import torch
 
@@ -38,8 +40,14 @@ DEFAULT_MAX_TILES = 12
 DEFAULT_MAX_PIXELS = 64_000_000  # refuse decompression bombs well before PIL's own limit
 
 
-class ImageError(ValueError):
-    """An image reference could not be turned into a picture; the message says which and why."""
+class ImageError(InputError):
+    """An image reference could not be turned into a picture; the message says which and why.
+
+    A bad *sample* (:class:`~openrlhf_visualprm.errors.InputError`, part ``image``): neutral reward
+    for the components that read the image."""
+
+    def __init__(self, message: str, part: str = PART_IMAGE, reason: str = "bad_image") -> None:
+        super().__init__(message, part, reason)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from openrlhf_visualprm.images import ImageError, ImageRoots
-from openrlhf_visualprm.prm.checkpoint import CheckpointNotFound
 from openrlhf_visualprm.prm.aggregate import aggregate
+from openrlhf_visualprm.prm.checkpoint import CheckpointNotFound
 from openrlhf_visualprm.prm.scorer import VisualPRM
 
 GROUP = [

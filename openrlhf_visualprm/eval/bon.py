@@ -23,12 +23,13 @@ from __future__ import annotations
 import argparse
 import math
 import random
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from openrlhf_visualprm.data.benchmarks import BonItem, read_bon
 from openrlhf_visualprm.eval.judge_adapter import PairJudge
-from openrlhf_visualprm.eval.loop import add_run_arguments, cli_errors, run_items
+from openrlhf_visualprm.eval.loop import add_run_arguments, require_evaluated, run_items
 from openrlhf_visualprm.eval.metrics import argmax_first, majority_vote, n_values
 from openrlhf_visualprm.eval.plots import plot_bon
 from openrlhf_visualprm.eval.prm_bench import StepScorer
@@ -36,6 +37,7 @@ from openrlhf_visualprm.eval.results import ResultsLog, write_json
 from openrlhf_visualprm.images import ImageRoots
 from openrlhf_visualprm.judge.schedule import Matchup, run_bracket
 from openrlhf_visualprm.prm.aggregate import AGGREGATIONS
+from openrlhf_visualprm.prm.template import add_system_message_argument
 
 Extract = Callable[[str], "str | None"]
 Verify = Callable[[list[str], list[str]], list[bool]]
@@ -216,6 +218,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--dtype", default="float32", help="PRM dtype (default float32)")
     parser.add_argument("--max-tiles", type=int, default=12, help="PRM image tiles per image (default 12)")
+    add_system_message_argument(parser)
     add_run_arguments(parser, default_out="eval-bon-output", outputs="results.jsonl, report.json, the plot")
     parser.add_argument(
         "--judge-fallback",
@@ -225,7 +228,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@cli_errors
 def run(args: argparse.Namespace) -> int:
     fingerprint: dict = {
         "data": str(Path(args.data).resolve()),
@@ -240,10 +242,20 @@ def run(args: argparse.Namespace) -> int:
         from openrlhf_visualprm.prm.scorer import VisualPRM
 
         prm = VisualPRM.from_pretrained(
-            args.prm, device=args.device, dtype=args.dtype, max_tiles=args.max_tiles
+            args.prm,
+            device=args.device,
+            dtype=args.dtype,
+            max_tiles=args.max_tiles,
+            system_message=args.system_message,
         )
+        print(prm.describe_system_message(), file=sys.stderr)
         prm_scorer = prm_step_scorer(prm, args.method)
-        fingerprint.update(prm=prm.model_id, method=args.method, max_tiles=args.max_tiles)
+        fingerprint.update(
+            prm=prm.model_id,
+            method=args.method,
+            max_tiles=args.max_tiles,
+            system_message=prm.system_message_choice,
+        )
     if args.judge:
         from openrlhf_visualprm.eval.judge_adapter import load_pair_judge
 
@@ -270,6 +282,7 @@ def run(args: argparse.Namespace) -> int:
         fresh=args.fresh,
         progress=not args.no_progress,
     )
+    require_evaluated(report["counts"], args.data, Path(args.out) / "report.json", report["bad_lines"])
     print(format_table(report))
     print(f"report: {Path(args.out) / 'report.json'}  plot: {Path(args.out) / 'accuracy_vs_n.png'}")
     return 0

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from openrlhf_visualprm.errors import ModelError
 from openrlhf_visualprm.registry import ModelNotFoundError as CheckpointNotFound
 from openrlhf_visualprm.registry import require_local
 from openrlhf_visualprm.torch_names import as_dtype
@@ -45,14 +46,14 @@ def load_tokenizer(folder: str | Path):
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except Exception as exc:  # noqa: BLE001 - re-raised with what to do
-        raise ValueError(
+        raise ModelError(
             f"{folder}: its tokenizer cannot be loaded without remote code ({type(exc).__name__}: {exc}). "
             "Add a fast-tokenizer file (tokenizer.json) to the folder, e.g. on a machine with the "
             "checkpoint's remote code: AutoTokenizer.from_pretrained(path, trust_remote_code=True)"
             ".save_pretrained(path)"
         ) from exc
     if not getattr(tokenizer, "is_fast", True):
-        raise ValueError(
+        raise ModelError(
             f"{folder}: a fast tokenizer (tokenizer.json) is needed: step positions are found with "
             "character offsets, which slow tokenizers do not provide"
         )
@@ -81,15 +82,27 @@ def load_visualprm(
     model_type = raw.get("model_type")
     torch_dtype = as_dtype(dtype)
     if model_type not in ("internvl", "internvl_chat"):
-        raise ValueError(
+        raise ModelError(
             f"{folder} has model_type {model_type!r}; VisualPRM needs 'internvl' (native) or "
             "'internvl_chat' (the original release)"
         )
     tokenizer = load_tokenizer(folder)
     if model_type == "internvl":
-        model = InternVLForConditionalGeneration.from_pretrained(
-            folder, dtype=torch_dtype, attn_implementation=attn_implementation
+        model, info = InternVLForConditionalGeneration.from_pretrained(
+            folder, dtype=torch_dtype, attn_implementation=attn_implementation, output_loading_info=True
         )
+        # Strict: a missing tensor would be randomly initialised and still give plausible scores.
+        missing, unexpected = (
+            sorted(info.get("missing_keys") or []),
+            sorted(info.get("unexpected_keys") or []),
+        )
+        mismatched = sorted(str(k) for k in info.get("mismatched_keys") or [])
+        if missing or unexpected or mismatched:
+            raise ModelError(
+                f"{folder}: the weights do not match the model (missing {len(missing)}: {missing[:5]}, "
+                f"unexpected {len(unexpected)}: {unexpected[:5]}, shape mismatches {len(mismatched)}: "
+                f"{mismatched[:5]}); refusing to score with a partly random model"
+            )
         system_message = raw.get("system_message")
     elif model_type == "internvl_chat":
         model, system_message = load_internvl_chat(

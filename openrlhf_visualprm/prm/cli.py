@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from openrlhf_visualprm.prm import template as T
 from openrlhf_visualprm.prm.aggregate import AGGREGATIONS
 from openrlhf_visualprm.prm.scorer import METHODS
 from openrlhf_visualprm.steps import read_responses_file
@@ -20,7 +21,7 @@ def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--steps-json", required=True, help='the steps as a JSON list of strings, e.g. \'["a", "b"]\''
     )
-    parser.add_argument("--system-message", default=None, help="system message (default: InternVL2.5's)")
+    T.add_system_message_argument(parser)
     parser.add_argument("--num-tiles", default="1", help="image tiles, comma-separated per image (default 1)")
     parser.add_argument(
         "--collapse-image-tokens",
@@ -30,8 +31,6 @@ def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_prompt(args: argparse.Namespace) -> int:
-    from openrlhf_visualprm.prm import template as T
-
     try:
         steps = json.loads(args.steps_json)
     except json.JSONDecodeError as exc:
@@ -41,8 +40,10 @@ def run_prompt(args: argparse.Namespace) -> int:
         print("--steps-json must be a JSON list of strings", file=sys.stderr)
         return 2
     tiles = [int(t) for t in str(args.num_tiles).split(",")]
-    system = T.INTERNVL2_5_SYSTEM_MESSAGE if args.system_message is None else args.system_message
-    text = T.render_prompt(system, args.question, steps, tiles)
+    # No checkpoint here: 'config' has nothing to read, and the default is InternVL2.5's.
+    system = T.resolve_system_message(args.system_message, None, "prm-prompt (no checkpoint)")
+    print(system.describe("prm-prompt"), file=sys.stderr)
+    text = T.render_prompt(system.text, args.question, steps, tiles)
     if args.collapse_image_tokens:
         import re
 
@@ -73,7 +74,7 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=0.1, help="softmin temperature (default 0.1)")
     parser.add_argument("--max-steps", type=int, default=None, help="merge steps into at most N blocks")
     parser.add_argument("--max-tiles", type=int, default=12, help="InternVL tiles per image (default 12)")
-    parser.add_argument("--system-message", default=None, help="override the checkpoint's system message")
+    T.add_system_message_argument(parser)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
     parser.add_argument("--json", action="store_true", help="one JSON object per response")
@@ -97,6 +98,7 @@ def run_score(args: argparse.Namespace) -> int:
         max_tiles=args.max_tiles,
         image_roots=roots,
     )
+    print(prm.describe_system_message(), file=sys.stderr)
     results = prm.score(
         [str(Path(p).resolve()) for p in args.image],
         args.question,

@@ -21,10 +21,12 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from PIL import Image
 
+from openrlhf_visualprm.errors import ModelError
 from openrlhf_visualprm.images import DEFAULT_MAX_TILES, ImageRoots, load_image, preprocess_image
 from openrlhf_visualprm.prm import template as T
 from openrlhf_visualprm.prm.aggregate import aggregate
@@ -84,10 +86,14 @@ class VisualPRM:
         empty_score: float = 0.0,
         image_roots: ImageRoots | None = None,
         batch_size: int = 8,
+        system_message_info: T.SystemMessage | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.system_message = system_message
+        self.system_info = system_message_info or T.SystemMessage(
+            system_message, "text", "text given by the caller"
+        )
         self.model_id = model_id
         self.max_tiles = max_tiles
         self.empty_score = empty_score
@@ -99,11 +105,13 @@ class VisualPRM:
         self.image_token_id = int(model.config.image_token_id)
         context_id = tokenizer.convert_tokens_to_ids(T.IMG_CONTEXT)
         if context_id != self.image_token_id:
-            raise ValueError(
+            raise ModelError(
                 f"tokenizer maps {T.IMG_CONTEXT} to {context_id} but the model expects image_token_id "
                 f"{self.image_token_id}: tokenizer and checkpoint do not belong together"
             )
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        # The tokenizer's own BOS rule, as the reference tokenises (InternLM2: <s>; Qwen2: none).
+        self.bos_ids = T.special_prefix_ids(tokenizer)
         self.specials = set(getattr(tokenizer, "all_special_tokens", [])) | {
             t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values()
         }
@@ -121,21 +129,44 @@ class VisualPRM:
         attn_implementation: str | None = "sdpa",
         **kwargs,
     ) -> VisualPRM:
-        """Load from a local folder, an alias (``visualprm``, ``visualprm-v1``) or a cached hub id."""
+        """Load from a local folder, an alias (``visualprm``, ``visualprm-v1``) or a cached hub id.
+
+        ``system_message``: ``prm`` | ``internvl2_5`` | ``config`` | the text itself | ``None``
+        (the checkpoint config's, else InternVL2.5's; see :func:`template.resolve_system_message`).
+        Weights load strictly, and the checks of :mod:`openrlhf_visualprm.prm.check` run on the
+        loaded model: which system message is in use is logged, with anything that differs from
+        the released checkpoints.
+        """
+        from openrlhf_visualprm.prm.check import check_loaded
+
         model, tokenizer, config_system, model_id = load_visualprm(
             path_or_alias, device=device, dtype=dtype, attn_implementation=attn_implementation
         )
-        if system_message is None:
-            if config_system:
-                system_message = config_system
-            else:
-                system_message = T.INTERNVL2_5_SYSTEM_MESSAGE
-                logger.warning(
-                    "%s has no system_message in its config; using the InternVL2.5 default. "
-                    "Pass system_message=... if the checkpoint was trained with another one.",
-                    model_id,
-                )
-        return cls(model, tokenizer, system_message, model_id, max_tiles=max_tiles, **kwargs)
+        info = T.resolve_system_message(system_message, config_system, model_id)
+        prm = cls(
+            model,
+            tokenizer,
+            info.text,
+            model_id,
+            max_tiles=max_tiles,
+            system_message_info=info,
+            **kwargs,
+        )
+        report = check_loaded(prm)
+        logger.info("%s", prm.describe_system_message())
+        for warning in report.warnings:
+            logger.warning("%s: %s", model_id, warning)
+        prm.check_report = report
+        return prm
+
+    @property
+    def system_message_choice(self) -> str:
+        """How the system message was chosen: ``prm`` | ``internvl2_5`` | ``config`` | ``text``."""
+        return self.system_info.choice
+
+    def describe_system_message(self) -> str:
+        """One line: which system message is in use and where it came from."""
+        return self.system_info.describe(self.model_id)
 
     def _single_token_id(self, text: str) -> int:
         """Id of a one-character placeholder: its own vocabulary entry when there is one (the
@@ -145,7 +176,7 @@ class VisualPRM:
             return tid
         ids = self.tokenizer.encode(text, add_special_tokens=False)
         if len(ids) != 1:
-            raise ValueError(f"{text!r} is not a single token in this tokenizer: {ids}")
+            raise ModelError(f"{text!r} is not a single token in this tokenizer: {ids}")
         return ids[0]
 
     @property
@@ -195,13 +226,18 @@ class VisualPRM:
         ids, positions = self._tokenize(prefix, texts[:keep])
         return _Encoded(steps[:keep], ids, positions, dropped=len(steps) - keep, note=note)
 
+    def _prefix_ids(self, prefix: str) -> list[int]:
+        """Ids of the shared prefix, BOS rule included (so they are a prefix of every response's ids)."""
+        return self.bos_ids + list(self.tokenizer(prefix, add_special_tokens=False)["input_ids"])
+
     def _tokenize(self, prefix: str, texts: list[str]) -> tuple[list[int], list[int]] | None:
         if not texts:
             return None
         text = prefix + T.render_suffix(texts)
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids, offsets = enc["input_ids"], enc["offset_mapping"]
-        start_to_index = {start: i for i, (start, end) in enumerate(offsets) if end > start}
+        lead = len(self.bos_ids)
+        ids, offsets = self.bos_ids + list(enc["input_ids"]), enc["offset_mapping"]
+        start_to_index = {start: i + lead for i, (start, end) in enumerate(offsets) if end > start}
         positions = []
         for char in T.placeholder_offsets(len(prefix), texts):
             idx = start_to_index.get(char)
@@ -272,8 +308,7 @@ class VisualPRM:
 
     @torch.inference_mode()
     def _score_shared(self, prefix: str, encs: list[_Encoded], pixel_values: torch.Tensor | None) -> None:
-        enc = self.tokenizer(prefix, add_special_tokens=False)
-        prefix_ids = enc["input_ids"]
+        prefix_ids = self._prefix_ids(prefix)
         p = len(prefix_ids)
         shared = [e for e in encs if e.ids and e.ids[:p] == prefix_ids and len(e.ids) > p]
         # A response whose first step merges with the prefix's last token (BPE across the
@@ -346,6 +381,128 @@ class VisualPRM:
         else:
             self._score_per_step(prefix, encs, pixel_values)
         return [self._result(e, original, aggregation, temperature) for e, original in zip(encs, step_lists)]
+
+    @torch.inference_mode()
+    def score_groups(
+        self,
+        groups: Sequence[tuple[Sequence, str, Sequence[str]]],
+        method: str = "shared",
+        aggregation: str = "mean",
+        max_steps: int | None = None,
+        splitter: str | re.Pattern[str] = DEFAULT_SEPARATOR,
+        temperature: float = 0.1,
+        max_batch_tokens: int = 32768,
+    ) -> list[list[PRMResult]]:
+        """Score many groups ``(images, question, responses)`` at once (one RL step's work).
+
+        On the shared path each group's image + question prefix runs once, and the response
+        suffixes of *several* groups run in one batch on their prefixes' caches: a batch holds
+        as many rows as fit ``rows * (longest prefix + longest suffix) <= max_batch_tokens``.
+        Scores equal :meth:`score` per group to float rounding (padding only, masked out).
+        """
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        if max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
+        if method != "shared":
+            kw = dict(method=method, aggregation=aggregation, max_steps=max_steps, splitter=splitter)
+            return [
+                self.score(im, q, responses=list(r), temperature=temperature, **kw) for im, q, r in groups
+            ]
+        prepared = []
+        for images, question, responses in groups:
+            if isinstance(images, (str, bytes, Image.Image)):
+                images = [images]
+            step_lists = self._steps_of(list(responses), None, max_steps, splitter)
+            pixel_values, tiles = self.prepare_images(list(images))
+            prefix = self.prefix_text(question, tiles)
+            prepared.append((prefix, pixel_values, [self._encode(prefix, s) for s in step_lists], step_lists))
+        self._score_shared_many([(pre, pv, encs) for pre, pv, encs, _ in prepared], max_batch_tokens)
+        return [
+            [self._result(e, original, aggregation, temperature) for e, original in zip(encs, step_lists)]
+            for _, _, encs, step_lists in prepared
+        ]
+
+    def _score_shared_many(
+        self, items: list[tuple[str, torch.Tensor | None, list[_Encoded]]], max_batch_tokens: int
+    ) -> None:
+        """The shared path across groups: prefix caches computed when first needed, dropped after
+        their group's last batch, right-padded to the batch's longest prefix (padding masked)."""
+        dev, backbone = self.device, self._backbone()
+        prefix_ids, work = [], []
+        for gi, (prefix, pixel_values, encs) in enumerate(items):
+            ids = self._prefix_ids(prefix)
+            p = len(ids)
+            shared = [e for e in encs if e.ids and e.ids[:p] == ids and len(e.ids) > p]
+            fallback = [e for e in encs if e.ids and e not in shared]  # BPE merge across the boundary
+            if fallback:
+                self._score_single(fallback, pixel_values)
+            prefix_ids.append(ids)
+            work += [(gi, e) for e in shared]
+        last_use = {gi: k for k, (gi, _) in enumerate(work)}
+        caches: dict[int, Any] = {}
+        i = 0
+        while i < len(work):
+            gi0, e0 = work[i]
+            big_p, big_l, j = len(prefix_ids[gi0]), len(e0.ids) - len(prefix_ids[gi0]), i + 1
+            while j < len(work):
+                gj, ej = work[j]
+                p2 = max(big_p, len(prefix_ids[gj]))
+                l2 = max(big_l, len(ej.ids) - len(prefix_ids[gj]))
+                if (j - i + 1) * (p2 + l2) > max_batch_tokens:
+                    break
+                big_p, big_l, j = p2, l2, j + 1
+            chunk = work[i:j]
+            for gi in dict.fromkeys(g for g, _ in chunk):
+                if gi not in caches:
+                    pv = items[gi][1]
+                    pv = None if pv is None else pv.to(dev, self.model.dtype)
+                    out = backbone(
+                        input_ids=torch.tensor([prefix_ids[gi]], device=dev), pixel_values=pv, use_cache=True
+                    )
+                    caches[gi] = out.past_key_values
+            self._run_suffixes(chunk, prefix_ids, caches, big_p, big_l)
+            for gi in [g for g in caches if last_use[g] < j]:
+                del caches[gi]
+            i = j
+
+    def _run_suffixes(self, chunk, prefix_ids, caches, big_p: int, big_l: int) -> None:
+        dev, rows = self.device, len(chunk)
+        lm = self._backbone().language_model
+        ids = torch.full((rows, big_l), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((rows, big_p + big_l), dtype=torch.long)
+        positions = torch.zeros((rows, big_l), dtype=torch.long)
+        for r, (gi, e) in enumerate(chunk):
+            p = len(prefix_ids[gi])
+            s = e.ids[p:]
+            ids[r, : len(s)] = torch.tensor(s)
+            mask[r, :p] = 1
+            mask[r, big_p : big_p + len(s)] = 1
+            positions[r] = torch.arange(p, p + big_l)
+        data = []
+        first = caches[chunk[0][0]]
+        for layer in range(len(first.layers)):
+            ref = first.layers[layer].keys
+            keys = ref.new_zeros((rows, ref.shape[1], big_p, ref.shape[3]))
+            values = first.layers[layer].values.new_zeros((rows, ref.shape[1], big_p, ref.shape[3]))
+            for r, (gi, _) in enumerate(chunk):
+                src = caches[gi].layers[layer]
+                p = src.keys.shape[2]
+                keys[r, :, :p] = src.keys[0]
+                values[r, :, :p] = src.values[0]
+            data.append((keys, values))
+        from transformers import DynamicCache
+
+        hidden = lm(
+            input_ids=ids.to(dev),
+            attention_mask=mask.to(dev),
+            position_ids=positions.to(dev),
+            past_key_values=DynamicCache(ddp_cache_data=data),
+            use_cache=True,
+        ).last_hidden_state
+        for r, (gi, e) in enumerate(chunk):
+            p = len(prefix_ids[gi])
+            e.scores = self._plus_prob(hidden[r, [q - p for q in e.score_positions]]).tolist()
 
     def _steps_of(self, responses, steps, max_steps, splitter) -> list[list[Step]]:
         if steps is not None:
