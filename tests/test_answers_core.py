@@ -9,8 +9,8 @@ import pytest
 
 from openrlhf_visualprm import answers
 from openrlhf_visualprm.answers import extract_final_answer, verify_answers
-from openrlhf_visualprm.plugin.plan import OutcomeConfig, RewardPlan
 from openrlhf_visualprm.plugin.reward_host import PluginRewards
+from openrlhf_visualprm.plugin.plan import OutcomeConfig, RewardPlan
 
 
 @pytest.mark.parametrize(
@@ -122,14 +122,12 @@ def test_outcome_reward_without_ground_truth_is_neutral_zero_and_flagged():
 
 def test_exact_checker_needs_the_same_string():
     out = _outcome_scorer(checker="exact").score_groups(
-        [
-            {
-                "prompt": "p",
-                "label": {"answer": "0.5"},
-                "images": None,
-                "responses": ["\\boxed{1/2}", "\\boxed{ 0.5 }"],
-            }
-        ]
+        [{
+            "prompt": "p",
+            "label": {"answer": "0.5"},
+            "images": None,
+            "responses": ["\\boxed{1/2}", "\\boxed{ 0.5 }"],
+        }]
     )[0]
     assert [r["components"]["outcome"] for r in out] == [0.0, 1.0]
 
@@ -144,14 +142,7 @@ def test_unusable_label_is_neutral_for_all_and_unusable_image_only_for_image_com
     assert "looks like JSON but does not parse" in out[0]["error"] and "does not parse" in caplog.text
     # The outcome check needs no image: an unreadable image leaves it scoring (and is still counted).
     out = scorer.score_groups(
-        [
-            {
-                "prompt": "p",
-                "label": {"answer": "1"},
-                "images": ["/etc/passwd"],
-                "responses": ["\\boxed{1}", "2"],
-            }
-        ]
+        [{"prompt": "p", "label": {"answer": "1"}, "images": ["/etc/passwd"], "responses": ["\\boxed{1}", "2"]}]
     )[0]
     assert [r["components"] for r in out] == [{"outcome": 1.0}, {"outcome": 0.0}]
     assert "no image roots are configured" in out[0]["error"] and out[0]["failed"] == []

@@ -226,9 +226,7 @@ def test_reward_plan_with_a_pool_scores_the_prm_through_the_named_pool(
         }
         pooled_plan = RewardPlan.from_dict({**plan.to_dict(), "judge": None, "pool": "plugin-test-pool"})
         (via_pool,) = PluginRewards(pooled_plan).score_groups([group])
-        (via_actor,) = ray.get(
-            reward_group.async_run_method_batch(method_name="score_groups", groups=[[group]])
-        )
+        (via_actor,) = ray.get(reward_group.async_run_method_batch(method_name="score_groups", groups=[[group]]))
         for a, b in zip(via_pool, via_actor[0][0]):
             assert a["prm"]["step_scores"] == pytest.approx(b["prm"]["step_scores"], abs=1e-5)
             assert a["components"]["prm"] == pytest.approx(b["components"]["prm"], abs=1e-5)
