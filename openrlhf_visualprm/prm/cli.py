@@ -9,7 +9,7 @@ from pathlib import Path
 
 from openrlhf_visualprm.prm import template as T
 from openrlhf_visualprm.prm.aggregate import AGGREGATIONS
-from openrlhf_visualprm.prm.scorer import METHODS
+from openrlhf_visualprm.prm.config import METHODS
 from openrlhf_visualprm.steps import read_responses_file
 
 

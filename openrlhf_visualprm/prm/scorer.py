@@ -31,11 +31,11 @@ from openrlhf_visualprm.images import DEFAULT_MAX_TILES, ImageRoots, load_image,
 from openrlhf_visualprm.prm import template as T
 from openrlhf_visualprm.prm.aggregate import aggregate
 from openrlhf_visualprm.prm.checkpoint import load_visualprm
+from openrlhf_visualprm.prm.config import METHODS
 from openrlhf_visualprm.steps import DEFAULT_SEPARATOR, Step, split_steps, steps_from_list
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("per-step", "single", "shared")
 
 
 @dataclass
