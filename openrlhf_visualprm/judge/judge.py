@@ -114,10 +114,26 @@ def group_seed(seed: int, group: JudgeGroup) -> str:
 class MRJudge:
     """Multimodal reasoning judge over groups of responses (MR. Judge protocol, our template).
 
-    ``schedule``: listwise | pairwise | reference | knockout (see :mod:`.schedule`);
-    ``aggregator``: win_rate | borda | bradley_terry (see :mod:`.aggregate`, chance = 0.5);
-    ``on_failure``: neutral | skip; ``reask``: one constrained second call for the letter before
-    the fallback applies.
+    Each call shows the judge the image(s), the question and 2-4 candidates; it reasons and names
+    the best. A schedule decides who meets whom, an aggregator turns the verdicts into one reward
+    per response (chance is 0.5). All calls of all groups of a round go to the backend as one batch.
+
+    Args:
+        backend: what generates (``HFBackend``, ``VLLMBackend``, ``ScriptedBackend``; see ``make_backend``).
+        schedule: ``listwise`` | ``pairwise`` | ``reference`` | ``knockout`` (see :mod:`.schedule`).
+        k: candidates per listwise call (2..4).
+        rounds: listwise rounds, each a fresh shuffle.
+        aggregator: ``win_rate`` | ``borda`` | ``bradley_terry`` (see :mod:`.aggregate`).
+        on_failure: ``neutral`` (an unparseable verdict is a tie) or ``skip`` (ignored); never a win.
+        reask: one constrained second call for the letter before ``on_failure`` applies.
+        seed: seeds every shuffle together with the group's content (same group, same calls).
+        max_candidate_chars: a candidate longer than this is cut (None: no cap).
+        template: the prompt template.
+        image_roots: folders image paths must resolve into.
+        bt_prior: Bradley-Terry prior strength.
+
+    Raises:
+        ValueError: an unknown schedule, aggregator or failure policy, or ``k``/``rounds`` out of range.
     """
 
     def __init__(
@@ -172,7 +188,25 @@ class MRJudge:
         backend_kwargs: dict | None = None,
         **judge_kwargs: Any,
     ) -> MRJudge:
-        """Load a judge from a folder, a cached hub id or the ``mr-judge`` alias (offline)."""
+        """Load a judge from a folder, a cached hub id or the ``mr-judge`` alias (offline).
+
+        Args:
+            path_or_alias: a local folder, a hub id in the HF cache, or ``mr-judge``
+                (``$OPENRLHF_VISUALPRM_JUDGE_MODEL``, default Qwen2.5-VL-7B-Instruct).
+            backend: ``hf`` (transformers ``generate``) or ``vllm``.
+            device: HF backend device.
+            dtype: weights dtype name or ``auto``.
+            max_new_tokens: the judge's reasoning budget per call.
+            batch_size: HF backend calls per ``generate`` batch.
+            backend_kwargs: further backend options.
+            **judge_kwargs: :class:`MRJudge` options (schedule, rounds, ...).
+
+        Returns:
+            The judge, its backend loaded.
+
+        Raises:
+            ModelNotFoundError: the checkpoint is not on this machine (nothing is downloaded).
+        """
         path = resolve_judge_model(path_or_alias)
         kw = dict(backend_kwargs or {})
         kw.setdefault("max_new_tokens", max_new_tokens)
@@ -196,7 +230,18 @@ class MRJudge:
         return self.judge_groups([JudgeGroup(images, question, responses, reference)])[0]
 
     def judge_groups(self, groups: Sequence[JudgeGroup]) -> list[JudgeResult]:
-        """Judge many groups with their calls batched together (one backend batch per round)."""
+        """Judge many groups with their calls batched together (one backend batch per round).
+
+        Args:
+            groups: each group's images, question, responses and optional reference.
+
+        Returns:
+            One :class:`JudgeResult` per group, in order: ``rewards`` (one per response), the calls
+            as they happened, and stats (parse failures, first-position picks, ...).
+
+        Raises:
+            ValueError: a group with an empty question, no responses or an unusable image.
+        """
         states = [self._prepare(g, idx) for idx, g in enumerate(groups)]
         if self.schedule == "knockout":
             self._run_knockout(states)
