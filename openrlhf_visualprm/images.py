@@ -20,6 +20,7 @@ import base64
 import hashlib
 import io
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,32 @@ def _decode(data: bytes, what: str, max_pixels: int) -> Image.Image:
     return img
 
 
+_BASE64 = re.compile(r"[A-Za-z0-9+/\r\n]+={0,2}")
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def image_ref_kind(ref: object) -> str:
+    """What an image reference is: ``pil``, ``bytes``, ``data_uri``, ``base64`` (bare, as
+    OpenRLHF's own loader accepts: over 256 base64 characters), ``url`` or ``path``; ``other``
+    for anything else. Classification only: nothing is read."""
+    if isinstance(ref, Image.Image):
+        return "pil"
+    if isinstance(ref, (bytes, bytearray)):
+        return "bytes"
+    if isinstance(ref, os.PathLike):
+        return "path"
+    if not isinstance(ref, str):
+        return "other"
+    text = ref.strip()
+    if text.startswith("data:"):
+        return "data_uri"
+    if _URL.match(text):
+        return "url"
+    if len(text) > 256 and _BASE64.fullmatch(text):
+        return "base64"
+    return "path"
+
+
 def load_image(ref: str | os.PathLike | bytes | Image.Image, roots: ImageRoots | None = None) -> Image.Image:
     """Load an RGB image from a PIL image, raw bytes, a ``data:`` URI / base64 string, or a path.
 
@@ -123,11 +150,22 @@ def load_image(ref: str | os.PathLike | bytes | Image.Image, roots: ImageRoots |
         if len(ref) > roots.max_bytes:
             raise ImageError(f"image bytes ({len(ref)}) exceed the limit of {roots.max_bytes}")
         return _decode(bytes(ref), "image bytes", roots.max_pixels)
-    if isinstance(ref, str) and ref.startswith("data:"):
+    kind = image_ref_kind(ref)
+    if kind == "url":
+        raise ImageError(
+            f"image URL {str(ref)[:80]!r} refused: reward workers never fetch from the network (a dataset could "
+            "make them request any address). Download the image under the image roots, or embed it as a "
+            "data: URI or base64",
+            reason="image_url",
+        )
+    if kind in ("data_uri", "base64"):
+        text = ref.strip() if kind == "base64" else ref.split(",", 1)[1] if "," in ref else None
+        if text is None:
+            raise ImageError("data: URI image has no comma-separated payload")
         try:
-            data = base64.b64decode(ref.split(",", 1)[1], validate=True)
-        except (IndexError, ValueError) as exc:
-            raise ImageError("data: URI image is not valid base64") from exc
+            data = base64.b64decode("".join(text.split()), validate=True)
+        except ValueError as exc:
+            raise ImageError(f"{kind.replace('_', ' ')} image is not valid base64") from exc
         return load_image(data, roots)
     if not isinstance(ref, (str, os.PathLike)):
         raise ImageError(f"unsupported image reference of type {type(ref).__name__}")

@@ -174,10 +174,10 @@ def require_images(label: Label, sample_images: Any = None) -> list:
 # Image placeholders as a processor expands them in OpenRLHF's query (the prompt string has one
 # placeholder; the query, decoded from the processor's ids, has one token per visual token).
 _EXPANDED_IMAGE = (
-    re.compile(r"<img>(?:<IMG_CONTEXT>)+</img>"),  # InternVL: <image> -> <img><IMG_CONTEXT>*N</img>
+    re.compile(r"<img>(?:<IMG_CONTEXT>)+</img>"),  # InternVL: <IMG_CONTEXT> -> <img><IMG_CONTEXT>*N</img>
     re.compile(r"\n\n<start_of_image>(?:<image_soft_token>)+<end_of_image>\n\n"),  # Gemma 3
 )
-_EXPANDED_TO = ("<image>", "<start_of_image>")
+_EXPANDED_TO = ("<IMG_CONTEXT>", "<start_of_image>")
 _TOKEN_RUN = re.compile(r"(<\|image_pad\|>|<\|video_pad\|>|<IMG_CONTEXT>|<image_soft_token>|<image>)(?:\1)+")
 
 # Tokens a chat template leaves after the response; stripped before scoring.

@@ -5,6 +5,6 @@ answer (both orders); group-wise judging needs the plugin launcher (``openrlhf-v
 Details and environment variables: ``openrlhf_visualprm.plugin.remote_reward``.
 """
 
-from openrlhf_visualprm.plugin.remote_reward import make_reward_func, score_judge
+from openrlhf_visualprm.plugin.remote_reward import make_reward_func
 
-reward_func = make_reward_func(score_judge)
+reward_func = make_reward_func("judge")

@@ -4,6 +4,6 @@
 label's ``"answer"`` by math-verify, else 0.0. Details: ``openrlhf_visualprm.plugin.remote_reward``.
 """
 
-from openrlhf_visualprm.plugin.remote_reward import make_reward_func, score_outcome
+from openrlhf_visualprm.plugin.remote_reward import make_reward_func
 
-reward_func = make_reward_func(score_outcome)
+reward_func = make_reward_func("outcome")

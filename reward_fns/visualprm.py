@@ -5,6 +5,6 @@ pool (``OPENRLHF_VISUALPRM_POOL``) or a PRM loaded here (``OPENRLHF_VISUALPRM_PR
 Details, label format and environment variables: ``openrlhf_visualprm.plugin.remote_reward``.
 """
 
-from openrlhf_visualprm.plugin.remote_reward import make_reward_func, score_prm
+from openrlhf_visualprm.plugin.remote_reward import make_reward_func
 
-reward_func = make_reward_func(score_prm)
+reward_func = make_reward_func("prm")

@@ -9,8 +9,8 @@ import pytest
 
 from openrlhf_visualprm import answers
 from openrlhf_visualprm.answers import extract_final_answer, verify_answers
-from openrlhf_visualprm.plugin.reward_host import PluginRewards
 from openrlhf_visualprm.plugin.plan import OutcomeConfig, RewardPlan
+from openrlhf_visualprm.plugin.reward_host import PluginRewards
 
 
 @pytest.mark.parametrize(
@@ -110,24 +110,27 @@ def test_outcome_reward_reads_ground_truth_from_any_label_form(label):
     )[0]
     assert [r["components"]["outcome"] for r in out] == [1.0, 0.0, 1.0, 0.0]
     assert [r["outcome"]["answer"] for r in out] == ["21", "20", "21.0", None]
-    assert all(r["outcome"]["has_truth"] for r in out)
 
 
-def test_outcome_reward_without_ground_truth_is_neutral_zero_and_flagged():
+def test_outcome_reward_without_ground_truth_is_a_counted_bad_sample():
     out = _outcome_scorer(key="solution").score_groups(
         [{"prompt": "p", "label": {"answer": "21"}, "images": None, "responses": ["\\boxed{21}"]}]
     )[0]
-    assert out[0]["components"]["outcome"] == 0.0 and out[0]["outcome"]["has_truth"] is False
+    # a label without the ground truth is a bad sample: neutral 0, counted, with the reason
+    assert out[0]["components"]["outcome"] == 0.0 and out[0]["failed"] == ["outcome"]
+    assert "no ground truth" in out[0]["error"] and out[0]["reasons"] == ["no_truth"]
 
 
 def test_exact_checker_needs_the_same_string():
     out = _outcome_scorer(checker="exact").score_groups(
-        [{
-            "prompt": "p",
-            "label": {"answer": "0.5"},
-            "images": None,
-            "responses": ["\\boxed{1/2}", "\\boxed{ 0.5 }"],
-        }]
+        [
+            {
+                "prompt": "p",
+                "label": {"answer": "0.5"},
+                "images": None,
+                "responses": ["\\boxed{1/2}", "\\boxed{ 0.5 }"],
+            }
+        ]
     )[0]
     assert [r["components"]["outcome"] for r in out] == [0.0, 1.0]
 
@@ -139,10 +142,18 @@ def test_unusable_label_is_neutral_for_all_and_unusable_image_only_for_image_com
             [{"prompt": "p", "label": '{"answer": ', "images": None, "responses": ["1", "2"]}]
         )[0]
     assert [r["components"] for r in out] == [{"outcome": 0.0}, {"outcome": 0.0}]
-    assert "looks like JSON but does not parse" in out[0]["error"] and "does not parse" in caplog.text
-    # The outcome check needs no image: an unreadable image leaves it scoring (and is still counted).
+    assert "not valid JSON" in out[0]["error"] and "not valid JSON" in caplog.text
+    # The outcome check needs no image: an unreadable image leaves it scoring; with no component
+    # that reads the image nothing was neutralised, so nothing is counted.
     out = scorer.score_groups(
-        [{"prompt": "p", "label": {"answer": "1"}, "images": ["/etc/passwd"], "responses": ["\\boxed{1}", "2"]}]
+        [
+            {
+                "prompt": "p",
+                "label": {"answer": "1"},
+                "images": ["/etc/passwd"],
+                "responses": ["\\boxed{1}", "2"],
+            }
+        ]
     )[0]
     assert [r["components"] for r in out] == [{"outcome": 1.0}, {"outcome": 0.0}]
-    assert "no image roots are configured" in out[0]["error"] and out[0]["failed"] == []
+    assert out[0]["error"] is None and out[0]["failed"] == []

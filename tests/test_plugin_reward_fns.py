@@ -9,7 +9,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import torch
 
 from openrlhf_visualprm.plugin import cpu_stubs
 
@@ -88,7 +87,7 @@ def test_visualprm_reward_fn_matches_the_scorer_on_the_label_image(tokenizer, en
     response = env["candidates"][0]["response"]
     label = {"answer": env["answer"], "images": [env["image"]], "question": env["question"]}
     out, exp = run_sample(tokenizer, "visualprm.py", label, response)
-    prm = remote_reward._CACHE[f"prm:{tiny_models['visualprm-tiny']}"]  # the model the reward_fn loaded
+    prm = remote_reward._runtime("prm").components["prm"].prm  # the model the reward_fn loaded
     image = load_image(env["image"], ImageRoots.of([demo_data.parent]))
     expected = prm.score([image], env["question"], responses=[response])[0]
     assert exp.rewards.item() == pytest.approx(expected.score, abs=1e-5)
@@ -111,24 +110,23 @@ def test_mr_judge_reward_fn_judges_against_the_reference(tokenizer, env, caplog)
 def test_image_outside_roots_gets_the_neutral_reward_and_is_reported(
     tokenizer, env, tmp_path, caplog, monkeypatch
 ):
-    monkeypatch.setenv("OPENRLHF_VISUALPRM_NEUTRAL_REWARD", "-1")
     with caplog.at_level(logging.ERROR, logger="openrlhf_visualprm.reward_fn"):
         _, exp = run_sample(tokenizer, "visualprm.py", {"image": "../../etc/passwd"}, "x")
-    assert exp.rewards.tolist() == [-1.0] and exp.info["reward_fn/failed"].tolist() == [1.0]
+    assert exp.rewards.tolist() == [0.0] and exp.info["reward_fn/failed"].tolist() == [1.0]
     assert "outside the allowed image roots" in caplog.text
 
 
 def test_reward_fn_without_a_model_or_pool_raises_a_clear_error(monkeypatch):
-    from openrlhf_visualprm.plugin.remote_reward import make_reward_func, score_prm
+    from openrlhf_visualprm.errors import ConfigError
+    from openrlhf_visualprm.plugin.remote_reward import make_reward_func
 
     monkeypatch.delenv("OPENRLHF_VISUALPRM_POOL", raising=False)
     monkeypatch.delenv("OPENRLHF_VISUALPRM_PRM_MODEL", raising=False)
     from PIL import Image
 
     image = Image.new("RGB", (8, 8))  # an in-memory image: the image check is not what fails
-    with pytest.raises(RuntimeError, match="OPENRLHF_VISUALPRM_POOL"):
-        make_reward_func(score_prm)([PROMPT + "a"], [PROMPT], [{"image": image}])
-    result = make_reward_func(score_prm)(["no prompt here"], [PROMPT], [{"image": image}])
-    assert result["rewards"].tolist() == [0.0] and isinstance(
-        result["extra_logs"]["reward_fn/failed"], torch.Tensor
-    )
+    with pytest.raises(ConfigError, match="OPENRLHF_VISUALPRM_POOL"):
+        make_reward_func("prm")([PROMPT + "a"], [PROMPT], [{"image": image}])
+    monkeypatch.setenv("OPENRLHF_VISUALPRM_PRM_MODEL", "no-such-model")  # a model error is not a bad sample
+    with pytest.raises(ConfigError, match="no-such-model"):
+        make_reward_func("prm")(["no prompt here"], [PROMPT], [{"image": image}])

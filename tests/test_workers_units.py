@@ -10,13 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
+from openrlhf_visualprm.errors import InputError
 from openrlhf_visualprm.images import ImageRoots
+from openrlhf_visualprm.labels import extract_response
 from openrlhf_visualprm.workers.cache import ResultCache, make_key
 from openrlhf_visualprm.workers.config import FaultInjection, PoolConfig, WorkerConfig
 from openrlhf_visualprm.workers.errors import BadRequestError, RequestTooLargeError
 from openrlhf_visualprm.workers.groups import ScoreGroup, prepare_group
 from openrlhf_visualprm.workers.metrics import Histogram, PromText
-from openrlhf_visualprm.workers.protocol import extract_response, openrlhf_groups, openrlhf_reply
+from openrlhf_visualprm.workers.protocol import openrlhf_groups, openrlhf_reply
 from openrlhf_visualprm.workers.scorers import FaultInjectingScorer
 from openrlhf_visualprm.workers.worker import PRMWorkerImpl
 
@@ -88,7 +90,13 @@ def test_prepare_group_rejects_bad_input_with_named_fields(tmp_path):
     roots = ImageRoots.of([tmp_path])
     Image.new("RGB", (4, 4)).save(tmp_path / "ok.png")
     good = prepare_group({"image": "ok.png", "question": "q", "responses": ["a"]}, roots)
-    assert good.config == {"method": "shared", "aggregation": "mean", "max_steps": None}
+    assert good.config == {
+        "method": "shared",
+        "aggregation": "mean",
+        "max_steps": None,
+        "splitter": "\n\n",
+        "temperature": 0.1,
+    }
     cases = [
         ({"question": "q", "responses": ["a"]}, "has no image"),
         ({"image": "ok.png", "responses": ["a"]}, "question"),
@@ -123,10 +131,10 @@ def test_openrlhf_payload_groups_samples_and_strips_prompt():
             {"images": ["x.png"]},
         ],
     }
-    groups, where_of = openrlhf_groups(payload, 10_000)
+    groups, where_of, failed = openrlhf_groups(payload, 10_000)
     assert len(groups) == 2 and groups[0]["responses"] == ["step A\n\nstep B", "other"]
-    assert groups[1]["question"] == "P2 " and groups[1]["responses"] == ["resp"]
-    assert where_of == [(0, 0), (0, 1), (1, 0)]
+    assert groups[1]["question"] == "P2" and groups[1]["responses"] == ["resp"]
+    assert where_of == [(0, 0), (0, 1), (1, 0)] and failed == {}
     reply = openrlhf_reply(
         [
             [{"score": 0.5, "step_scores": [0.9, 0.1]}, {"score": 0.2, "step_scores": [0.2]}],
@@ -135,12 +143,27 @@ def test_openrlhf_payload_groups_samples_and_strips_prompt():
         where_of,
     )
     assert reply["rewards"] == [0.5, 0.2, 0.7] and reply["extra_logs"]["prm_min_step"] == [0.1, 0.2, 0.7]
-    with pytest.raises(BadRequestError, match="labels\\[0\\] must be a JSON object"):
-        openrlhf_groups({"query": ["pq"], "prompts": ["p"], "labels": ["plain text"]}, 100)
-    with pytest.raises(BadRequestError, match="does not contain its prompt"):
+    assert reply["extra_logs"]["reward_fn/failed"] == [0.0, 0.0, 0.0]
+    # bad samples get the neutral reward and are counted; the request itself is fine
+    bad = {
+        "query": ["pq", "pq", "abc", "pq"],
+        "prompts": ["p", "p", "zzz", "p"],
+        "labels": ["plain text", {"image": uri}, {"image": "x.png"}, {"image": "https://example.com/a.png"}],
+    }
+    groups, where_of, failed = openrlhf_groups(bad, 10)
+    assert groups == [] and where_of == [None] * 4
+    assert [failed[i].split(":")[0] for i in range(4)] == [
+        "no_image",
+        "too_large",
+        "query_without_prompt",
+        "image_url",
+    ]
+    reply = openrlhf_reply([], where_of, failed)
+    assert reply["rewards"] == [0.0] * 4 and reply["extra_logs"]["reward_fn/failed"] == [1.0] * 4
+    with pytest.raises(InputError, match="does not contain its prompt"):
         extract_response("abc", "zzz", "query[0]")
-    with pytest.raises(RequestTooLargeError):
-        openrlhf_groups({"query": ["pq"], "prompts": ["p"], "labels": [{"image": uri}]}, 10)
+    with pytest.raises(BadRequestError, match="'labels' must be a list of 1"):
+        openrlhf_groups({"query": ["pq"], "prompts": ["p"], "labels": []}, 10)
 
 
 def test_prometheus_text_histogram_is_cumulative():

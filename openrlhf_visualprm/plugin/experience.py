@@ -40,9 +40,11 @@ import itertools
 import torch
 from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
 
+from openrlhf_visualprm.errors import HostError
 from openrlhf_visualprm.plugin.plan import DENSE_ESTIMATORS, RewardPlan
 from openrlhf_visualprm.rewards.combine import combine, sample_logs, step_rewards
 from openrlhf_visualprm.rewards.dense import place_step_rewards, step_end_tokens, token_char_ends
+from openrlhf_visualprm.rewards.guard import check_failed_fraction
 
 STEP_REWARDS_ATTR = "plugin_step_rewards"  # (B, A) tensor attached to an Experience in dense mode
 
@@ -126,6 +128,7 @@ class PluginExperienceMaker(RemoteExperienceMaker):
         super().__init__(*args, **kwargs)
         self.reward_plan = reward_plan if reward_plan is not None else RewardPlan.from_env()
         self._dense_by_mask: dict[int, torch.Tensor] = {}
+        self._dense_used: set[int] = set()  # dense tensors OpenRLHF's return code actually received
 
     # ------------------------------------------------------------------ rewards
     def submit_rewards(self, groups: list[dict]) -> list:
@@ -191,7 +194,9 @@ class PluginExperienceMaker(RemoteExperienceMaker):
 
     def collect_plugin_rewards(self, samples_list, pending) -> None:
         refs, n_groups, where = pending
-        self.attach_rewards(samples_list, self.collect_rewards(refs, n_groups), where)
+        results = self.collect_rewards(refs, n_groups)
+        check_failed_fraction(results, self.reward_plan.max_failed_fraction)  # too many bad groups: stop
+        self.attach_rewards(samples_list, results, where)
 
     def _reward_blocks_forwards(self) -> bool:
         """Whether the reward actors share GPUs with the next forward passes (OpenRLHF's own rule
@@ -226,10 +231,19 @@ class PluginExperienceMaker(RemoteExperienceMaker):
             if getattr(e, STEP_REWARDS_ATTR, None) is not None
             and self.advantage_estimator in DENSE_ESTIMATORS
         }
+        self._dense_used: set[int] = set()
         try:
             experiences = super().compute_advantages_and_returns(experiences)
         finally:
             dense_by_mask, self._dense_by_mask = self._dense_by_mask, {}
+        unused = set(dense_by_mask) - self._dense_used
+        if unused:  # OpenRLHF computed returns without the hooks that add step rewards
+            raise HostError(
+                f"dense step rewards were computed for {len(unused)} of {len(dense_by_mask)} experiences but "
+                f"OpenRLHF's advantage code ({self.advantage_estimator}) never passed them through "
+                "get_cumulative_returns / get_advantages_and_returns: its advantage code changed. Turn off "
+                "--reward.prm.dense or use a supported OpenRLHF version"
+            )
         for e in experiences:
             dense = dense_by_mask.get(id(e.action_mask))
             if dense is not None:
@@ -240,7 +254,10 @@ class PluginExperienceMaker(RemoteExperienceMaker):
 
     def _with_dense(self, rewards: torch.Tensor, action_mask: torch.Tensor) -> torch.Tensor:
         dense = self._dense_by_mask.get(id(action_mask))
-        return rewards if dense is None else rewards + dense.to(rewards.dtype)
+        if dense is None:
+            return rewards
+        self._dense_used.add(id(action_mask))
+        return rewards + dense.to(rewards.dtype)
 
     @torch.no_grad()
     def get_cumulative_returns(self, rewards, action_mask, gamma):

@@ -2,27 +2,34 @@
 
 With ``--reward.remote_url reward_fns/visualprm.py`` (stock OpenRLHF launcher, no plugin hooks)
 OpenRLHF calls ``reward_func(queries, prompts, labels)`` inside each vLLM engine actor, **one
-sample per call, without images or sibling responses**. So the image comes from the label (see
-:mod:`openrlhf_visualprm.plugin.labels`), the response is the query minus its prompt, and:
+sample per call, without images or sibling responses**. So the image comes from the label (the
+schema is in :mod:`openrlhf_visualprm.labels`), the response is separated from the query by
+:func:`openrlhf_visualprm.labels.extract_response` (which handles a VLM processor's expanded
+image tokens), and the sample is scored by the same reward runtime the plugin's reward actor
+uses (:mod:`openrlhf_visualprm.rewards`), so it gets the same reward:
 
 - ``visualprm``: the PRM scores the single response. Where it runs, by environment variable:
-  ``OPENRLHF_VISUALPRM_POOL`` = name of a running ``RewardPool`` (issue-5 workers; recommended:
-  models stay on dedicated GPUs), else ``OPENRLHF_VISUALPRM_PRM_MODEL`` = alias or path loaded
-  in this process (``OPENRLHF_VISUALPRM_DEVICE``, default cuda if present). Aggregation:
-  ``OPENRLHF_VISUALPRM_PRM_AGGREGATION`` (mean).
+  ``OPENRLHF_VISUALPRM_POOL`` = name of a running ``RewardPool`` (recommended: models stay on
+  dedicated GPUs), else ``OPENRLHF_VISUALPRM_PRM_MODEL`` = alias or path loaded in this process
+  (``OPENRLHF_VISUALPRM_DEVICE``, default cuda if present). Scoring options:
+  ``OPENRLHF_VISUALPRM_PRM_{AGGREGATION,METHOD,MAX_STEPS,SPLITTER,TEMPERATURE,MAX_TILES,DTYPE}``,
+  parsed into :class:`~openrlhf_visualprm.prm.config.PRMConfig` (its defaults when unset).
 - ``mr_judge``: with one response per call the judge can only compare it with the label's
-  ``"reference"`` answer (schedule ``reference``, both orders). ``OPENRLHF_VISUALPRM_JUDGE_MODEL``
-  names the judge (``mr-judge`` default), ``OPENRLHF_VISUALPRM_JUDGE_BACKEND`` (hf),
-  ``OPENRLHF_VISUALPRM_JUDGE_MAX_NEW_TOKENS`` (1024).
-- ``outcome``: math answer check against the label's ``"answer"``.
-Image paths must lie under ``OPENRLHF_VISUALPRM_IMAGE_ROOTS`` (``os.pathsep``-separated).
+  ``"reference"`` answer (schedule ``reference``). ``OPENRLHF_VISUALPRM_JUDGE_MODEL`` names the
+  judge (``mr-judge`` default), ``OPENRLHF_VISUALPRM_JUDGE_BACKEND``,
+  ``OPENRLHF_VISUALPRM_JUDGE_MAX_NEW_TOKENS`` (:class:`~openrlhf_visualprm.judge.config.JudgeConfig`).
+- ``outcome``: math answer check against the label's ``"answer"``
+  (``OPENRLHF_VISUALPRM_ANSWER_KEY``, ``_ANSWER_TIMEOUT``, ``_OUTCOME_CHECKER``).
+Image paths must lie under ``OPENRLHF_VISUALPRM_IMAGE_ROOTS`` (absolute folders, ``os.pathsep``
+separated: this code runs in Ray workers, whose working directory is not yours).
 
 Return value, as OpenRLHF expects: ``{"rewards": tensor(B), "scores": tensor(B),
-"extra_logs": {name: tensor(B)}}``. A sample whose input is unusable (no image, image outside
-the roots, no ground truth, no reference) gets the neutral reward
-``OPENRLHF_VISUALPRM_NEUTRAL_REWARD`` (0.0), is logged at ERROR level with the reason, and is
-counted in ``extra_logs["reward_fn/failed"]``; OpenRLHF would otherwise swallow the exception
-and the sample would have no reward at all. A missing model or pool raises.
+"extra_logs": {name: tensor(B)}}``. Failure policy, as on every route: a bad sample
+(:class:`~openrlhf_visualprm.errors.InputError`: no image, image outside the roots, malformed
+label, no ground truth, no reference, a query without its prompt) gets the neutral reward 0, is
+logged at ERROR level with the reason and counted in ``extra_logs["reward_fn/failed"]``. Any
+other error (missing model or pool, bad setting, model failure) is logged at ERROR level and
+raised: OpenRLHF then has no reward for the sample and its experience maker stops the run.
 """
 
 from __future__ import annotations
@@ -35,31 +42,14 @@ from typing import Any
 
 import torch
 
-from openrlhf_visualprm.plugin.labels import ground_truth, image_refs, parse_label, question_text
+from openrlhf_visualprm import envs
+from openrlhf_visualprm.errors import ConfigError, InputError
+from openrlhf_visualprm.labels import extract_response
 
 logger = logging.getLogger("openrlhf_visualprm.reward_fn")
 _LOCK = threading.Lock()
 _CACHE: dict[str, Any] = {}
-
-
-class SampleError(ValueError):
-    """This sample cannot be scored (bad label, image, missing ground truth); others can."""
-
-
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
-
-
-def _roots():
-    from openrlhf_visualprm.images import ImageRoots
-
-    roots = [r for r in (_env("OPENRLHF_VISUALPRM_IMAGE_ROOTS", "") or "").split(os.pathsep) if r]
-    return ImageRoots.of(roots or None)
-
-
-def _device() -> str:
-    return _env("OPENRLHF_VISUALPRM_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+NEUTRAL_REWARD = 0.0  # the runtime components' neutral value: the same on every route
 
 
 def _cached(key: str, build: Callable[[], Any]) -> Any:
@@ -69,129 +59,203 @@ def _cached(key: str, build: Callable[[], Any]) -> Any:
         return _CACHE[key]
 
 
-def _response(query: str, prompt: str) -> str:
-    from openrlhf_visualprm.workers.errors import BadRequestError
-    from openrlhf_visualprm.workers.protocol import extract_response
+def _roots():
+    from openrlhf_visualprm.images import ImageRoots
 
+    roots = [r for r in (envs.get("OPENRLHF_VISUALPRM_IMAGE_ROOTS") or "").split(os.pathsep) if r]
+    relative = [r for r in roots if not os.path.isabs(os.path.expanduser(r))]
+    if relative:
+        raise ConfigError(
+            f"OPENRLHF_VISUALPRM_IMAGE_ROOTS has relative folders {relative}: reward_fns run in Ray workers, whose "
+            "working directory is not yours; give absolute paths"
+        )
+    return ImageRoots.of(roots or None)
+
+
+def _device() -> str:
+    return envs.get("OPENRLHF_VISUALPRM_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _typed(name: str, cast: Callable[[str], Any]) -> Any:
+    value = envs.get(name)
+    if value is None:
+        return None
     try:
-        return extract_response(query, prompt, "query")
-    except BadRequestError as exc:
-        raise SampleError(str(exc)) from None
+        return cast(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a valid {cast.__name__}") from None
 
 
-def _images(label: dict) -> list:
-    from openrlhf_visualprm.images import ImageError, load_image
+def prm_config_from_env():
+    """The PRM settings of ``reward_fns/visualprm.py``, parsed into the one PRM config type."""
+    from openrlhf_visualprm.prm.config import PRMConfig
 
-    refs = image_refs(label)
-    if not refs:
-        raise SampleError('label has no image: add "images": [path, ...] (or "image") to the label column')
-    try:
-        return [load_image(ref, _roots()) for ref in refs]
-    except ImageError as exc:
-        raise SampleError(str(exc)) from None
+    values = {
+        "model": envs.get("OPENRLHF_VISUALPRM_PRM_MODEL") or envs.get("OPENRLHF_VISUALPRM_POOL"),
+        "aggregation": envs.get("OPENRLHF_VISUALPRM_PRM_AGGREGATION"),
+        "method": envs.get("OPENRLHF_VISUALPRM_PRM_METHOD"),
+        "max_steps": _typed("OPENRLHF_VISUALPRM_PRM_MAX_STEPS", int),
+        "splitter": envs.get("OPENRLHF_VISUALPRM_PRM_SPLITTER"),
+        "temperature": _typed("OPENRLHF_VISUALPRM_PRM_TEMPERATURE", float),
+        "max_tiles": _typed("OPENRLHF_VISUALPRM_PRM_MAX_TILES", int),
+        "dtype": envs.get("OPENRLHF_VISUALPRM_PRM_DTYPE"),
+    }
+    return PRMConfig(**{k: v for k, v in values.items() if v is not None})
+
+
+def judge_config_from_env():
+    from openrlhf_visualprm.judge.config import JudgeConfig
+
+    values = {
+        "model": "mr-judge",  # the alias: OPENRLHF_VISUALPRM_JUDGE_MODEL overrides it in the resolver
+        "schedule": "reference",
+        "backend": envs.get("OPENRLHF_VISUALPRM_JUDGE_BACKEND"),
+        "max_new_tokens": _typed("OPENRLHF_VISUALPRM_JUDGE_MAX_NEW_TOKENS", int),
+    }
+    return JudgeConfig(**{k: v for k, v in values.items() if v is not None})
+
+
+def outcome_config_from_env():
+    from openrlhf_visualprm.outcome.config import OutcomeConfig
+
+    values = {
+        "checker": envs.get("OPENRLHF_VISUALPRM_OUTCOME_CHECKER"),
+        "answer_key": envs.get("OPENRLHF_VISUALPRM_ANSWER_KEY"),
+        "timeout_s": _typed("OPENRLHF_VISUALPRM_ANSWER_TIMEOUT", float),
+    }
+    return OutcomeConfig(**{k: v for k, v in values.items() if v is not None})
 
 
 # ----------------------------------------------------------------------------- components
-def score_prm(query: str, prompt: str, label: Any) -> tuple[float, dict[str, float]]:
-    label = parse_label(label)
-    response, images = _response(query, prompt), _images(label)
-    question = question_text(label, prompt)
-    aggregation = _env("OPENRLHF_VISUALPRM_PRM_AGGREGATION", "mean")
-    pool_name = _env("OPENRLHF_VISUALPRM_POOL")
+def _prm_component():
+    from openrlhf_visualprm.rewards.components import PRMComponent
+
+    cfg = prm_config_from_env()
+    pool_name = envs.get("OPENRLHF_VISUALPRM_POOL")
     if pool_name:
+        from openrlhf_visualprm.workers.component import PoolComponent
         from openrlhf_visualprm.workers.pool import RewardPool
 
-        pool = _cached(f"pool:{pool_name}", lambda: RewardPool.get(pool_name))
-        group = {
-            "images": images,
-            "question": question,
-            "responses": [response],
-            "config": {"aggregation": aggregation},
-        }
-        result = pool.score_groups([group])[0][0]
-    else:
-        model = _env("OPENRLHF_VISUALPRM_PRM_MODEL")
-        if not model:
-            raise RuntimeError(
-                "reward_fns/visualprm.py needs OPENRLHF_VISUALPRM_POOL (a running reward pool) or "
-                "OPENRLHF_VISUALPRM_PRM_MODEL (alias or checkpoint to load in the vLLM actor)"
-            )
-        from openrlhf_visualprm.prm.scorer import VisualPRM
-
-        device = _device()
-        dtype = "bfloat16" if device.startswith("cuda") else "float32"
-        prm = _cached(f"prm:{model}", lambda: VisualPRM.from_pretrained(model, device=device, dtype=dtype))
-        with _LOCK:
-            result = prm.score(images, question, responses=[response], aggregation=aggregation)[0].to_dict()
-    steps = result.get("step_scores") or []
-    logs = {
-        "prm_num_steps": float(len(steps)),
-        "prm_min_step": float(min(steps)) if steps else float(result["score"]),
-        "prm_truncated": float(bool(result.get("truncated"))),
-    }
-    return float(result["score"]), logs
-
-
-def score_judge(query: str, prompt: str, label: Any) -> tuple[float, dict[str, float]]:
-    label = parse_label(label)
-    reference = label.get("reference")
-    if not isinstance(reference, str) or not reference.strip():
-        raise SampleError(
-            'reward_fns/mr_judge.py sees one response per call, so it judges it against the label\'s "reference" '
-            "answer, and this label has none"
+        pool = RewardPool.get(pool_name)
+        worker = pool.config.worker
+        if worker.kind != "prm":
+            raise ConfigError(f"OPENRLHF_VISUALPRM_POOL={pool_name!r} runs {worker.kind} workers, not a PRM")
+        cfg.check_loaded(worker.max_tiles, worker.dtype, f"reward pool {pool_name!r}")
+        return PoolComponent(pool, "prm", cfg.scoring_options())
+    if not envs.get("OPENRLHF_VISUALPRM_PRM_MODEL"):
+        raise ConfigError(
+            "reward_fns/visualprm.py needs OPENRLHF_VISUALPRM_POOL (a running reward pool) or "
+            "OPENRLHF_VISUALPRM_PRM_MODEL (alias or checkpoint to load in the vLLM actor)"
         )
-    response, images = _response(query, prompt), _images(label)
-    from openrlhf_visualprm.judge.judge import MRJudge
+    from openrlhf_visualprm.prm.scorer import VisualPRM
 
-    model = _env("OPENRLHF_VISUALPRM_JUDGE_MODEL", "mr-judge")
-    backend = _env("OPENRLHF_VISUALPRM_JUDGE_BACKEND", "hf")
-    max_new = int(_env("OPENRLHF_VISUALPRM_JUDGE_MAX_NEW_TOKENS", "1024"))
-    judge = _cached(
-        f"judge:{model}:{backend}:{max_new}",
-        lambda: MRJudge.from_pretrained(
-            model, backend=backend, device=_device(), max_new_tokens=max_new, schedule="reference"
-        ),
+    device = _device()
+    prm = VisualPRM.from_pretrained(
+        cfg.model, device=device, dtype=cfg.load_dtype(device), max_tiles=cfg.max_tiles
+    )
+    return PRMComponent(prm, **cfg.scoring_options())
+
+
+def _judge_component():
+    from openrlhf_visualprm.judge.judge import MRJudge
+    from openrlhf_visualprm.rewards.components import JudgeComponent
+
+    cfg = judge_config_from_env()
+    judge = MRJudge.from_pretrained(
+        cfg.model,
+        backend=cfg.backend,
+        device=_device(),
+        max_new_tokens=cfg.max_new_tokens,
+        **cfg.judge_kwargs(),
+    )
+    return JudgeComponent(judge)
+
+
+def _outcome_component():
+    from openrlhf_visualprm.rewards.components import OutcomeComponent
+
+    cfg = outcome_config_from_env()
+    return OutcomeComponent(cfg.checker, cfg.timeout_s, cfg.answer_key)
+
+
+_BUILDERS = {"prm": _prm_component, "judge": _judge_component, "outcome": _outcome_component}
+
+
+def _runtime(name: str):
+    from openrlhf_visualprm.rewards.runtime import RewardRuntime
+
+    settings = "|".join(f"{var}={envs.get(var)}" for var in sorted(envs.VARS))  # a changed setting: rebuild
+    return _cached(f"runtime:{name}:{settings}", lambda: RewardRuntime({name: _BUILDERS[name]()}))
+
+
+def score_sample(
+    name: str, query: str, prompt: str, label: Any
+) -> tuple[float, dict[str, float], str | None]:
+    """``(reward, logs, error)`` for one sample with component ``name``; ``error`` is the reason a
+    bad sample got the neutral reward (None when it was scored)."""
+    from openrlhf_visualprm.rewards.groups import prepare_group
+
+    runtime = _runtime(name)
+    try:
+        response = extract_response(query, prompt)
+    except InputError as exc:
+        return NEUTRAL_REWARD, {}, f"{exc.reason}: {exc}"
+    comp = runtime.components[name]
+    answer_key = getattr(comp, "answer_key", "answer")
+    group = prepare_group(
+        {"prompt": prompt, "label": label, "images": None, "responses": [response]},
+        _roots(),
+        answer_key,
+        load_images=name != "outcome",
     )
     with _LOCK:
-        result = judge.judge_group(images, question_text(label, prompt), [response], reference=reference)
-    logs = {"judge_parse_failure_rate": float(result.stats.get("parse_failure_rate") or 0.0)}
-    return float(result.rewards[0]), logs
+        row = runtime.score_groups([group])[0][0]
+    if row["error"]:
+        return NEUTRAL_REWARD, {}, row["error"]
+    return (
+        float(row["components"][name]),
+        _logs(name, row.get(name) or {}, float(row["components"][name])),
+        None,
+    )
 
 
-def score_outcome(query: str, prompt: str, label: Any) -> tuple[float, dict[str, float]]:
-    from openrlhf_visualprm.answers import extract_final_answer, verify_answers
-
-    label = parse_label(label)
-    truth = ground_truth(label, _env("OPENRLHF_VISUALPRM_ANSWER_KEY", "answer"))
-    if truth is None:
-        raise SampleError('label has no ground truth: add "answer" to the label column')
-    answer = extract_final_answer(_response(query, prompt))
-    correct = verify_answers(
-        [answer], [truth], timeout_s=float(_env("OPENRLHF_VISUALPRM_ANSWER_TIMEOUT", "5"))
-    )[0]
-    return (1.0 if correct else 0.0), {"outcome_no_answer": float(answer is None)}
+def _logs(name: str, detail: dict, score: float) -> dict[str, float]:
+    if name == "prm":
+        steps = detail.get("step_scores") or []
+        return {
+            "prm_num_steps": float(len(steps)),
+            "prm_min_step": float(min(steps)) if steps else score,
+            "prm_truncated": float(bool(detail.get("truncated"))),
+        }
+    if name == "judge":
+        return {"judge_parse_failure_rate": float(detail.get("parse_failure_rate") or 0.0)}
+    return {"outcome_no_answer": float(detail.get("answer") is None)}
 
 
 # ----------------------------------------------------------------------------- the protocol
-def make_reward_func(score: Callable[[str, str, Any], tuple[float, dict[str, float]]]):
-    """Wrap a one-sample scorer into OpenRLHF's batched ``reward_func`` contract."""
+def make_reward_func(name: str):
+    """OpenRLHF's batched ``reward_func`` contract on component ``name`` (prm, judge, outcome)."""
+    if name not in _BUILDERS:
+        raise ConfigError(f"unknown reward component {name!r}; one of {sorted(_BUILDERS)}")
 
     def reward_func(queries: list[str], prompts: list[str], labels: list[Any], **kwargs) -> dict:
         if not (len(queries) == len(prompts) == len(labels)):
             raise ValueError(
                 f"{len(queries)} queries, {len(prompts)} prompts, {len(labels)} labels: must match"
             )
-        neutral = float(_env("OPENRLHF_VISUALPRM_NEUTRAL_REWARD", "0.0"))
         rewards, per_sample = [], []
-        for i, (query, prompt, label) in enumerate(zip(queries, prompts, labels)):
-            try:
-                reward, logs = score(query, prompt, label)
-                logs = {**logs, "reward_fn/failed": 0.0}
-            except (SampleError, ValueError) as exc:
-                logger.error("sample %d gets the neutral reward %s: %s", i, neutral, exc)
-                reward, logs = neutral, {"reward_fn/failed": 1.0}
-            rewards.append(reward)
-            per_sample.append(logs)
+        try:
+            for i, (query, prompt, label) in enumerate(zip(queries, prompts, labels)):
+                reward, logs, error = score_sample(name, query, prompt, label)
+                if error is not None:
+                    logger.error(
+                        "reward_fns %s: sample %d gets the neutral reward %s: %s", name, i, reward, error
+                    )
+                rewards.append(reward)
+                per_sample.append({**logs, "reward_fn/failed": float(error is not None)})
+        except Exception:  # not a bad sample: OpenRLHF would log it at INFO only, so say it loudly
+            logger.exception("reward_fns %s: scoring failed; this stops the run", name)
+            raise
         keys = sorted(set().union(*per_sample)) if per_sample else []
         extra = {}
         for key in keys:  # a key missing for a failed sample takes the mean of the others

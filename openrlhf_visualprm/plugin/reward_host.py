@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from openrlhf_visualprm.errors import ConfigError
+from openrlhf_visualprm.labels import DEFAULT_ANSWER_KEY
 from openrlhf_visualprm.plugin.plan import RewardPlan
 from openrlhf_visualprm.rewards.groups import prepare_groups
 from openrlhf_visualprm.rewards.runtime import RewardRuntime
@@ -42,14 +44,20 @@ class PluginRewards:
             pool = RewardPool.get(plan.pool)
             kind = pool.config.worker.kind
             if getattr(plan, kind, None) is None:
-                raise ValueError(
+                raise ConfigError(
                     f"--reward.pool {plan.pool!r} runs {kind} workers but the plan has no {kind} component: "
                     f"add a {kind} model to --reward.model_name_or_path or point --reward.pool at another pool"
                 )
             config = None
-            if kind == "prm":
-                cfg = plan.prm
-                config = {"method": cfg.method, "aggregation": cfg.aggregation, "max_steps": cfg.max_steps}
+            if kind == "prm":  # every scoring option travels; load-time ones must match the pool's
+                worker = pool.config.worker
+                plan.prm.check_loaded(worker.max_tiles, worker.dtype, f"--reward.pool {plan.pool!r}")
+                config = plan.prm.scoring_options()
+            else:
+                worker = pool.config.worker
+                plan.judge.check_loaded(
+                    worker.judge_options, worker.judge_backend, f"--reward.pool {plan.pool!r}"
+                )
             pooled = kind
         if plan.prm is not None:
             cfg = plan.prm
@@ -58,8 +66,10 @@ class PluginRewards:
             else:
                 from openrlhf_visualprm.prm.scorer import VisualPRM
 
-                dtype = cfg.dtype if self.device.startswith("cuda") else "float32"
-                prm = VisualPRM.from_pretrained(cfg.path, device=self.device, dtype=dtype, max_tiles=cfg.max_tiles)
+                dtype = cfg.load_dtype(self.device)
+                prm = VisualPRM.from_pretrained(
+                    cfg.path, device=self.device, dtype=dtype, max_tiles=cfg.max_tiles
+                )
                 components["prm"] = C.PRMComponent(
                     prm,
                     method=cfg.method,
@@ -81,10 +91,8 @@ class PluginRewards:
                     backend=j.backend,
                     device=self.device,
                     max_new_tokens=j.max_new_tokens,
-                    schedule=j.schedule,
-                    k=j.group_size,
-                    rounds=j.rounds,
                     image_roots=self.roots,
+                    **j.judge_kwargs(),
                 )
                 components["judge"] = C.JudgeComponent(judge)
         if plan.outcome is not None:
@@ -94,5 +102,10 @@ class PluginRewards:
 
     def score_groups(self, groups: list[dict | None], batched: bool = True) -> list[list[dict] | None]:
         """``groups``: ``{"prompt", "label", "images", "responses"}`` each (None: padding -> None)."""
-        prepared = [None if g is None else prepare_groups([g], self.roots)[0] for g in groups]
+        answer_key = self.plan.outcome.answer_key if self.plan.outcome else DEFAULT_ANSWER_KEY
+        needs_images = self.plan.prm is not None or self.plan.judge is not None
+        prepared = [
+            None if g is None else prepare_groups([g], self.roots, answer_key, needs_images)[0]
+            for g in groups
+        ]
         return self.runtime.score_groups(prepared, batched=batched)

@@ -114,8 +114,8 @@ class PRMConfig:
         unknown = sorted(set(options) - set(SCORING_FIELDS))
         if unknown:
             raise ConfigError(
-                f"{where} has options {unknown} that a request cannot set; allowed: {list(SCORING_FIELDS)}"
-                " (max_tiles / dtype are fixed when the model is loaded)"
+                f"{where} has unknown keys {unknown}: a request can set only {list(SCORING_FIELDS)} "
+                "(max_tiles / dtype are fixed when the model is loaded)"
             )
         return replace(self, **dict(options))
 

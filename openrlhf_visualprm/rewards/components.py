@@ -38,7 +38,7 @@ class PRMComponent:
     """VisualPRM step scores aggregated to one number per response (details keep the steps)."""
 
     name = "prm"
-    needs = ("label", "image")
+    needs = ("label", "image", "response")
     neutral = 0.0
 
     def __init__(
@@ -78,11 +78,13 @@ class JudgeComponent:
     """MR. Judge rewards; all groups' calls of a round go to the backend as one batch."""
 
     name = "judge"
-    needs = ("label", "image", "question")
+    needs: tuple[str, ...] = ("label", "image", "question", "response")
     neutral = 0.0
 
     def __init__(self, judge: Any) -> None:
         self.judge = judge
+        if getattr(judge, "schedule", None) == "reference":  # compares each response with the label's
+            self.needs = (*JudgeComponent.needs, "reference")
 
     def score_groups(self, groups: Sequence[RewardGroup]) -> list[list[Scored]]:
         from openrlhf_visualprm.judge.judge import JudgeGroup
@@ -97,36 +99,41 @@ class JudgeComponent:
             stats = {k: v for k, v in result.stats.items() if isinstance(v, (int, float)) and v is not None}
             best = getattr(result, "best", None)
             out.append(
-                [{"score": float(r), "detail": {**stats, "best": j == best}} for j, r in enumerate(result.rewards)]
+                [
+                    {"score": float(r), "detail": {**stats, "best": j == best}}
+                    for j, r in enumerate(result.rewards)
+                ]
             )
         return out
 
 
 class OutcomeComponent:
-    """1 for a final answer equal to the label's ground truth, else 0 (0 without a ground truth,
-    counted by ``outcome/missing_truth``); one verification batch for all groups."""
+    """1 for a final answer equal to the label's ground truth, else 0; one verification batch for
+    all groups. A label without a ground truth is a bad sample (need ``truth``): neutral, counted."""
 
     name = "outcome"
-    needs = ("label",)
+    needs = ("label", "truth", "response")
     neutral = 0.0
 
-    def __init__(self, checker: str = "math-verify", timeout_s: float = 5.0, answer_key: str = "answer") -> None:
+    def __init__(
+        self, checker: str = "math-verify", timeout_s: float = 5.0, answer_key: str = "answer"
+    ) -> None:
         self.checker, self.timeout_s, self.answer_key = checker, timeout_s, answer_key
 
     def score_groups(self, groups: Sequence[RewardGroup]) -> list[list[Scored]]:
         from openrlhf_visualprm.answers import extract_final_answer, normalize_answer, verify_answers
-        from openrlhf_visualprm.rewards.groups import _label_tools
 
-        ground_truth = _label_tools().ground_truth
         answers = [[extract_final_answer(r) for r in g.responses] for g in groups]
-        truths = [ground_truth(g.label, self.answer_key) for g in groups]
+        truths = [g.label.truth(self.answer_key) for g in groups]
         todo = [(gi, j) for gi, t in enumerate(truths) if t is not None for j in range(groups[gi].n)]
         ok: dict[tuple[int, int], bool] = {}
         if todo:
             preds = [answers[gi][j] for gi, j in todo]
             gts = [truths[gi] for gi, _ in todo]
             if self.checker == "exact":
-                flags = [p is not None and normalize_answer(p) == normalize_answer(t) for p, t in zip(preds, gts)]
+                flags = [
+                    p is not None and normalize_answer(p) == normalize_answer(t) for p, t in zip(preds, gts)
+                ]
             else:
                 flags = verify_answers(preds, gts, timeout_s=self.timeout_s)
             ok = dict(zip(todo, flags))

@@ -6,8 +6,9 @@ Per response the result is a plain dict (cheap to ship through Ray, JSON-friendl
      "prm": {"step_scores": [...], "spans": [[0, 41], ...], "truncated": False, "note": None},
      "judge": {group statistics} | None,
      "outcome": {"answer": "12", "has_truth": True} | None,
-     "error": "image: ..." | None,            # a bad sample: the reason, logged once per group
-     "failed": ["prm", "judge"]}              # the components that gave their neutral value
+     "error": "bad_image: ..." | None,        # a bad sample: the reason, logged once per group
+     "failed": ["prm", "judge"],              # the components that gave their neutral value
+     "reasons": ["bad_image"]}                # short tags (InputError.reason) the guard counts
 
 Error policy: a bad sample (recorded by ``prepare_groups``) gives the neutral value to exactly
 the components that need the broken part, and ``reward/failed_group`` counts it. Any exception a
@@ -39,7 +40,9 @@ class RewardRuntime:
     def names(self) -> list[str]:
         return list(self.components)
 
-    def score_groups(self, groups: Sequence[RewardGroup | None], batched: bool = True) -> list[list[dict] | None]:
+    def score_groups(
+        self, groups: Sequence[RewardGroup | None], batched: bool = True
+    ) -> list[list[dict] | None]:
         """Per-response results for each group (``None`` in, ``None`` out: host padding).
 
         ``batched=False`` scores group by group: the same computation, one group per call (the
@@ -48,22 +51,35 @@ class RewardRuntime:
         real = [i for i, g in enumerate(groups) if g is not None]
         rows: dict[int, list[dict[str, Any]]] = {
             i: [
-                {"components": {}, "prm": None, "judge": None, "outcome": None, "error": None, "failed": []}
+                {
+                    "components": {},
+                    "prm": None,
+                    "judge": None,
+                    "outcome": None,
+                    "error": None,
+                    "failed": [],
+                    "reasons": [],
+                }
                 for _ in range(groups[i].n)
             ]
             for i in real
         }
         for i in real:
             g = groups[i]
-            if g.broken:
-                reason = "; ".join(dict.fromkeys(g.broken.values()))
-                failed = [n for n, c in self.components.items() if any(need in g.broken for need in c.needs)]
+            failed = [n for n, c in self.components.items() if any(need in g.broken for need in c.needs)]
+            if failed:  # a broken part no component needs (no reference without that schedule) is fine
+                parts = {need for n in failed for need in self.components[n].needs if need in g.broken}
+                reason = "; ".join(dict.fromkeys(g.broken[p] for p in sorted(parts)))
                 logger.error(
-                    "prompt group %d: bad sample, neutral reward for %s: %s", i, ", ".join(failed) or "none", reason
+                    "prompt group %d: bad sample, neutral reward for %s: %s",
+                    i,
+                    ", ".join(failed) or "none",
+                    reason,
                 )
                 self.failed_groups += 1
+                tags = sorted({g.broken[p].split(":", 1)[0] for p in parts})
                 for row in rows[i]:
-                    row["error"], row["failed"] = reason, failed
+                    row["error"], row["failed"], row["reasons"] = reason, failed, tags
         self.last_timings = {}
         for name, comp in self.components.items():
             start = time.perf_counter()

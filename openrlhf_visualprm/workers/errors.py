@@ -20,6 +20,9 @@ class BadRequestError(InputError):
 class RequestTooLargeError(BadRequestError):
     """The request or one of its images is over a configured size limit."""
 
+    def __init__(self, message: str, part: str = "image", reason: str = "too_large") -> None:
+        super().__init__(message, part, reason)
+
 
 class RewardTimeoutError(VisualPRMError, TimeoutError):
     """A scoring request did not finish within its per-request timeout."""

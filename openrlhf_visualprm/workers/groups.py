@@ -9,7 +9,8 @@ Callers hand the pool plain dicts::
     {"images": [path | bytes | "data:..." | PIL.Image, ...],   # or "image": one reference
      "question": "...",
      "responses": ["...", ...]        # or "steps": [["step 1", "step 2"], ...] (no re-splitting)
-     "config": {"method": "shared", "aggregation": "mean", "max_steps": None},   # optional
+     "config": {"method": "shared", "aggregation": "mean", "max_steps": None,   # optional:
+                "splitter": "\\n\\n", "temperature": 0.1},                        # prm.config.SCORING_FIELDS
      "reference": "..."}              # optional, judge only
 
 ``prepare_group`` turns one into a ``ScoreGroup`` or raises ``BadRequestError`` naming the field.
@@ -23,13 +24,13 @@ from typing import Any
 
 from PIL import Image
 
+from openrlhf_visualprm.errors import ConfigError
 from openrlhf_visualprm.images import ImageError, ImageRoots, image_digest, load_image
+from openrlhf_visualprm.prm.config import SCORING_FIELDS, PRMConfig
 from openrlhf_visualprm.workers.errors import BadRequestError, RequestTooLargeError
 
-PRM_METHODS = ("shared", "single", "per-step")
-PRM_AGGREGATIONS = ("mean", "min", "last", "product", "softmin")
-PRM_CONFIG_KEYS = {"method", "aggregation", "max_steps"}
-DEFAULT_PRM_CONFIG = {"method": "shared", "aggregation": "mean", "max_steps": None}
+PRM_CONFIG_KEYS = set(SCORING_FIELDS)
+DEFAULT_PRM_CONFIG = PRMConfig().scoring_options()
 
 
 @dataclass
@@ -80,29 +81,18 @@ def _string_list(value: Any, what: str) -> list[str]:
 
 
 def validate_config(config: Any, kind: str, where: str) -> dict[str, Any]:
-    """Fill defaults and reject unknown PRM options so a typo cannot silently change the reward."""
+    """Every PRM scoring option filled and validated by the one PRM config type, so a typo or an
+    option this route cannot honour is refused (400) instead of silently changing the reward."""
     if config is None:
         config = {}
     if not isinstance(config, dict):
         raise BadRequestError(f"{where}.config must be an object, got {type(config).__name__}")
     if kind != "prm":
         return dict(config)
-    unknown = set(config) - PRM_CONFIG_KEYS
-    if unknown:
-        raise BadRequestError(
-            f"{where}.config has unknown keys {sorted(unknown)}; allowed: {sorted(PRM_CONFIG_KEYS)}"
-        )
-    merged = {**DEFAULT_PRM_CONFIG, **config}
-    if merged["method"] not in PRM_METHODS:
-        raise BadRequestError(f"{where}.config.method must be one of {PRM_METHODS}, got {merged['method']!r}")
-    if merged["aggregation"] not in PRM_AGGREGATIONS:
-        raise BadRequestError(
-            f"{where}.config.aggregation must be one of {PRM_AGGREGATIONS}, got {merged['aggregation']!r}"
-        )
-    ms = merged["max_steps"]
-    if ms is not None and (not isinstance(ms, int) or isinstance(ms, bool) or ms < 1):
-        raise BadRequestError(f"{where}.config.max_steps must be a positive integer or null, got {ms!r}")
-    return merged
+    try:
+        return PRMConfig().with_request(config, f"{where}.config").scoring_options()
+    except ConfigError as exc:
+        raise BadRequestError(str(exc)) from None
 
 
 def prepare_group(

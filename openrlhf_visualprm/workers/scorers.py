@@ -81,12 +81,7 @@ class PRMScorer:
             if g.steps is not None:
                 cfg = g.config
                 results = self.prm.score(
-                    g.images,
-                    g.question,
-                    steps=g.steps,
-                    method=cfg.get("method", "shared"),
-                    aggregation=cfg.get("aggregation", "mean"),
-                    max_steps=cfg.get("max_steps"),
+                    g.images, g.question, steps=g.steps, **_prm_options(cfg).score_kwargs()
                 )
                 out[i] = [_as_dict(r) for r in results]
             else:
@@ -94,11 +89,7 @@ class PRMScorer:
         for indices in by_config.values():
             cfg = groups[indices[0]].config
             component = PRMComponent(
-                self.prm,
-                method=cfg.get("method", "shared"),
-                aggregation=cfg.get("aggregation", "mean"),
-                max_steps=cfg.get("max_steps"),
-                max_batch_tokens=self.max_batch_tokens,
+                self.prm, **_prm_options(cfg).scoring_options(), max_batch_tokens=self.max_batch_tokens
             )
             scored = component.score_groups([_reward_group(groups[i]) for i in indices])
             for i, group_scores in zip(indices, scored):
@@ -106,10 +97,19 @@ class PRMScorer:
         return [o for o in out if o is not None]
 
 
+def _prm_options(config: dict[str, Any]):
+    """A request's validated scoring options as the one PRM config type (every option honoured)."""
+    from openrlhf_visualprm.prm.config import PRMConfig
+
+    return PRMConfig().with_request(config)
+
+
 def _reward_group(group: ScoreGroup):
     from openrlhf_visualprm.rewards.groups import RewardGroup
 
-    return RewardGroup(group.question, list(group.responses or []), list(group.images), reference=group.reference)
+    return RewardGroup(
+        group.question, list(group.responses or []), list(group.images), reference=group.reference
+    )
 
 
 class JudgeScorer:

@@ -30,6 +30,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from ray import serve
 
+from openrlhf_visualprm.errors import InputError
 from openrlhf_visualprm.images import ImageRoots
 from openrlhf_visualprm.workers.config import DEFAULT_NAMESPACE, DEFAULT_POOL_NAME
 from openrlhf_visualprm.workers.errors import (
@@ -151,8 +152,8 @@ class ServiceCore:
             self._check_auth(request)
             payload = await self._read_json(request)
             if endpoint == "reward":
-                groups, where_of = openrlhf_groups(payload, self.config.max_image_bytes)
-                body = openrlhf_reply(await self._score(groups, None), where_of)
+                groups, where_of, failed = openrlhf_groups(payload, self.config.max_image_bytes)
+                body = openrlhf_reply(await self._score_samples(groups), where_of, failed)
             else:
                 groups, timeout = extended_groups(payload, self.config.max_image_bytes)
                 body = {"results": await self._score(groups, timeout)}
@@ -178,6 +179,19 @@ class ServiceCore:
         if status >= 500:
             logger.warning("/%s -> %d: %s", endpoint, status, body["error"])
         return JSONResponse(body, status_code=status)
+
+    async def _score_samples(self, groups: list[dict]) -> list[list[dict] | None]:
+        """OpenRLHF endpoint: a bad sample (InputError) gets the neutral reward, the others their
+        scores; so a group the pool refuses is retried alone, and None marks it failed."""
+        if not groups:
+            return []
+        try:
+            return await self._score(groups, None)
+        except InputError as exc:
+            if len(groups) == 1:
+                logger.error("/reward: bad sample, neutral reward: %s", _message(exc))
+                return [None]
+        return [(await self._score_samples([g]))[0] for g in groups]
 
     async def health(self) -> JSONResponse:
         try:

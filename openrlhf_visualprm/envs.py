@@ -1,0 +1,71 @@
+"""Every ``OPENRLHF_VISUALPRM_*`` environment variable: name, default, meaning; read here only.
+
+Environment variables are how settings reach code OpenRLHF starts for us (the ``reward_fns/``
+files run inside vLLM engine actors; the reward plan travels to every Ray worker). One table
+keeps their names and defaults from drifting between the modules that read them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    default: str | None
+    help: str
+
+
+_VARS = (
+    EnvVar(
+        "OPENRLHF_VISUALPRM_PLAN", None, "the reward plan (JSON) the launcher exports to every Ray worker"
+    ),
+    EnvVar(
+        "OPENRLHF_VISUALPRM_SKIP_MODEL_CHECK",
+        None,
+        "1: launch although a registered reward model is not on this machine (weights on reward nodes only)",
+    ),
+    EnvVar("OPENRLHF_VISUALPRM_JUDGE_MODEL", None, "what the mr-judge alias stands for (hub id or folder)"),
+    EnvVar(
+        "OPENRLHF_VISUALPRM_IMAGE_ROOTS",
+        "",
+        "reward_fns: absolute folders image paths must lie in (os.pathsep)",
+    ),
+    EnvVar(
+        "OPENRLHF_VISUALPRM_DEVICE",
+        None,
+        "reward_fns: device for models loaded in-process (default cuda/cpu)",
+    ),
+    EnvVar("OPENRLHF_VISUALPRM_POOL", None, "reward_fns/visualprm.py: name of a running reward pool"),
+    EnvVar(
+        "OPENRLHF_VISUALPRM_PRM_MODEL", None, "reward_fns/visualprm.py: PRM alias or folder loaded in-process"
+    ),
+    EnvVar("OPENRLHF_VISUALPRM_PRM_AGGREGATION", None, "reward_fns: PRM aggregation (default: PRMConfig's)"),
+    EnvVar("OPENRLHF_VISUALPRM_PRM_METHOD", None, "reward_fns: PRM scoring pass layout"),
+    EnvVar("OPENRLHF_VISUALPRM_PRM_MAX_STEPS", None, "reward_fns: merge steps into at most N blocks"),
+    EnvVar("OPENRLHF_VISUALPRM_PRM_SPLITTER", None, "reward_fns: step separator ('re:' prefix: a regex)"),
+    EnvVar("OPENRLHF_VISUALPRM_PRM_TEMPERATURE", None, "reward_fns: softmin temperature"),
+    EnvVar("OPENRLHF_VISUALPRM_PRM_MAX_TILES", None, "reward_fns: InternVL tiles per image"),
+    EnvVar(
+        "OPENRLHF_VISUALPRM_PRM_DTYPE", None, "reward_fns: PRM dtype (auto: bfloat16 on GPU, float32 on CPU)"
+    ),
+    EnvVar("OPENRLHF_VISUALPRM_JUDGE_BACKEND", None, "reward_fns/mr_judge.py: hf or vllm"),
+    EnvVar("OPENRLHF_VISUALPRM_JUDGE_MAX_NEW_TOKENS", None, "reward_fns/mr_judge.py: reasoning token cap"),
+    EnvVar("OPENRLHF_VISUALPRM_OUTCOME_CHECKER", None, "reward_fns/outcome.py: math-verify or exact"),
+    EnvVar("OPENRLHF_VISUALPRM_ANSWER_KEY", None, "reward_fns/outcome.py: ground-truth key in the label"),
+    EnvVar("OPENRLHF_VISUALPRM_ANSWER_TIMEOUT", None, "reward_fns/outcome.py: seconds per answer check"),
+)
+VARS = {v.name: v for v in _VARS}
+
+
+def get(name: str) -> str | None:
+    """The variable's value, or its default when unset or blank. Unknown names are a bug."""
+    var = VARS[name]
+    value = os.environ.get(name)
+    return value if value not in (None, "") else var.default
+
+
+def is_set(name: str) -> bool:
+    return get(name) not in (None, "", "0", "false", "False")
