@@ -239,14 +239,13 @@ def encode_label(answer: str, images: list[str], source: str, item_id: str, **ex
 
 
 def decode_label(label: str | dict) -> dict:
-    """Inverse of :func:`encode_label`; a bare string label is taken as the answer itself."""
-    if isinstance(label, dict):
-        return label
-    try:
-        value = json.loads(label)
-    except (json.JSONDecodeError, TypeError):
-        return {"answer": label, "images": [], "source": None, "id": None}
-    return value if isinstance(value, dict) else {"answer": label, "images": [], "source": None, "id": None}
+    """Inverse of :func:`encode_label`, through the one label decoder
+    (:func:`openrlhf_visualprm.labels.decode_label`: a bare string is the answer, ``'{bad json'``
+    an :class:`~openrlhf_visualprm.errors.InputError`), as a dict with every key present."""
+    from openrlhf_visualprm.labels import decode_label as decode
+
+    decoded = decode(label)
+    return {"answer": None, "source": None, "id": None, **decoded.raw, "images": list(decoded.images)}
 
 
 def to_prompt_row(item: MathItem, paths: list[Path], rel_paths: list[str], source: str, suffix: str) -> dict:
