@@ -43,6 +43,10 @@ LIGHT_MODULES = (
     "openrlhf_visualprm.plugin.plan",
     "openrlhf_visualprm.plugin.options",
     "openrlhf_visualprm.data.records",
+    "openrlhf_visualprm.envs",
+    "openrlhf_visualprm.rewards.combine",
+    "openrlhf_visualprm.plugin.launcher",
+    "reward_fns.outcome",
 )
 
 _PROBE = r"""
