@@ -171,7 +171,7 @@ def test_bad_requests_get_4xx_with_clear_messages_and_service_keeps_serving(serv
         (group(responses="not a list"), 400, "responses must be a list of strings"),
         (b'{"groups": [{"question": "q", "responses": ["a"]}]}', 400, "has no image"),
         (b'{"groups": []}', 400, "non-empty list"),
-        (b'{"query": ["x"], "prompts": ["x"], "labels": ["no image here"]}', 400, "must be a JSON object"),
+        (b'{"query": ["x"], "prompts": ["x"], "labels": "not a list"}', 400, "'labels' must be a list"),
         (b"x" * (300 * 1024), 413, "over the limit"),
     ]
     for body, status, needle in cases:
@@ -182,6 +182,24 @@ def test_bad_requests_get_4xx_with_clear_messages_and_service_keeps_serving(serv
         assert reply.status_code == status, (body[:80], reply.text)
         assert needle in reply.json()["error"], reply.json()
         assert httpx.get(service + "/health", timeout=30).status_code == 200
+    # OpenRLHF's endpoint: a bad *sample* is not a bad request; it gets the neutral reward and is
+    # counted (as in the reward actor and reward_fns), the good sample beside it its real score
+    prompt = "<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n"
+    response = item["candidates"][0]["response"]
+    body = {
+        "query": [prompt + "x", prompt + response, prompt + "y"],
+        "prompts": [prompt] * 3,
+        "labels": [
+            "no image here",
+            {"image": item["image"], "question": item["question"]},
+            {"image": "../../../../etc/passwd"},
+        ],
+    }
+    reply = httpx.post(service + "/reward", json=body, timeout=120)
+    assert reply.status_code == 200, reply.text
+    out = reply.json()
+    assert out["extra_logs"]["reward_fn/failed"] == [1.0, 0.0, 1.0]
+    assert out["rewards"][0] == out["rewards"][2] == 0.0 and 0.0 < out["rewards"][1] < 1.0
     ok = httpx.post(service + "/score", json=good, timeout=60)
     assert ok.status_code == 200 and len(ok.json()["results"][0]) == 1
 

@@ -16,17 +16,15 @@ The judge is anything with the :data:`PairJudge` shape: ``(images, query, first,
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
 from openrlhf_visualprm.data.benchmarks import VLRB_CATEGORIES, RewardBenchPair, read_vlrewardbench
+from openrlhf_visualprm.eval.judge_adapter import PairJudge
 from openrlhf_visualprm.eval.loop import add_run_arguments, require_evaluated, run_items
 from openrlhf_visualprm.eval.metrics import accuracy_report, order_stats
 from openrlhf_visualprm.eval.plots import plot_judge_accuracy
 from openrlhf_visualprm.eval.results import ResultsLog, write_json
 from openrlhf_visualprm.images import ImageRoots
-
-PairJudge = Callable[[list, str, str, str], "int | None"]
 
 
 def _check_pick(pick) -> int | None:

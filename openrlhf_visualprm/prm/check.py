@@ -195,7 +195,7 @@ def check_loaded(prm, raw_config: dict | None = None) -> ModelCheck:
 
 def _raw_config_of(prm) -> dict | None:
     """The checkpoint's own config.json (model_type, template) when the model came from a folder."""
-    from openrlhf_visualprm.models import read_config, resolve_checkpoint
+    from openrlhf_visualprm.prm.checkpoint import read_config, resolve_checkpoint
 
     try:
         return read_config(resolve_checkpoint(prm.model_id))

@@ -10,7 +10,8 @@ from pathlib import Path
 from openrlhf_visualprm.errors import ConfigError
 from openrlhf_visualprm.prm import template as T
 from openrlhf_visualprm.prm.aggregate import AGGREGATIONS
-from openrlhf_visualprm.prm.scorer import METHODS
+from openrlhf_visualprm.prm.config import METHODS
+from openrlhf_visualprm.steps import read_responses_file
 
 
 def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,36 +84,11 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per response")
 
 
-def _read_responses(path: Path) -> tuple[list[str] | None, list[list[str]] | None]:
-    responses, steps = [], []
-    if not path.is_file():
-        raise ConfigError(f"--responses file {str(path)!r} does not exist")
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
-            if isinstance(rec, dict) and isinstance(rec.get("response"), str):
-                responses.append(rec["response"])
-            elif isinstance(rec, dict) and isinstance(rec.get("steps"), list):
-                steps.append([str(s) for s in rec["steps"]])
-            else:
-                raise ConfigError(f'{path}:{n}: expected {{"response": str}} or {{"steps": [str, ...]}}')
-    if responses and steps:
-        raise ConfigError(f"{path}: mixes 'response' and 'steps' lines; use one kind per file")
-    if not responses and not steps:
-        raise ConfigError(f"{path}: no responses")
-    return (responses or None), (steps or None)
-
-
 def run_score(args: argparse.Namespace) -> int:
     from openrlhf_visualprm.images import ImageRoots
     from openrlhf_visualprm.prm.scorer import VisualPRM
 
-    responses, steps = _read_responses(args.responses)
+    responses, steps = read_responses_file(args.responses)
     roots = ImageRoots.of([Path(p).resolve().parent for p in args.image])
     prm = VisualPRM.from_pretrained(
         args.model,

@@ -30,11 +30,12 @@ from openrlhf_visualprm.errors import ModelError
 from openrlhf_visualprm.images import DEFAULT_MAX_TILES, ImageRoots, load_image, preprocess_image
 from openrlhf_visualprm.prm import template as T
 from openrlhf_visualprm.prm.aggregate import aggregate
+from openrlhf_visualprm.prm.checkpoint import load_visualprm
+from openrlhf_visualprm.prm.config import METHODS
 from openrlhf_visualprm.steps import DEFAULT_SEPARATOR, Step, split_steps, steps_from_list
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("per-step", "single", "shared")
 
 
 @dataclass
@@ -136,7 +137,6 @@ class VisualPRM:
         loaded model: which system message is in use is logged, with anything that differs from
         the released checkpoints.
         """
-        from openrlhf_visualprm.models import load_visualprm
         from openrlhf_visualprm.prm.check import check_loaded
 
         model, tokenizer, config_system, model_id = load_visualprm(

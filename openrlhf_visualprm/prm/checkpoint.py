@@ -1,4 +1,4 @@
-"""Loading reward-model checkpoints offline: local folders, aliases, the Hugging Face cache.
+"""Loading VisualPRM checkpoints offline: local folders, aliases, the Hugging Face cache.
 
 VisualPRM ships in two layouts:
 - transformers-native ``InternVLForConditionalGeneration`` (``model_type: internvl``): loaded as is.
@@ -19,6 +19,9 @@ import torch
 from openrlhf_visualprm.errors import ModelError
 from openrlhf_visualprm.registry import ModelNotFoundError as CheckpointNotFound
 from openrlhf_visualprm.registry import require_local
+from openrlhf_visualprm.torch_names import as_dtype
+
+from .convert import load_internvl_chat
 
 logger = logging.getLogger(__name__)
 
@@ -65,28 +68,6 @@ def read_config(folder: Path) -> dict:
         return json.loads(f.read())
 
 
-DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
-
-
-def as_dtype(dtype: torch.dtype | str | None, allow_auto: bool = False):
-    """A ``torch.dtype`` from a dtype or its usual names; ``"auto"``/None pass through when allowed."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if allow_auto and dtype in (None, "auto"):
-        return dtype
-    if dtype not in DTYPES:
-        extra = " or 'auto'" if allow_auto else ""
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}{extra}")
-    return DTYPES[dtype]
-
-
 def load_visualprm(
     name_or_path: str,
     device: str | torch.device = "cpu",
@@ -124,8 +105,6 @@ def load_visualprm(
             )
         system_message = raw.get("system_message")
     elif model_type == "internvl_chat":
-        from openrlhf_visualprm.prm.convert import load_internvl_chat
-
         model, system_message = load_internvl_chat(
             folder, tokenizer, dtype=torch_dtype, attn_implementation=attn_implementation
         )
