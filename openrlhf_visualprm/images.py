@@ -24,12 +24,15 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from openrlhf_visualprm.errors import PART_IMAGE, InputError
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -234,6 +237,8 @@ def tile_image(
 
 def to_pixel_values(tiles: list[Image.Image]) -> torch.Tensor:
     """Stack tiles into a float32 ``(n, 3, H, W)`` tensor normalised with ImageNet mean/std."""
+    import torch  # here, not at import: path checks and tiling need no torch
+
     arr = np.stack([np.asarray(t.convert("RGB"), dtype=np.float32) / 255.0 for t in tiles])
     x = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)

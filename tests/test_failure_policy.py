@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import cpu_stubs  # tests/support/, on sys.path through tests/conftest.py
 import pytest
 import torch
 from PIL import Image
 
 from openrlhf_visualprm.errors import HostError, RewardFailureError
-from openrlhf_visualprm.plugin import cpu_stubs
 from openrlhf_visualprm.plugin.plan import OutcomeConfig, PRMConfig, RewardPlan
 from openrlhf_visualprm.rewards.groups import prepare_group
 from openrlhf_visualprm.rewards.guard import check_failed_fraction

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 
+import cpu_stubs  # tests/support/, on sys.path through tests/conftest.py
 import pytest
 from PIL import Image
 
 from openrlhf_visualprm.errors import PART_IMAGE, PART_LABEL, InputError
 from openrlhf_visualprm.labels import Label, decode_label, extract_response, question_text
-from openrlhf_visualprm.plugin import cpu_stubs
 
 cpu_stubs.install()
 from openrlhf.utils.vlm_utils import process_prompt_with_images  # noqa: E402

@@ -9,12 +9,12 @@ from __future__ import annotations
 import copy
 from types import SimpleNamespace
 
+import cpu_stubs  # tests/support/, on sys.path through tests/conftest.py
 import pytest
 import torch
 
-from openrlhf_visualprm.plugin import cpu_stubs
-from openrlhf_visualprm.rewards.dense import place_step_rewards, step_end_tokens, token_char_ends
 from openrlhf_visualprm.plugin.plan import OutcomeConfig, PRMConfig, RewardPlan
+from openrlhf_visualprm.rewards.dense import place_step_rewards, step_end_tokens, token_char_ends
 from openrlhf_visualprm.steps import split_steps
 
 cpu_stubs.install()
@@ -262,7 +262,7 @@ def test_attach_rewards_combines_components_and_places_dense_rewards(tokenizer):
             "components": {"prm": min(scores), "outcome": float(i == 0 or i == 2)},
             "prm": {"step_scores": scores, "spans": [[s.start, s.end] for s in steps], "truncated": False,
                     "note": None},
-            "judge": None, "outcome": {"answer": "21", "has_truth": True},
+            "judge": None, "outcome": {"answer": "21"},
         })  # fmt: skip
     maker = _maker(PluginExperienceMaker, "reinforce_baseline", plan=plan)
     maker.attach_rewards([exp], [results], where)

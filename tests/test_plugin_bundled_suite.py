@@ -19,7 +19,7 @@ BUNDLED_TESTS = Path(openrlhf.__file__).resolve().parents[1] / "tests"
 
 SCRIPT = r"""
 import json, os, sys
-from openrlhf_visualprm.plugin import cpu_stubs
+import cpu_stubs  # tests/support/, on sys.path through tests/conftest.py
 cpu_stubs.install()
 from openrlhf_visualprm.plugin.plan import PLAN_ENV, PRMConfig, RewardPlan
 plan = RewardPlan(prm=PRMConfig("visualprm", None, dense="diff"), weights={"prm": 1.0}, estimator="reinforce")

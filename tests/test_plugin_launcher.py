@@ -260,7 +260,7 @@ def test_stock_reward_model_passes_through_untouched(tmp_path):
 @pytest.fixture
 def intercepted_train(monkeypatch):
     """Run the real launcher and OpenRLHF's real CLI module; stop inside train() at get_strategy."""
-    from openrlhf_visualprm.plugin import cpu_stubs
+    import cpu_stubs  # tests/support/, on sys.path through tests/conftest.py
 
     for name in ("flash_attn", "flash_attn.bert_padding", "flash_attn.utils", "flash_attn.utils.distributed", "vllm",
                  "vllm.inputs", "vllm.utils"):  # fmt: skip

@@ -8,9 +8,8 @@ import logging
 from pathlib import Path
 from types import SimpleNamespace
 
+import cpu_stubs  # tests/support/, on sys.path through tests/conftest.py
 import pytest
-
-from openrlhf_visualprm.plugin import cpu_stubs
 
 cpu_stubs.install()
 from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator  # noqa: E402

@@ -14,8 +14,8 @@ turns items into rows OpenRLHF's ``PromptDataset`` reads with
 ``datasource``  the source name (OpenRLHF logs rewards per datasource).
 
 Supported field layouts (names exactly as released): geometry3k (``hiyouga/geometry3k``:
-``images, problem, answer``; original ``lupantech`` ``data.json``: ``id, problem_text, choices,
-answer`` with ``<id>/img_diagram.png``), MathVista (``pid, question, image, decoded_image,
+``images, problem, answer`` and, in the current card, ``id, choices, ground_truth``; original
+``lupantech`` ``data.json``: ``id, problem_text, choices, answer`` with ``<id>/img_diagram.png``), MathVista (``pid, question, image, decoded_image,
 choices, answer, query, question_type, answer_type``), MathVerse (``sample_index,
 problem_version, question, image, answer, query_cot``), MathVision (``id, question, options,
 image, decoded_image, answer, level, subject``), WeMath (``ID, question, option, answer,
@@ -93,11 +93,28 @@ def read_geometry3k(record: dict, index: int) -> MathItem:
         )
     _need(record, "problem", "answer")
     images = record.get("images") if record.get("images") is not None else record.get("image")
+    # The current hiyouga card adds ``id``, ``choices`` (the four options) and ``ground_truth``
+    # (the option letter). The prompt stays the card's ``problem`` text (what users train on);
+    # the choices and the letter travel in the label, so an answer given as a letter can be checked.
+    choices = [str(c) for c in record.get("choices") or []] or None
+    meta = {}
+    if record.get("ground_truth") is not None:
+        truth = str(record["ground_truth"]).strip()
+        if choices and len(truth) == 1 and truth.isalpha():
+            option = LETTERS.index(truth.upper())
+            if option >= len(choices):
+                raise ValueError(
+                    f"wrong schema: ground_truth {truth!r} names option {option + 1} but there are "
+                    f"{len(choices)} choices"
+                )
+        meta["ground_truth"] = truth
     return MathItem(
         str(record.get("id", index)),
         _clean_question(record["problem"]),
         images,
         _str_answer(record["answer"]),
+        choices,
+        meta,
     )
 
 

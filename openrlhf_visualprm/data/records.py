@@ -18,11 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openrlhf_visualprm.errors import VisualPRMError
+
 ON_ERROR_CHOICES = ("skip", "stop")
 
 
-class BadDataError(ValueError):
-    """A record could not be used; the message names the file, the line and the reason."""
+class BadDataError(VisualPRMError, ValueError):
+    """A data file cannot be used (``--on-error stop`` on a bad line, nothing evaluated); the
+    message names the file, the line and the reason. Offline tools only: in RL a bad sample is an
+    :class:`~openrlhf_visualprm.errors.InputError`."""
 
 
 @dataclass

@@ -199,7 +199,7 @@ class HFBackend:
     ) -> HFBackend:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        from ..models import as_dtype
+        from ..torch_names import as_dtype
 
         processor = AutoProcessor.from_pretrained(path)
         load_kw: dict[str, Any] = {"dtype": as_dtype(dtype, allow_auto=True)}

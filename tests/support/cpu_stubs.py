@@ -27,7 +27,7 @@ def _module(name: str) -> types.ModuleType:
 def _unavailable(name: str):
     def call(*args, **kwargs):
         raise RuntimeError(
-            f"{name} is a CPU stand-in (openrlhf_visualprm.plugin.cpu_stubs): flash-attn is not installed"
+            f"{name} is a CPU test stand-in (tests/support/cpu_stubs.py): flash-attn is not installed"
         )
 
     call.__name__ = name.rsplit(".", 1)[-1]
