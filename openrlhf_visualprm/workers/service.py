@@ -68,6 +68,9 @@ class ServiceConfig:
     route_prefix: str = "/"
 
 
+CLIENT_CLOSED = 499  # nginx's "client closed request": the status /metrics records for hang-ups
+
+
 class HTTPError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -157,6 +160,11 @@ class ServiceCore:
                 groups, timeout = extended_groups(payload, self.config.max_image_bytes)
                 body = {"results": await self._score(groups, timeout)}
             return JSONResponse(body)
+        except asyncio.CancelledError:
+            # The client hung up (Serve cancels the handler): counted apart from answers; the pool
+            # handle passes the cancellation on so the router gives the queue places back.
+            status = CLIENT_CLOSED
+            raise
         except HTTPError as exc:
             status, body = exc.status, {"error": exc.message}
         except RequestTooLargeError as exc:
@@ -196,6 +204,13 @@ class ServiceCore:
                 "kind": stats["kind"],
                 "workers_alive": alive,
                 "workers": len(stats["workers"]),
+                # which worker is out of service and why (restart budget spent), so an operator
+                # does not have to read the router's log
+                "workers_out": [
+                    {"index": w["index"], "reason": w.get("out_reason") or "not alive"}
+                    for w in stats["workers"]
+                    if not w["alive"]
+                ],
             },
             status_code=200 if alive else 503,
         )
