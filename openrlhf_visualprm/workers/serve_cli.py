@@ -203,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
         request_timeout_s=args.timeout,
         min_replicas=args.min_replicas,
         max_replicas=max(args.max_replicas, args.min_replicas),
+        loopback_only=not args.address,
     )
     if args.address:
         log.warning(

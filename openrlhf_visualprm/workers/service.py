@@ -66,6 +66,9 @@ class ServiceConfig:
     replica_num_cpus: float = 0.0
     app_name: str = "visualprm-reward"
     route_prefix: str = "/"
+    # Set by ``serve`` when it runs its own private, loopback-only Ray: the replica's internal
+    # gRPC server (which Serve binds to all interfaces) is confined to 127.0.0.1 as well.
+    loopback_only: bool = False
 
 
 CLIENT_CLOSED = 499  # nginx's "client closed request": the status /metrics records for hang-ups
@@ -276,6 +279,29 @@ class ServiceCore:
         return PlainTextResponse(doc.render(), media_type="text/plain; version=0.0.4")
 
 
+def confine_grpc_to_loopback() -> None:
+    """Make gRPC servers of this process bind 127.0.0.1 where they ask for all interfaces.
+
+    Ray Serve's replica starts an inter-deployment gRPC server on ``[::]:0`` whatever the node
+    address (Ray 2.55); it is created after the deployment's ``__init__``, which calls this, so
+    on a loopback-only Ray no port of the service is reachable from other machines.
+    """
+    from grpc.aio import _server
+
+    original = _server.Server.add_insecure_port
+    if getattr(original, "_loopback_only", False):
+        return
+
+    def add_insecure_port(self, address: str) -> int:
+        host, _, port = address.rpartition(":")
+        if host in ("[::]", "0.0.0.0", "", "::"):
+            address = f"127.0.0.1:{port}"
+        return original(self, address)
+
+    add_insecure_port._loopback_only = True  # type: ignore[attr-defined]
+    _server.Server.add_insecure_port = add_insecure_port
+
+
 # The replica builds its FastAPI app itself (Serve calls ``build_app`` after the deployment's
 # ``__init__``, in the replica process): a FastAPI app object cannot be pickled to the replica.
 _REPLICA_CORE: ServiceCore | None = None
@@ -323,6 +349,8 @@ class RewardService:
     """Ray Serve deployment; see the module docstring."""
 
     def __init__(self, config: ServiceConfig) -> None:
+        if config.loopback_only:
+            confine_grpc_to_loopback()
         self.core = ServiceCore(config)
         _register_core(self.core)
 
