@@ -85,7 +85,9 @@ def test_serve_listens_on_loopback_only(tiny_prm_path, tmp_path):
             time.sleep(1)
         sockets = _listening(psutil.Process(proc.pid))
         names = {name for _, name, _, _ in sockets}
-        assert len(sockets) >= 5 and any("gcs_server" in n for n in names) and any("raylet" in n for n in names)
+        assert (
+            len(sockets) >= 5 and any("gcs_server" in n for n in names) and any("raylet" in n for n in names)
+        )
         exposed = [s for s in sockets if not _is_loopback(s[2])]
         assert not exposed, f"listening beyond loopback: {exposed}"
         assert port in {p for _, _, _, p in sockets}

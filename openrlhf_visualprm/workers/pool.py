@@ -294,7 +294,9 @@ class PoolRouter:
         slot.restart_times.clear()
         slot.alive = True
         slot.out_reason = None
-        logger.info("pool %s: worker %d: restart window over, starting it again", self.config.name, slot.index)
+        logger.info(
+            "pool %s: worker %d: restart window over, starting it again", self.config.name, slot.index
+        )
 
     async def _restart(self, slot: _Slot) -> None:
         while True:
