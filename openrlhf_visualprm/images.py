@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from openrlhf_visualprm.errors import PART_IMAGE, InputError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TILE_SIZE = 448
@@ -35,8 +37,14 @@ DEFAULT_MAX_TILES = 12
 DEFAULT_MAX_PIXELS = 64_000_000  # refuse decompression bombs well before PIL's own limit
 
 
-class ImageError(ValueError):
-    """An image reference could not be turned into a picture; the message says which and why."""
+class ImageError(InputError):
+    """An image reference could not be turned into a picture; the message says which and why.
+
+    A bad *sample* (:class:`~openrlhf_visualprm.errors.InputError`, part ``image``): neutral reward
+    for the components that read the image."""
+
+    def __init__(self, message: str, part: str = PART_IMAGE, reason: str = "bad_image") -> None:
+        super().__init__(message, part, reason)
 
 
 @dataclass(frozen=True)

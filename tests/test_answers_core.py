@@ -9,7 +9,7 @@ import pytest
 
 from openrlhf_visualprm import answers
 from openrlhf_visualprm.answers import extract_final_answer, verify_answers
-from openrlhf_visualprm.plugin.group_rewards import GroupRewardScorer
+from openrlhf_visualprm.plugin.reward_host import PluginRewards
 from openrlhf_visualprm.plugin.plan import OutcomeConfig, RewardPlan
 
 
@@ -95,52 +95,54 @@ def test_a_batch_past_its_guard_counts_as_wrong_and_the_pool_is_replaced(monkeyp
 
 
 # ----------------------------------------------------------------------------- outcome reward
-def _outcome_scorer(checker="math-verify", key="answer") -> GroupRewardScorer:
+def _outcome_scorer(checker="math-verify", key="answer") -> PluginRewards:
     plan = RewardPlan(
         outcome=OutcomeConfig(checker=checker, answer_key=key), weights={"outcome": 1.0}, device="cpu"
     )
-    return GroupRewardScorer(plan)
+    return PluginRewards(plan)
 
 
 @pytest.mark.parametrize("label", [{"answer": "21"}, '{"answer": "21", "question": "q"}', "21", 21])
 def test_outcome_reward_reads_ground_truth_from_any_label_form(label):
     responses = ["Area is 7 x 3.\n\nThe answer is \\boxed{21}.", "It is 20.", "\\boxed{21.0}", "I give up"]
-    out = _outcome_scorer().score_group(
-        {"prompt": "p", "label": label, "images": None, "responses": responses}
-    )
+    out = _outcome_scorer().score_groups(
+        [{"prompt": "p", "label": label, "images": None, "responses": responses}]
+    )[0]
     assert [r["components"]["outcome"] for r in out] == [1.0, 0.0, 1.0, 0.0]
     assert [r["outcome"]["answer"] for r in out] == ["21", "20", "21.0", None]
     assert all(r["outcome"]["has_truth"] for r in out)
 
 
 def test_outcome_reward_without_ground_truth_is_neutral_zero_and_flagged():
-    out = _outcome_scorer(key="solution").score_group(
-        {"prompt": "p", "label": {"answer": "21"}, "images": None, "responses": ["\\boxed{21}"]}
-    )
+    out = _outcome_scorer(key="solution").score_groups(
+        [{"prompt": "p", "label": {"answer": "21"}, "images": None, "responses": ["\\boxed{21}"]}]
+    )[0]
     assert out[0]["components"]["outcome"] == 0.0 and out[0]["outcome"]["has_truth"] is False
 
 
 def test_exact_checker_needs_the_same_string():
-    out = _outcome_scorer(checker="exact").score_group(
-        {
+    out = _outcome_scorer(checker="exact").score_groups(
+        [{
             "prompt": "p",
             "label": {"answer": "0.5"},
             "images": None,
             "responses": ["\\boxed{1/2}", "\\boxed{ 0.5 }"],
-        }
-    )
+        }]
+    )[0]
     assert [r["components"]["outcome"] for r in out] == [0.0, 1.0]
 
 
-def test_unusable_label_or_image_gives_the_group_neutral_zero_rewards_with_the_reason(caplog):
+def test_unusable_label_is_neutral_for_all_and_unusable_image_only_for_image_components(caplog):
     scorer = _outcome_scorer()
-    with caplog.at_level("ERROR", logger="openrlhf_visualprm.reward_actor"):
-        out = scorer.score_group(
-            {"prompt": "p", "label": '{"answer": ', "images": None, "responses": ["1", "2"]}
-        )
+    with caplog.at_level("ERROR", logger="openrlhf_visualprm.rewards"):
+        out = scorer.score_groups(
+            [{"prompt": "p", "label": '{"answer": ', "images": None, "responses": ["1", "2"]}]
+        )[0]
     assert [r["components"] for r in out] == [{"outcome": 0.0}, {"outcome": 0.0}]
     assert "looks like JSON but does not parse" in out[0]["error"] and "does not parse" in caplog.text
-    out = scorer.score_group(
-        {"prompt": "p", "label": {"answer": "1"}, "images": ["/etc/passwd"], "responses": ["1"]}
-    )
-    assert out[0]["components"] == {"outcome": 0.0} and "no image roots are configured" in out[0]["error"]
+    # The outcome check needs no image: an unreadable image leaves it scoring (and is still counted).
+    out = scorer.score_groups(
+        [{"prompt": "p", "label": {"answer": "1"}, "images": ["/etc/passwd"], "responses": ["\\boxed{1}", "2"]}]
+    )[0]
+    assert [r["components"] for r in out] == [{"outcome": 1.0}, {"outcome": 0.0}]
+    assert "no image roots are configured" in out[0]["error"] and out[0]["failed"] == []

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from openrlhf_visualprm.plugin import cpu_stubs
-from openrlhf_visualprm.plugin.dense import place_step_rewards, step_end_tokens, token_char_ends
+from openrlhf_visualprm.rewards.dense import place_step_rewards, step_end_tokens, token_char_ends
 from openrlhf_visualprm.plugin.plan import OutcomeConfig, PRMConfig, RewardPlan
 from openrlhf_visualprm.steps import split_steps
 

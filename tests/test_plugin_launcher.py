@@ -52,6 +52,15 @@ PLUGIN = [
 ]
 
 
+@pytest.fixture
+def data_cwd(tmp_path, monkeypatch):
+    """Launch from a folder holding the relative data path the argv lists use."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "geo3k.jsonl").write_text("{}\n")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
 def _flatten(ns, prefix=""):
     out = {}
     for key, value in vars(ns).items():
@@ -217,7 +226,7 @@ def test_registry_resolves_aliases_local_folders_and_user_aliases(tmp_path):
         registry.require_local("visualprm-v1")
 
 
-def test_local_prm_and_judge_list_is_rewritten_to_paths(tmp_path):
+def test_local_prm_and_judge_list_is_rewritten_to_paths(tmp_path, data_cwd):
     prm_dir = _fake_checkpoint(tmp_path / "prm", "internvl_chat")
     judge_dir = _fake_checkpoint(tmp_path / "judge", "qwen2_5_vl")
     argv = BASE_DOTTED + [
@@ -287,7 +296,7 @@ def intercepted_train(monkeypatch):
 
 
 @pytest.mark.parametrize("spelling", ["legacy", "dotted"])
-def test_launch_runs_openrlhf_cli_and_train_gets_the_namespace(intercepted_train, spelling):
+def test_launch_runs_openrlhf_cli_and_train_gets_the_namespace(intercepted_train, spelling, data_cwd):
     from openrlhf_visualprm.plugin.reward_actor import PluginRewardActor
 
     calls, reached = intercepted_train
@@ -300,7 +309,7 @@ def test_launch_runs_openrlhf_cli_and_train_gets_the_namespace(intercepted_train
     assert args.algo.advantage.estimator == "group_norm"
     assert args.rollout.n_samples_per_prompt == 8 and args.rollout.batch_size == 16
     assert (args.data.prompt_dataset, args.data.label_key, args.data.image_key) == (
-        "data/geo3k.jsonl",
+        str(data_cwd / "data" / "geo3k.jsonl"),  # made absolute: Ray workers run elsewhere
         "label",
         "images",
     )

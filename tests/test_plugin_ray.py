@@ -208,7 +208,7 @@ def test_reward_plan_with_a_pool_scores_the_prm_through_the_named_pool(
     reward_group, tiny_models, demo_data, plan
 ):
     """``--reward.pool NAME``: PRM work goes to an issue-5 RewardPool; same model, same step scores."""
-    from openrlhf_visualprm.plugin.group_rewards import GroupRewardScorer
+    from openrlhf_visualprm.plugin.reward_host import PluginRewards
     from openrlhf_visualprm.workers.config import PoolConfig, WorkerConfig
     from openrlhf_visualprm.workers.pool import RewardPool
 
@@ -225,9 +225,9 @@ def test_reward_plan_with_a_pool_scores_the_prm_through_the_named_pool(
             "responses": [c["response"] for c in item["candidates"][:2]],
         }
         pooled_plan = RewardPlan.from_dict({**plan.to_dict(), "judge": None, "pool": "plugin-test-pool"})
-        via_pool = GroupRewardScorer(pooled_plan).score_group(group)
-        (via_actor,) = ray.get(reward_group.async_run_method_batch(method_name="score_group", group=[group]))
-        for a, b in zip(via_pool, via_actor[0]):
+        (via_pool,) = PluginRewards(pooled_plan).score_groups([group])
+        (via_actor,) = ray.get(reward_group.async_run_method_batch(method_name="score_groups", groups=[[group]]))
+        for a, b in zip(via_pool, via_actor[0][0]):
             assert a["prm"]["step_scores"] == pytest.approx(b["prm"]["step_scores"], abs=1e-5)
             assert a["components"]["prm"] == pytest.approx(b["components"]["prm"], abs=1e-5)
             assert a["components"]["outcome"] == b["components"]["outcome"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .aggregate import AGGREGATORS, FAILURE_POLICIES
 from .backends import BACKENDS
+from .config import DEFAULT_ROUNDS
 from .schedule import SCHEDULES
 
 
@@ -51,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="listwise rounds (default), pairwise all pairs both orders, versus a reference, "
         "or a knockout bracket",
     )
-    parser.add_argument("--rounds", type=int, default=4, help="listwise rounds (default 4)")
+    parser.add_argument(
+        "--rounds", type=int, default=DEFAULT_ROUNDS, help=f"listwise rounds (default {DEFAULT_ROUNDS})"
+    )
     parser.add_argument("--k", type=int, default=4, help="candidates per listwise call, 2..4 (default 4)")
     parser.add_argument("--aggregator", choices=AGGREGATORS, default="win_rate", help="verdicts -> rewards")
     parser.add_argument(

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .. import registry as _registry
 from .aggregate import AGGREGATORS, CHANCE, FAILURE_POLICIES, Verdict, aggregate, combine_orders, pearson
 from .backends import JudgeBackend, make_backend
+from .config import DEFAULT_ROUNDS
 from .parse import parse_verdict
 from .schedule import (
     REFERENCE,
@@ -38,31 +39,18 @@ from .template import (
 )
 
 JUDGE_ALIAS = "mr-judge"
-JUDGE_MODEL_ENV = "OPENRLHF_VISUALPRM_JUDGE_MODEL"
-DEFAULT_JUDGE_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
+DEFAULT_JUDGE_MODEL = _registry.DEFAULT_JUDGE_MODEL
+JUDGE_MODEL_ENV = _registry.JUDGE_MODEL_ENV
 
 
 def resolve_judge_model(name_or_path: str) -> str:
-    """Local folder of a judge checkpoint, never downloading.
+    """Local folder of a judge checkpoint, never downloading (the registry's one resolver).
 
     ``mr-judge`` means ``$OPENRLHF_VISUALPRM_JUDGE_MODEL`` (default Qwen/Qwen2.5-VL-7B-Instruct;
     no MR. Judge weights are public). A folder is used as is; a hub id must be in the local HF
     cache. The error says what was looked for and how to fetch it on a connected machine.
     """
-    from ..registry import ModelNotFoundError, require_local
-
-    name = str(name_or_path).strip()
-    is_alias = name.lower() == JUDGE_ALIAS
-    target = (os.environ.get(JUDGE_MODEL_ENV) or DEFAULT_JUDGE_MODEL) if is_alias else name
-    try:
-        return require_local(target, kind="judge").path  # type: ignore[return-value]
-    except ModelNotFoundError as exc:
-        if not is_alias:
-            raise
-        raise ModelNotFoundError(
-            f"judge alias {JUDGE_ALIAS!r} resolves to {target!r} (set {JUDGE_MODEL_ENV} to choose another "
-            f"checkpoint or a local folder), which is not on this machine: {exc}"
-        ) from exc
+    return _registry.require_local(str(name_or_path).strip(), kind="judge").path  # type: ignore[return-value]
 
 
 @dataclass
@@ -137,7 +125,7 @@ class MRJudge:
         *,
         schedule: str = "listwise",
         k: int = MAX_CANDIDATES,
-        rounds: int = 4,
+        rounds: int = DEFAULT_ROUNDS,
         aggregator: str = "win_rate",
         on_failure: str = "neutral",
         reask: bool = False,

@@ -2,10 +2,15 @@
 
 ``PluginExperienceMaker`` subclasses OpenRLHF's ``RemoteExperienceMaker``:
 
-- ``make_experience``: when the rollout carries no rewards (no ``--reward.remote_url``), it sends
-  each prompt group (prompt, label, images, decoded responses) to the reward actor group, writes
-  ``rewards`` / ``scores`` / ``info`` on the samples, then hands over to OpenRLHF, which skips its
-  own reward-model call because the rewards are already there.
+- ``make_experience``: when the rollout carries no rewards (no ``--reward.remote_url``), it
+  submits all prompt groups of the step (prompt, label, images, decoded responses) to the reward
+  actor group (one call per actor, Ray object refs), hands over to OpenRLHF's own
+  ``make_experience`` so the policy / reference (/ critic) forward passes run while the rewards
+  are computed, then collects the rewards and writes ``rewards`` / ``scores`` / ``info``. Until
+  then the samples carry NaN placeholder rewards (OpenRLHF skips its reward-model call when
+  rewards are present; a NaN that leaked would be loud, never a silent zero). Colocation follows
+  OpenRLHF's own reward model: with ``colocate_all`` (or ``colocate_critic_reward`` and a critic)
+  the rewards are awaited and the actors' CUDA cache emptied before the forwards start.
 - ``compute_advantages_and_returns``: OpenRLHF's own, untouched. With dense mode off it is the
   stock computation, bit for bit. With dense mode on, the per-token step rewards are added to the
   per-token rewards right where OpenRLHF turns them into returns (``get_cumulative_returns`` /
@@ -35,9 +40,9 @@ import itertools
 import torch
 from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
 
-from openrlhf_visualprm.plugin.combine import combine, sample_logs, step_rewards
-from openrlhf_visualprm.plugin.dense import place_step_rewards, step_end_tokens, token_char_ends
 from openrlhf_visualprm.plugin.plan import DENSE_ESTIMATORS, RewardPlan
+from openrlhf_visualprm.rewards.combine import combine, sample_logs, step_rewards
+from openrlhf_visualprm.rewards.dense import place_step_rewards, step_end_tokens, token_char_ends
 
 STEP_REWARDS_ATTR = "plugin_step_rewards"  # (B, A) tensor attached to an Experience in dense mode
 
@@ -123,18 +128,25 @@ class PluginExperienceMaker(RemoteExperienceMaker):
         self._dense_by_mask: dict[int, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ rewards
-    def _score_groups(self, groups: list[dict]) -> list[list[dict]]:
-        import ray
-
+    def submit_rewards(self, groups: list[dict]) -> list:
+        """Send every group of the step to the reward actors, one call (and one list) per actor;
+        returns the Ray object refs without waiting."""
         group = self.reward_model_group
         if group is None:
             raise ValueError("the plugin reward plan is set but no reward actor group was created")
-        duplicate = group.duplicate_actors
-        effective = max(1, len(group._actor_handlers) // duplicate)
-        padded = groups + [None] * max(0, effective - len(groups))  # every actor needs an item
-        refs = group.async_run_method_batch(method_name="score_group", group=padded)
-        results = list(itertools.chain.from_iterable(ray.get(refs)[::duplicate]))
-        return results[: len(groups)]
+        effective = max(1, len(group._actor_handlers) // group.duplicate_actors)
+        per_actor = -(-len(groups) // effective)  # ceil: contiguous chunks, in order
+        chunks = [groups[i * per_actor : (i + 1) * per_actor] for i in range(effective)]
+        return group.async_run_method_batch(method_name="score_groups", groups=chunks)
+
+    def collect_rewards(self, refs: list, n_groups: int) -> list[list[dict]]:
+        import ray
+
+        per_actor = ray.get(refs)[:: self.reward_model_group.duplicate_actors]
+        results = list(itertools.chain.from_iterable(itertools.chain.from_iterable(per_actor)))
+        if len(results) != n_groups:
+            raise RuntimeError(f"reward actors returned {len(results)} group results for {n_groups} groups")
+        return results
 
     def attach_rewards(self, samples_list, results: list[list[dict]], where) -> None:
         plan = self.reward_plan
@@ -143,12 +155,12 @@ class PluginExperienceMaker(RemoteExperienceMaker):
             rewards, scores, dense_rows = [], [], []
             for row, (gi, pos, ends) in enumerate(rows):
                 result = results[gi][pos]
-                reward, score = combine(result["components"], plan)
+                reward, score = combine(result["components"], plan.weights, plan.dense_active)
                 rewards.append(reward)
                 scores.append(score)
                 flat_logs.append(sample_logs(result))
                 if plan.dense_active:
-                    values = step_rewards(result.get("prm"), plan)
+                    values = step_rewards(result.get("prm"), plan.weights["prm"], plan.prm.dense, plan.prm.v0)
                     spans = (result.get("prm") or {}).get("spans") or []
                     positions = step_end_tokens(ends or [], spans[: len(values)])
                     dense_rows.append(place_step_rewards(exp.action_mask[row], positions, values))
@@ -168,16 +180,42 @@ class PluginExperienceMaker(RemoteExperienceMaker):
             start += size
 
     def compute_plugin_rewards(self, samples_list) -> None:
-        """Group the micro-batches' samples by prompt, score the groups on the reward actors, and
-        write rewards, scores, logs (and dense step rewards) onto the samples."""
+        """Score the step's groups on the reward actors and attach the rewards (no overlap)."""
+        pending = self.submit_plugin_rewards(samples_list)
+        self.collect_plugin_rewards(samples_list, pending)
+
+    def submit_plugin_rewards(self, samples_list):
         n = self.strategy.args.rollout.n_samples_per_prompt
         groups, where = build_groups(samples_list, self.tokenizer, n, self.reward_plan.dense_active)
-        self.attach_rewards(samples_list, self._score_groups(groups), where)
+        return self.submit_rewards(groups), len(groups), where
+
+    def collect_plugin_rewards(self, samples_list, pending) -> None:
+        refs, n_groups, where = pending
+        self.attach_rewards(samples_list, self.collect_rewards(refs, n_groups), where)
+
+    def _reward_blocks_forwards(self) -> bool:
+        """Whether the reward actors share GPUs with the next forward passes (OpenRLHF's own rule
+        for its reward model: wait and empty the cache first)."""
+        train = self.strategy.args.train
+        return bool(
+            getattr(train, "colocate_all", False)
+            or (getattr(train, "colocate_critic_reward", False) and self.critic_model_group is not None)
+        )
 
     def make_experience(self, samples_list):
-        if self.reward_plan is not None and samples_list and samples_list[0].rewards is None:
-            self.compute_plugin_rewards(samples_list)
-        return super().make_experience(samples_list)
+        if self.reward_plan is None or not samples_list or samples_list[0].rewards is not None:
+            return super().make_experience(samples_list)
+        import ray
+
+        pending = self.submit_plugin_rewards(samples_list)
+        if self._reward_blocks_forwards():
+            ray.get(pending[0])
+            ray.get(self.reward_model_group.async_run_method(method_name="empty_cache"))
+        for exp in samples_list:  # OpenRLHF skips its reward model; overwritten below
+            exp.rewards = torch.full((len(exp.index),), float("nan"))
+        experiences = super().make_experience(samples_list)
+        self.collect_plugin_rewards(experiences, pending)
+        return experiences
 
     # ------------------------------------------------------------------ advantages
     @torch.no_grad()

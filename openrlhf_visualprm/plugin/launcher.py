@@ -19,9 +19,11 @@ import os
 import runpy
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 
 from openrlhf_visualprm import registry
+from openrlhf_visualprm.errors import ConfigError, FlagError
 from openrlhf_visualprm.plugin import legacy_flags, openrlhf_cli
 from openrlhf_visualprm.plugin.options import PluginArgError, parse_plugin_flags, plugin_option_strings
 from openrlhf_visualprm.plugin.plan import (
@@ -45,12 +47,7 @@ _MODEL_FLAG = "--reward.model_name_or_path"
 SKIP_MODEL_CHECK_ENV = "OPENRLHF_VISUALPRM_SKIP_MODEL_CHECK"
 
 
-class LaunchError(ValueError):
-    """A bad command line; ``flag`` names the offending flag when there is one."""
-
-    def __init__(self, message: str, flag: str | None = None) -> None:
-        super().__init__(message)
-        self.flag = flag
+LaunchError = FlagError  # a bad command line; ``flag`` names the offending flag when there is one
 
 
 @dataclass
@@ -128,6 +125,61 @@ def _set_value(tokens: list[str], index: int, flag: str, value: str) -> None:
     tokens[index] = (flag + "=" + value) if tokens[index].startswith(flag + "=") else value
 
 
+# ----------------------------------------------------------------------------- local paths
+# Ray workers run in the cluster's working directory, not the launcher's: every relative path a
+# worker opens is made absolute here, against the directory the user typed the command in.
+DATA_PATH_FLAGS = ("--data.prompt_dataset", "--data.eval_dataset")
+_DATA_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".arrow", ".txt")
+
+
+def absolute_image_roots(text: str, missing: list[str] | None = None) -> list[str]:
+    """``--reward.image_roots`` as absolute folders. A folder that does not exist is refused, or
+    (``missing`` given: ``--dry-run``) reported there."""
+    roots = []
+    for item in (s.strip() for s in (text or "").split(",")):
+        if not item:
+            continue
+        path = Path(os.path.abspath(os.path.expanduser(item)))
+        if not path.is_dir():
+            message = (
+                f"--reward.image_roots: {item!r} (= {path}, relative to {os.getcwd()}) is not an existing "
+                "folder; relative roots are taken from the directory you launch in"
+            )
+            if missing is None:
+                raise LaunchError(message, "--reward.image_roots")
+            missing.append(message)
+        roots.append(str(path.resolve()) if path.is_dir() else str(path))
+    return roots
+
+
+def _looks_local(item: str) -> bool:
+    return item.startswith((".", "/", "~")) or item.lower().endswith(_DATA_SUFFIXES) or item.count("/") > 1
+
+
+def absolute_data_paths(tokens: list[str], missing: list[str] | None = None) -> None:
+    """Rewrite each existing local dataset path of :data:`DATA_PATH_FLAGS` to an absolute one, in
+    place; a path that looks local but does not exist is refused (or reported in ``missing``).
+    Hub dataset names (``owner/name``) are left to OpenRLHF."""
+    for flag in DATA_PATH_FLAGS:
+        index, value = _find_value(tokens, flag)
+        if value is None:
+            continue
+        items = []
+        for item in value.split(","):
+            item = item.strip()
+            path = os.path.abspath(os.path.expanduser(item)) if item else item
+            if item and os.path.exists(path):
+                items.append(path)
+                continue
+            if item and _looks_local(item):
+                message = f"{flag}: {item!r} (= {path}) does not exist (relative to {os.getcwd()})"
+                if missing is None:
+                    raise LaunchError(message, flag)
+                missing.append(message)
+            items.append(item)
+        _set_value(tokens, index, flag, ",".join(items))
+
+
 # ----------------------------------------------------------------------------- reward models
 def _resolve(name: str, flag: str) -> registry.ResolvedModel:
     try:
@@ -150,6 +202,17 @@ def _plugin_models(tokens: list[str], judge_model: str | None) -> tuple[list[reg
         except ValueError as exc:
             raise LaunchError(f"{_MODEL_FLAG}: {exc}", _MODEL_FLAG) from None
         resolved = [_resolve(name, _MODEL_FLAG) for name in names]
+        unknown = [r for r in resolved if r.kind is None and r.source == "missing"]
+        if unknown:
+            r = unknown[0]
+            raise LaunchError(
+                f"{_MODEL_FLAG}: {r.name!r} is not a registered reward model (aliases: "
+                f"{', '.join(sorted(registry.aliases()))}), not a local folder and not in the local Hugging Face "
+                "cache, so the launcher cannot tell whether it is a VisualPRM, a judge or a stock OpenRLHF reward "
+                "model. Download it first (huggingface-cli download ...), pass a local folder, or register it "
+                "with openrlhf_visualprm.registry.register()",
+                _MODEL_FLAG,
+            )
         ours = [r for r in resolved if r.kind in registry.KINDS]
         if not ours:
             resolved = []  # a stock reward model: OpenRLHF's own RewardModelActor handles it
@@ -188,51 +251,64 @@ def _explicit_plugin_flags(argv: list[str]) -> list[str]:
     return flags
 
 
-def build_reward_plan(popts, models: list[registry.ResolvedModel], ns: SimpleNamespace) -> RewardPlan:
+def build_reward_plan(
+    popts, models: list[registry.ResolvedModel], ns: SimpleNamespace, missing: list[str] | None = None
+) -> RewardPlan:
+    """The flags parsed into the component config types; a value they refuse names its flag."""
     by_kind = {r.kind: r for r in models}
     plan = RewardPlan(
         estimator=ns.algo.advantage.estimator,
         n_samples_per_prompt=ns.rollout.n_samples_per_prompt,
-        image_roots=[p for p in (s.strip() for s in popts.reward_image_roots.split(",")) if p],
+        image_roots=absolute_image_roots(popts.reward_image_roots, missing),
         pool=popts.reward_pool,
         device=popts.reward_device,
+        max_failed_fraction=popts.reward_max_failed_fraction,
     )
-    if "prm" in by_kind:
-        r = by_kind["prm"]
-        plan.prm = PRMConfig(
-            model=r.name,
-            path=r.path or r.repo_id,
-            aggregation=popts.reward_prm_aggregation,
-            temperature=popts.reward_prm_temperature,
-            max_steps=popts.reward_prm_max_steps,
-            splitter=popts.reward_prm_splitter,
-            dense=popts.reward_prm_dense,
-            v0=popts.reward_prm_v0,
-            max_tiles=popts.reward_prm_max_tiles,
-            method=popts.reward_prm_method,
-            dtype=popts.reward_prm_dtype,
-        )
-    if "judge" in by_kind:
-        r = by_kind["judge"]
-        plan.judge = JudgeConfig(
-            model=r.name,
-            path=r.path or r.repo_id,
-            schedule=popts.reward_judge_schedule,
-            rounds=popts.reward_judge_rounds,
-            group_size=popts.reward_judge_group_size,
-            backend=popts.reward_judge_backend,
-            max_new_tokens=popts.reward_judge_max_new_tokens,
-        )
+    try:
+        if "prm" in by_kind:
+            r = by_kind["prm"]
+            plan.prm = PRMConfig(
+                model=r.name,
+                path=r.path or r.repo_id,
+                aggregation=popts.reward_prm_aggregation,
+                temperature=popts.reward_prm_temperature,
+                max_steps=popts.reward_prm_max_steps,
+                splitter=popts.reward_prm_splitter,
+                dense=popts.reward_prm_dense,
+                v0=popts.reward_prm_v0,
+                max_tiles=popts.reward_prm_max_tiles,
+                method=popts.reward_prm_method,
+                dtype=popts.reward_prm_dtype,
+            )
+    except ConfigError as exc:
+        raise LaunchError(f"--reward.prm.*: {exc}", "--reward.prm") from None
+    try:
+        if "judge" in by_kind:
+            r = by_kind["judge"]
+            plan.judge = JudgeConfig(
+                model=r.name,
+                path=r.path or r.repo_id,
+                schedule=popts.reward_judge_schedule,
+                rounds=popts.reward_judge_rounds,
+                group_size=popts.reward_judge_group_size,
+                backend=popts.reward_judge_backend,
+                max_new_tokens=popts.reward_judge_max_new_tokens,
+            )
+    except ConfigError as exc:
+        raise LaunchError(f"--reward.judge.*: {exc}", "--reward.judge") from None
     try:
         weights = parse_weights(popts.reward_weights)
-    except ValueError as exc:
+    except ConfigError as exc:
         raise LaunchError(str(exc), "--reward.weights") from None
     if popts.reward_outcome_enable or "outcome" in weights:
-        plan.outcome = OutcomeConfig(
-            checker=popts.reward_outcome_checker,
-            timeout_s=popts.reward_outcome_timeout,
-            answer_key=popts.reward_outcome_answer_key,
-        )
+        try:
+            plan.outcome = OutcomeConfig(
+                checker=popts.reward_outcome_checker,
+                timeout_s=popts.reward_outcome_timeout,
+                answer_key=popts.reward_outcome_answer_key,
+            )
+        except ConfigError as exc:
+            raise LaunchError(f"--reward.outcome.*: {exc}", "--reward.outcome") from None
     for name in weights:
         if name not in plan.components:
             raise LaunchError(
@@ -338,6 +414,7 @@ def prepare(argv: list[str]) -> LaunchPlan:
     except PluginArgError as exc:
         raise LaunchError(str(exc), exc.flag) from None
     tokens, renamed = rename_legacy(rest)
+    missing: list[str] = []  # local paths that do not exist: --dry-run reports them, a launch refuses
     models, _stock = _plugin_models(tokens, popts.reward_judge_model)
     sources = (_MODEL_FLAG, "--reward.remote_url", "--train.agent_func_path")
     if not models and all(_find_value(tokens, flag)[1] is None for flag in sources):
@@ -352,11 +429,16 @@ def prepare(argv: list[str]) -> LaunchPlan:
         if exc.flag and "unrecognized arguments" in str(exc):
             raise _unknown_flag_error(exc.flag, "OpenRLHF 0.11 does not know it") from None
         raise LaunchError(str(exc), exc.flag) from None
+    absolute_data_paths(tokens, missing)  # after OpenRLHF's parser: its flag errors come first
     notes: list[str] = []
-    plan = build_reward_plan(popts, models, ns) if models else None
+    plan = build_reward_plan(popts, models, ns, missing) if models else None
     if plan is None and (popts.reward_outcome_enable or "outcome" in popts.reward_weights):
-        plan = build_reward_plan(popts, models, ns)  # outcome-only reward
+        plan = build_reward_plan(popts, models, ns, missing)  # outcome-only reward
     _check_combination(plan, ns, _explicit_plugin_flags(argv) if plan is None else [], notes, popts.dry_run)
+    notes.extend(f"would refuse to launch: {m}" for m in missing)
+    if missing and not popts.dry_run:
+        flag = missing[0].split(":")[0]
+        raise LaunchError(missing[0] + ("" if len(missing) == 1 else f" (and {len(missing) - 1} more)"), flag)
     return LaunchPlan(
         openrlhf_argv=tokens,
         namespace=ns,
@@ -473,5 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     if plan.dry_run:
         print(format_dry_run(plan))
         return 0
+    for note in plan.notes:  # the plan's warnings, on every launch (not only --dry-run)
+        print(f"[openrlhf-visualprm] note: {note}", file=sys.stderr)
     launch(plan)
     return 0

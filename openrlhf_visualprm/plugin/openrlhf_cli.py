@@ -21,15 +21,13 @@ from datetime import datetime
 from functools import lru_cache
 from types import SimpleNamespace
 
+from openrlhf_visualprm.errors import FlagError
+
 MODULE = "openrlhf.cli.train_ppo_ray"
 
 
-class OpenRLHFArgError(ValueError):
-    """OpenRLHF rejected the command line; ``flag`` names the offending flag when known."""
-
-    def __init__(self, message: str, flag: str | None = None) -> None:
-        super().__init__(message)
-        self.flag = flag
+# OpenRLHF rejected the command line; ``flag`` names the offending flag when known.
+OpenRLHFArgError = FlagError
 
 
 class _Captured(Exception):

@@ -8,20 +8,26 @@ from __future__ import annotations
 
 import argparse
 
+from openrlhf_visualprm.errors import FlagError
 from openrlhf_visualprm.plugin.plan import (
     AGGREGATIONS,
+    DEFAULT_MAX_FAILED_FRACTION,
     DENSE_MODES,
     JUDGE_BACKENDS,
     JUDGE_SCHEDULES,
     OUTCOME_CHECKERS,
     PRM_METHODS,
+    JudgeConfig,
+    OutcomeConfig,
+    PRMConfig,
 )
+from openrlhf_visualprm.prm.config import DTYPES
+
+# Flag defaults are the config types' defaults: one home per default.
+_PRM, _JUDGE, _OUTCOME = PRMConfig(), JudgeConfig(), OutcomeConfig()
 
 
-class PluginArgError(ValueError):
-    def __init__(self, message: str, flag: str | None = None) -> None:
-        super().__init__(message)
-        self.flag = flag
+PluginArgError = FlagError  # one flag-error class for the launcher, plugin flags and OpenRLHF's
 
 
 class _RaisingParser(argparse.ArgumentParser):
@@ -46,45 +52,73 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true", help="with --dry-run: print the plan as JSON")
     g = p.add_argument_group("VisualPRM (--reward.prm.*)")
     g.add_argument(
-        "--reward.prm.aggregation", choices=AGGREGATIONS, default="mean", help="step scores -> one reward"
+        "--reward.prm.aggregation",
+        choices=AGGREGATIONS,
+        default=_PRM.aggregation,
+        help="step scores -> one reward",
     )
-    g.add_argument("--reward.prm.temperature", type=float, default=0.1, help="softmin temperature")
-    g.add_argument("--reward.prm.max_steps", type=int, default=None, help="merge steps into at most N blocks")
+    g.add_argument(
+        "--reward.prm.temperature", type=float, default=_PRM.temperature, help="softmin temperature"
+    )
+    g.add_argument(
+        "--reward.prm.max_steps", type=int, default=_PRM.max_steps, help="merge steps into at most N blocks"
+    )
     g.add_argument(
         "--reward.prm.splitter",
-        default="\\n\\n",
+        default=_PRM.splitter.encode("unicode_escape").decode(),
         help="step separator (escapes like \\n allowed); prefix 're:' for a regular expression",
     )
     g.add_argument(
         "--reward.prm.dense",
         choices=DENSE_MODES,
-        default="off",
+        default=_PRM.dense,
         help="per-token step rewards at step ends: value = P(+) of the step, diff = change from the previous step",
     )
     g.add_argument(
-        "--reward.prm.v0", type=float, default=0.5, help="value before the first step (dense=diff)"
+        "--reward.prm.v0", type=float, default=_PRM.v0, help="value before the first step (dense=diff)"
     )
-    g.add_argument("--reward.prm.max_tiles", type=int, default=12, help="InternVL dynamic tiles per image")
-    g.add_argument("--reward.prm.method", choices=PRM_METHODS, default="shared", help="scoring pass layout")
-    g.add_argument("--reward.prm.dtype", default="bfloat16", help="PRM weights dtype on GPU (float32 on CPU)")
+    g.add_argument(
+        "--reward.prm.max_tiles", type=int, default=_PRM.max_tiles, help="InternVL dynamic tiles per image"
+    )
+    g.add_argument(
+        "--reward.prm.method", choices=PRM_METHODS, default=_PRM.method, help="scoring pass layout"
+    )
+    g.add_argument(
+        "--reward.prm.dtype",
+        choices=DTYPES,
+        default=_PRM.dtype,
+        help="PRM weights dtype (auto: bfloat16 on GPU, float32 on CPU)",
+    )
     g = p.add_argument_group("MR. Judge (--reward.judge.*)")
     g.add_argument(
         "--reward.judge.model", default=None, help="judge alias or path (adds the judge component)"
     )
-    g.add_argument("--reward.judge.schedule", choices=JUDGE_SCHEDULES, default="listwise")
+    g.add_argument("--reward.judge.schedule", choices=JUDGE_SCHEDULES, default=_JUDGE.schedule)
     g.add_argument(
-        "--reward.judge.rounds", type=int, default=1, help="listwise rounds with reshuffled labels"
+        "--reward.judge.rounds",
+        type=int,
+        default=_JUDGE.rounds,
+        help="listwise rounds with reshuffled labels",
     )
     g.add_argument(
-        "--reward.judge.group_size", type=int, default=4, help="candidates per listwise call (2-4)"
+        "--reward.judge.group_size",
+        type=int,
+        default=_JUDGE.group_size,
+        help="candidates per listwise call (2-4)",
     )
-    g.add_argument("--reward.judge.backend", choices=JUDGE_BACKENDS, default="hf")
-    g.add_argument("--reward.judge.max_new_tokens", type=int, default=1024, help="reasoning token cap")
+    g.add_argument("--reward.judge.backend", choices=JUDGE_BACKENDS, default=_JUDGE.backend)
+    g.add_argument(
+        "--reward.judge.max_new_tokens", type=int, default=_JUDGE.max_new_tokens, help="reasoning token cap"
+    )
     g = p.add_argument_group("outcome (--reward.outcome.*)")
     g.add_argument("--reward.outcome.enable", action="store_true", help="add the math answer check component")
-    g.add_argument("--reward.outcome.checker", choices=OUTCOME_CHECKERS, default="math-verify")
-    g.add_argument("--reward.outcome.timeout", type=float, default=5.0, help="seconds per answer check")
-    g.add_argument("--reward.outcome.answer_key", default="answer", help="ground-truth key in the label dict")
+    g.add_argument("--reward.outcome.checker", choices=OUTCOME_CHECKERS, default=_OUTCOME.checker)
+    g.add_argument(
+        "--reward.outcome.timeout", type=float, default=_OUTCOME.timeout_s, help="seconds per answer check"
+    )
+    g.add_argument(
+        "--reward.outcome.answer_key", default=_OUTCOME.answer_key, help="ground-truth key in the label dict"
+    )
     g = p.add_argument_group("combination and placement")
     g.add_argument(
         "--reward.weights", default="", help="e.g. prm=0.5,outcome=1 (default 1 for each component)"
@@ -94,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--reward.pool", default=None, help="name of a running RewardPool to send PRM/judge work to"
     )
     g.add_argument("--reward.device", default="auto", help="reward actor device: auto, cuda or cpu")
+    g.add_argument(
+        "--reward.max_failed_fraction",
+        type=float,
+        default=DEFAULT_MAX_FAILED_FRACTION,
+        help="stop the run when a step has more than this fraction of prompt groups with a bad sample "
+        "(neutral rewards); 1 disables the guard",
+    )
     return p
 
 
@@ -116,6 +157,11 @@ def parse_plugin_flags(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         raise PluginArgError(
             f"--reward.judge.group_size must be 2-4, got {ns.reward_judge_group_size}",
             "--reward.judge.group_size",
+        )
+    if not 0.0 <= ns.reward_max_failed_fraction <= 1.0:
+        raise PluginArgError(
+            f"--reward.max_failed_fraction must be in [0, 1], got {ns.reward_max_failed_fraction}",
+            "--reward.max_failed_fraction",
         )
     if ns.reward_outcome_timeout <= 0:
         raise PluginArgError("--reward.outcome.timeout must be > 0", "--reward.outcome.timeout")

@@ -11,52 +11,40 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
+from openrlhf_visualprm.errors import ConfigError
+from openrlhf_visualprm.judge.config import BACKENDS as JUDGE_BACKENDS
+from openrlhf_visualprm.judge.config import JudgeConfig
+from openrlhf_visualprm.judge.schedule import SCHEDULES as JUDGE_SCHEDULES
+from openrlhf_visualprm.outcome.config import CHECKERS as OUTCOME_CHECKERS
+from openrlhf_visualprm.outcome.config import OutcomeConfig
+from openrlhf_visualprm.prm.aggregate import AGGREGATIONS
+from openrlhf_visualprm.prm.config import DENSE_MODES, PRMConfig
+from openrlhf_visualprm.prm.config import METHODS as PRM_METHODS
+
+__all__ = [
+    "AGGREGATIONS",
+    "COMPONENTS",
+    "DENSE_ESTIMATORS",
+    "DENSE_MODES",
+    "JUDGE_BACKENDS",
+    "JUDGE_SCHEDULES",
+    "OUTCOME_CHECKERS",
+    "PLAN_ENV",
+    "PRM_METHODS",
+    "JudgeConfig",
+    "OutcomeConfig",
+    "PRMConfig",
+    "RewardPlan",
+]
+
 PLAN_ENV = "OPENRLHF_VISUALPRM_PLAN"
 
 COMPONENTS = ("prm", "judge", "outcome")
-AGGREGATIONS = ("mean", "min", "last", "product", "softmin")
-DENSE_MODES = ("off", "value", "diff")
-PRM_METHODS = ("shared", "single", "per-step")
-JUDGE_SCHEDULES = ("listwise", "pairwise", "reference", "knockout")  # as openrlhf_visualprm.judge names them
-JUDGE_BACKENDS = ("hf", "vllm")
-OUTCOME_CHECKERS = ("math-verify", "exact")
+DEFAULT_MAX_FAILED_FRACTION = 0.5
 
 # Estimators that receive per-token step rewards in dense mode; the others get the scalar
 # aggregate (their group statistics are defined on one number per response).
 DENSE_ESTIMATORS = ("reinforce", "reinforce_baseline", "rloo", "gae")
-
-
-@dataclass
-class PRMConfig:
-    model: str
-    path: str | None
-    aggregation: str = "mean"
-    temperature: float = 0.1
-    max_steps: int | None = None
-    splitter: str = "\n\n"
-    dense: str = "off"
-    v0: float = 0.5
-    max_tiles: int = 12
-    method: str = "shared"
-    dtype: str = "bfloat16"
-
-
-@dataclass
-class JudgeConfig:
-    model: str
-    path: str | None
-    schedule: str = "listwise"
-    rounds: int = 1
-    group_size: int = 4
-    backend: str = "hf"
-    max_new_tokens: int = 1024
-
-
-@dataclass
-class OutcomeConfig:
-    checker: str = "math-verify"
-    timeout_s: float = 5.0
-    answer_key: str = "answer"
 
 
 @dataclass
@@ -70,6 +58,7 @@ class RewardPlan:
     image_roots: list[str] = field(default_factory=list)
     pool: str | None = None
     device: str = "auto"
+    max_failed_fraction: float = DEFAULT_MAX_FAILED_FRACTION
 
     @property
     def components(self) -> list[str]:
@@ -93,9 +82,9 @@ class RewardPlan:
     def from_dict(cls, data: dict) -> RewardPlan:
         data = {k: v for k, v in data.items() if k not in ("components", "dense_active")}
         return cls(
-            prm=PRMConfig(**data.pop("prm")) if data.get("prm") else None,
-            judge=JudgeConfig(**data.pop("judge")) if data.get("judge") else None,
-            outcome=OutcomeConfig(**data.pop("outcome")) if data.get("outcome") else None,
+            prm=PRMConfig.from_dict(data["prm"]) if data.get("prm") else None,
+            judge=JudgeConfig.from_dict(data["judge"]) if data.get("judge") else None,
+            outcome=OutcomeConfig.from_dict(data["outcome"]) if data.get("outcome") else None,
             **{k: v for k, v in data.items() if k not in ("prm", "judge", "outcome")},
         )
 
@@ -120,11 +109,11 @@ def parse_weights(text: str) -> dict[str, float]:
         name, sep, value = item.partition("=")
         name = name.strip()
         if not sep or name not in COMPONENTS:
-            raise ValueError(
+            raise ConfigError(
                 f"--reward.weights: bad item {item!r}; expected NAME=NUMBER with NAME in {', '.join(COMPONENTS)}"
             )
         try:
             weights[name] = float(value)
         except ValueError:
-            raise ValueError(f"--reward.weights: {value!r} in {item!r} is not a number") from None
+            raise ConfigError(f"--reward.weights: {value!r} in {item!r} is not a number") from None
     return weights

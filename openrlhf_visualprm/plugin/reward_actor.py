@@ -1,7 +1,8 @@
 """The plugin's reward actor: takes the place of OpenRLHF's ``RewardModelActor``.
 
-OpenRLHF's reward actor only ever sees token ids; this one receives whole prompt groups (text,
-label, images, responses) from the experience hook and scores them with the plan's components.
+OpenRLHF's reward actor only ever sees token ids; this one receives all of its prompt groups of
+a step (text, label, images, responses) from the experience hook in one call and scores them
+with the reward runtime (:mod:`openrlhf_visualprm.rewards`), batched across groups.
 It keeps OpenRLHF's actor contract (constructor, ``init_model_from_pretrained``,
 ``execute_batch`` via ``RayActorGroup.async_run_method_batch``, ``empty_cache``) so OpenRLHF's
 ``train()`` creates, places and initialises it exactly like its own.
@@ -23,7 +24,7 @@ class RewardActor(BaseModelActor):
         self, strategy, pretrain: str | None = None, plan: RewardPlan | None = None
     ):
         """Load the reward components. No DeepSpeed / torch.distributed: nothing here is trained."""
-        from openrlhf_visualprm.plugin.group_rewards import GroupRewardScorer
+        from openrlhf_visualprm.plugin.reward_host import PluginRewards
 
         self.strategy = strategy  # execute_batch reads strategy.is_rank_0()
         plan = plan or RewardPlan.from_env()
@@ -32,11 +33,12 @@ class RewardActor(BaseModelActor):
                 f"the plugin reward actor started without a reward plan: {PLAN_ENV} is not set in this worker. "
                 "Launch with `openrlhf-visualprm train` (it exports the plan to every Ray worker)."
             )
-        self.scorer = GroupRewardScorer(plan)
+        self.rewards = PluginRewards(plan)
         return plan.components
 
-    def score_group(self, group: dict | None) -> list[dict] | None:
-        return self.scorer.score_group(group)
+    def score_groups(self, groups: list[dict | None], batched: bool = True) -> list[list[dict] | None]:
+        """Every group this actor got for the step, scored in one runtime call."""
+        return self.rewards.score_groups(groups, batched=batched)
 
     def forward(self, *args, **kwargs):
         raise RuntimeError(

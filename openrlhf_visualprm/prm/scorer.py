@@ -21,6 +21,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from PIL import Image
@@ -347,6 +348,124 @@ class VisualPRM:
         else:
             self._score_per_step(prefix, encs, pixel_values)
         return [self._result(e, original, aggregation, temperature) for e, original in zip(encs, step_lists)]
+
+    @torch.inference_mode()
+    def score_groups(
+        self,
+        groups: Sequence[tuple[Sequence, str, Sequence[str]]],
+        method: str = "shared",
+        aggregation: str = "mean",
+        max_steps: int | None = None,
+        splitter: str | re.Pattern[str] = DEFAULT_SEPARATOR,
+        temperature: float = 0.1,
+        max_batch_tokens: int = 32768,
+    ) -> list[list[PRMResult]]:
+        """Score many groups ``(images, question, responses)`` at once (one RL step's work).
+
+        On the shared path each group's image + question prefix runs once, and the response
+        suffixes of *several* groups run in one batch on their prefixes' caches: a batch holds
+        as many rows as fit ``rows * (longest prefix + longest suffix) <= max_batch_tokens``.
+        Scores equal :meth:`score` per group to float rounding (padding only, masked out).
+        """
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        if max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
+        if method != "shared":
+            kw = dict(method=method, aggregation=aggregation, max_steps=max_steps, splitter=splitter)
+            return [self.score(im, q, responses=list(r), temperature=temperature, **kw) for im, q, r in groups]
+        prepared = []
+        for images, question, responses in groups:
+            if isinstance(images, (str, bytes, Image.Image)):
+                images = [images]
+            step_lists = self._steps_of(list(responses), None, max_steps, splitter)
+            pixel_values, tiles = self.prepare_images(list(images))
+            prefix = self.prefix_text(question, tiles)
+            prepared.append((prefix, pixel_values, [self._encode(prefix, s) for s in step_lists], step_lists))
+        self._score_shared_many([(pre, pv, encs) for pre, pv, encs, _ in prepared], max_batch_tokens)
+        return [
+            [self._result(e, original, aggregation, temperature) for e, original in zip(encs, step_lists)]
+            for _, _, encs, step_lists in prepared
+        ]
+
+    def _score_shared_many(
+        self, items: list[tuple[str, torch.Tensor | None, list[_Encoded]]], max_batch_tokens: int
+    ) -> None:
+        """The shared path across groups: prefix caches computed when first needed, dropped after
+        their group's last batch, right-padded to the batch's longest prefix (padding masked)."""
+        dev, backbone = self.device, self._backbone()
+        prefix_ids, work = [], []
+        for gi, (prefix, pixel_values, encs) in enumerate(items):
+            ids = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
+            p = len(ids)
+            shared = [e for e in encs if e.ids and e.ids[:p] == ids and len(e.ids) > p]
+            fallback = [e for e in encs if e.ids and e not in shared]  # BPE merge across the boundary
+            if fallback:
+                self._score_single(fallback, pixel_values)
+            prefix_ids.append(ids)
+            work += [(gi, e) for e in shared]
+        last_use = {gi: k for k, (gi, _) in enumerate(work)}
+        caches: dict[int, Any] = {}
+        i = 0
+        while i < len(work):
+            gi0, e0 = work[i]
+            big_p, big_l, j = len(prefix_ids[gi0]), len(e0.ids) - len(prefix_ids[gi0]), i + 1
+            while j < len(work):
+                gj, ej = work[j]
+                p2 = max(big_p, len(prefix_ids[gj]))
+                l2 = max(big_l, len(ej.ids) - len(prefix_ids[gj]))
+                if (j - i + 1) * (p2 + l2) > max_batch_tokens:
+                    break
+                big_p, big_l, j = p2, l2, j + 1
+            chunk = work[i:j]
+            for gi in dict.fromkeys(g for g, _ in chunk):
+                if gi not in caches:
+                    pv = items[gi][1]
+                    pv = None if pv is None else pv.to(dev, self.model.dtype)
+                    out = backbone(input_ids=torch.tensor([prefix_ids[gi]], device=dev), pixel_values=pv, use_cache=True)
+                    caches[gi] = out.past_key_values
+            self._run_suffixes(chunk, prefix_ids, caches, big_p, big_l)
+            for gi in [g for g in caches if last_use[g] < j]:
+                del caches[gi]
+            i = j
+
+    def _run_suffixes(self, chunk, prefix_ids, caches, big_p: int, big_l: int) -> None:
+        dev, rows = self.device, len(chunk)
+        lm = self._backbone().language_model
+        ids = torch.full((rows, big_l), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((rows, big_p + big_l), dtype=torch.long)
+        positions = torch.zeros((rows, big_l), dtype=torch.long)
+        for r, (gi, e) in enumerate(chunk):
+            p = len(prefix_ids[gi])
+            s = e.ids[p:]
+            ids[r, : len(s)] = torch.tensor(s)
+            mask[r, :p] = 1
+            mask[r, big_p : big_p + len(s)] = 1
+            positions[r] = torch.arange(p, p + big_l)
+        data = []
+        first = caches[chunk[0][0]]
+        for layer in range(len(first.layers)):
+            ref = first.layers[layer].keys
+            keys = ref.new_zeros((rows, ref.shape[1], big_p, ref.shape[3]))
+            values = first.layers[layer].values.new_zeros((rows, ref.shape[1], big_p, ref.shape[3]))
+            for r, (gi, _) in enumerate(chunk):
+                src = caches[gi].layers[layer]
+                p = src.keys.shape[2]
+                keys[r, :, :p] = src.keys[0]
+                values[r, :, :p] = src.values[0]
+            data.append((keys, values))
+        from transformers import DynamicCache
+
+        hidden = lm(
+            input_ids=ids.to(dev),
+            attention_mask=mask.to(dev),
+            position_ids=positions.to(dev),
+            past_key_values=DynamicCache(ddp_cache_data=data),
+            use_cache=True,
+        ).last_hidden_state
+        for r, (gi, e) in enumerate(chunk):
+            p = len(prefix_ids[gi])
+            e.scores = self._plus_prob(hidden[r, [q - p for q in e.score_positions]]).tolist()
 
     def _steps_of(self, responses, steps, max_steps, splitter) -> list[list[Step]]:
         if steps is not None:

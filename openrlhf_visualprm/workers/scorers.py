@@ -2,8 +2,10 @@
 
 A worker never talks to a model class directly: it holds a ``GroupScorer``, so the same worker
 (batching, OOM splitting, logging) runs VisualPRM, MR. Judge, or a fault-injecting wrapper that
-tests and failure drills use. Scorers see one group per call; results are plain dicts so they
-cross process boundaries and JSON without conversion.
+tests and failure drills use. ``score_groups`` scores a whole batch through the reward runtime's
+components (:mod:`openrlhf_visualprm.rewards`): the PRM batches suffixes of several groups, the
+judge every call of a round; ``score_group`` is the one-group form the worker falls back to (OOM
+splitting). Results are plain dicts so they cross process boundaries and JSON without conversion.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ class PRMScorer:
 
     splittable = True
 
-    def __init__(self, prm: Any) -> None:
+    def __init__(self, prm: Any, max_batch_tokens: int = 32768) -> None:
         self.prm = prm
+        self.max_batch_tokens = max_batch_tokens
         self.model_id = str(prm.model_id)
         self.call_log: list[dict[str, Any]] = []
 
@@ -58,24 +61,55 @@ class PRMScorer:
         kwargs: dict[str, Any] = {"device": device, "dtype": dtype, "max_tiles": config.max_tiles}
         if config.attn_implementation:
             kwargs["attn_implementation"] = config.attn_implementation
-        return cls(VisualPRM.from_pretrained(config.model, **kwargs))
+        return cls(VisualPRM.from_pretrained(config.model, **kwargs), config.max_batch_tokens)
 
     def score_group(self, group: ScoreGroup) -> list[dict[str, Any]]:
-        cfg = group.config
-        self.call_log.append(
-            {"question": group.question[:80], "n_responses": group.n_responses, "method": cfg.get("method")}
-        )
+        return self.score_groups([group])[0]
+
+    def score_groups(self, groups: list[ScoreGroup]) -> list[list[dict[str, Any]]]:
+        """Groups with the same options in one runtime call; explicit step lists one by one."""
+        from openrlhf_visualprm.rewards.components import PRMComponent
+
+        for g in groups:
+            self.call_log.append(
+                {"question": g.question[:80], "n_responses": g.n_responses, "method": g.config.get("method")}
+            )
         del self.call_log[:-256]
-        results = self.prm.score(
-            group.images,
-            group.question,
-            responses=group.responses,
-            steps=group.steps,
-            method=cfg.get("method", "shared"),
-            aggregation=cfg.get("aggregation", "mean"),
-            max_steps=cfg.get("max_steps"),
-        )
-        return [_as_dict(r) for r in results]
+        out: list[list[dict[str, Any]] | None] = [None] * len(groups)
+        by_config: dict[str, list[int]] = {}
+        for i, g in enumerate(groups):
+            if g.steps is not None:
+                cfg = g.config
+                results = self.prm.score(
+                    g.images,
+                    g.question,
+                    steps=g.steps,
+                    method=cfg.get("method", "shared"),
+                    aggregation=cfg.get("aggregation", "mean"),
+                    max_steps=cfg.get("max_steps"),
+                )
+                out[i] = [_as_dict(r) for r in results]
+            else:
+                by_config.setdefault(g.config_key(), []).append(i)
+        for indices in by_config.values():
+            cfg = groups[indices[0]].config
+            component = PRMComponent(
+                self.prm,
+                method=cfg.get("method", "shared"),
+                aggregation=cfg.get("aggregation", "mean"),
+                max_steps=cfg.get("max_steps"),
+                max_batch_tokens=self.max_batch_tokens,
+            )
+            scored = component.score_groups([_reward_group(groups[i]) for i in indices])
+            for i, group_scores in zip(indices, scored):
+                out[i] = [{**r["detail"], "score": r["score"]} for r in group_scores]
+        return [o for o in out if o is not None]
+
+
+def _reward_group(group: ScoreGroup):
+    from openrlhf_visualprm.rewards.groups import RewardGroup
+
+    return RewardGroup(group.question, list(group.responses or []), list(group.images), reference=group.reference)
 
 
 class JudgeScorer:
@@ -105,11 +139,11 @@ class JudgeScorer:
         return cls(judge, f"{backend_id}|{json.dumps(options, sort_keys=True, default=str)}")
 
     @staticmethod
-    def _results(verdict: Any, n: int) -> list[dict[str, Any]]:
-        rewards = [float(r) for r in verdict.rewards]
+    def _results(scored: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+        rewards = [float(r["score"]) for r in scored]
         if len(rewards) != n:
             raise RuntimeError(f"judge returned {len(rewards)} rewards for {n} responses")
-        best = getattr(verdict, "best", None)
+        best = next((i for i, r in enumerate(scored) if (r.get("detail") or {}).get("best")), None)
         return [
             {
                 "steps": [],
@@ -126,17 +160,15 @@ class JudgeScorer:
         return self.score_groups([group])[0]
 
     def score_groups(self, groups: list[ScoreGroup]) -> list[list[dict[str, Any]]]:
-        from openrlhf_visualprm.judge import JudgeGroup
+        from openrlhf_visualprm.rewards.components import JudgeComponent
 
         for g in groups:
             self.call_log.append(
                 {"question": g.question[:80], "n_responses": g.n_responses, "method": "judge"}
             )
         del self.call_log[:-256]
-        verdicts = self.judge.judge_groups(
-            [JudgeGroup(g.images, g.question, list(g.responses or []), g.reference) for g in groups]
-        )
-        return [self._results(v, g.n_responses) for v, g in zip(verdicts, groups)]
+        scored = JudgeComponent(self.judge).score_groups([_reward_group(g) for g in groups])
+        return [self._results(s, g.n_responses) for s, g in zip(scored, groups)]
 
 
 class FaultInjectingScorer:

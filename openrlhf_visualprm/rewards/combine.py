@@ -1,4 +1,4 @@
-"""Reward components -> the numbers OpenRLHF trains on and logs (pure Python, no OpenRLHF).
+"""Reward components -> the numbers RL trains on and logs (pure Python, no OpenRLHF).
 
 - ``reward`` (scalar, one per response): ``sum_c weight_c * component_c``. In dense mode the
   PRM term is left out here and arrives instead as per-step rewards (``step_rewards``), each
@@ -10,36 +10,42 @@
 
 from __future__ import annotations
 
-from openrlhf_visualprm.plugin.plan import RewardPlan
+from collections.abc import Mapping
 
 
-def combine(components: dict[str, float], plan: RewardPlan) -> tuple[float, float]:
-    """``(reward, score)`` for one response; missing components are an error, not a zero."""
-    missing = [c for c in plan.components if c not in components]
+def combine(
+    components: Mapping[str, float], weights: Mapping[str, float], dense: bool = False
+) -> tuple[float, float]:
+    """``(reward, score)`` for one response; every weighted component must be present.
+
+    ``weights`` names the active components; ``dense``: the PRM term arrives as step rewards,
+    so it is left out of ``reward`` (not of ``score``).
+    """
+    missing = [c for c in weights if c not in components]
     if missing:
-        raise ValueError(f"reward components {missing} missing from the reward actor's result")
-    score = sum(plan.weights[c] * float(components[c]) for c in plan.components)
-    if plan.dense_active:
-        reward = sum(plan.weights[c] * float(components[c]) for c in plan.components if c != "prm")
+        raise ValueError(f"reward components {missing} missing from the reward runtime's result")
+    score = sum(weights[c] * float(components[c]) for c in weights)
+    if dense:
+        reward = sum(weights[c] * float(components[c]) for c in weights if c != "prm")
     else:
         reward = score
     return reward, score
 
 
-def step_rewards(prm: dict | None, plan: RewardPlan) -> list[float]:
-    """Weighted dense step rewards of one response (empty without steps or outside dense mode)."""
-    if not plan.dense_active or not prm or not prm.get("step_scores"):
+def step_rewards(prm: dict | None, weight: float, mode: str, v0: float) -> list[float]:
+    """Weighted dense step rewards of one response (``mode`` 'value' or 'diff'); empty without
+    steps or with ``mode`` 'off'."""
+    if mode == "off" or not prm or not prm.get("step_scores"):
         return []
     from openrlhf_visualprm.prm.aggregate import dense_rewards
 
-    weight = plan.weights["prm"]
-    return [weight * r for r in dense_rewards(prm["step_scores"], plan.prm.dense, plan.prm.v0)]
+    return [weight * r for r in dense_rewards(prm["step_scores"], mode, v0)]
 
 
 def sample_logs(result: dict) -> dict[str, float]:
     """Numbers to log for one response (``reward/<component>``, PRM / judge / outcome stats)."""
     logs = {f"reward/{name}": float(value) for name, value in result["components"].items()}
-    logs["reward/failed_group"] = float("error" in result)
+    logs["reward/failed_group"] = float(bool(result.get("error")))
     prm = result.get("prm")
     if prm is not None:
         steps = prm.get("step_scores") or []

@@ -1,4 +1,4 @@
-"""Dense step rewards: from a step's character span to the policy token that ends it.
+"""Dense step rewards: from a step's character span to the policy token that ends it (no OpenRLHF).
 
 The PRM scores steps of the *text*; the policy is trained on *tokens*. Each step reward goes on
 the response token whose characters complete the step (the first token whose end offset reaches

@@ -1,0 +1,74 @@
+"""MR. Judge configuration: one frozen, validated type that flags, pool workers and env vars
+parse into, with one default per option (``rounds`` included: the plugin, the CLI and the
+pools used to disagree). Torch-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from openrlhf_visualprm.errors import ConfigError
+from openrlhf_visualprm.judge.aggregate import AGGREGATORS, FAILURE_POLICIES
+from openrlhf_visualprm.judge.schedule import SCHEDULES
+from openrlhf_visualprm.judge.template import MAX_CANDIDATES
+from openrlhf_visualprm.prm.config import _choice, _from_mapping
+
+BACKENDS = ("hf", "vllm")
+# Listwise rounds with reshuffled labels. Four: with groups of 8 and K=4 the schedule's rounds
+# come in balanced blocks, and position bias averages out (see judge/schedule.py).
+DEFAULT_ROUNDS = 4
+DEFAULT_MAX_NEW_TOKENS = 1024
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """How MR. Judge compares a group. ``model``: what the user typed; ``path``: resolved."""
+
+    model: str = "mr-judge"
+    path: str | None = None
+    schedule: str = "listwise"
+    rounds: int = DEFAULT_ROUNDS
+    group_size: int = MAX_CANDIDATES
+    backend: str = "hf"
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    aggregator: str = "win_rate"
+    on_failure: str = "neutral"
+
+    def __post_init__(self) -> None:
+        _choice("judge schedule", self.schedule, SCHEDULES)
+        _choice("judge backend", self.backend, BACKENDS)
+        _choice("judge aggregator", self.aggregator, AGGREGATORS)
+        _choice("judge on_failure", self.on_failure, FAILURE_POLICIES)
+        for name, low, high in (
+            ("rounds", 1, None),
+            ("group_size", 2, MAX_CANDIDATES),
+            ("max_new_tokens", 1, None),
+        ):
+            value = getattr(self, name)
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or value < low
+                or (high and value > high)
+            ):
+                bound = f"{low}-{high}" if high else f">= {low}"
+                raise ConfigError(f"judge {name} must be an integer {bound}, got {value!r}")
+
+    def judge_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``MRJudge`` / ``MRJudge.from_pretrained`` (besides the backend)."""
+        return {
+            "schedule": self.schedule,
+            "k": self.group_size,
+            "rounds": self.rounds,
+            "aggregator": self.aggregator,
+            "on_failure": self.on_failure,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "judge config") -> JudgeConfig:
+        return _from_mapping(cls, data, where)

@@ -1,0 +1,44 @@
+"""Outcome-check configuration: one frozen, validated type (flags and env vars parse into it).
+
+The answer extraction and math verification live in :mod:`openrlhf_visualprm.answers`.
+Torch-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from openrlhf_visualprm.errors import ConfigError
+from openrlhf_visualprm.labels import DEFAULT_ANSWER_KEY
+from openrlhf_visualprm.prm.config import _choice, _from_mapping
+
+CHECKERS = ("math-verify", "exact")
+
+
+@dataclass(frozen=True)
+class OutcomeConfig:
+    """``checker``: math-verify (symbolic equivalence) or exact (normalised string equality)."""
+
+    checker: str = "math-verify"
+    timeout_s: float = 5.0
+    answer_key: str = DEFAULT_ANSWER_KEY
+
+    def __post_init__(self) -> None:
+        _choice("outcome checker", self.checker, CHECKERS)
+        if (
+            not isinstance(self.timeout_s, (int, float))
+            or isinstance(self.timeout_s, bool)
+            or self.timeout_s <= 0
+        ):
+            raise ConfigError(f"outcome timeout must be a number > 0, got {self.timeout_s!r}")
+        if not isinstance(self.answer_key, str) or not self.answer_key:
+            raise ConfigError(f"outcome answer_key must be a non-empty string, got {self.answer_key!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "outcome config") -> OutcomeConfig:
+        return _from_mapping(cls, data, where)

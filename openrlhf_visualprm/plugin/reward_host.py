@@ -1,0 +1,98 @@
+"""The reward plan -> a loaded reward runtime (what the plugin's reward actor hosts).
+
+The scoring itself lives in :mod:`openrlhf_visualprm.rewards` (shared with the pool workers,
+``reward_fns`` and the CLI); this module only maps the plan's settings onto its components:
+local models, or a named reward pool (``--reward.pool``) for the component of the pool's kind,
+so that component gets the pool's batching, cache, OOM splitting and restarts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from openrlhf_visualprm.plugin.plan import RewardPlan
+from openrlhf_visualprm.rewards.groups import prepare_groups
+from openrlhf_visualprm.rewards.runtime import RewardRuntime
+
+
+def _device(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class PluginRewards:
+    """Loads the plan's models once; :meth:`score_groups` scores all groups of a step at once."""
+
+    def __init__(self, plan: RewardPlan, prm_max_batch_tokens: int = 32768) -> None:
+        from openrlhf_visualprm.images import ImageRoots
+        from openrlhf_visualprm.rewards import components as C
+
+        self.plan = plan
+        self.device = _device(plan.device)
+        self.roots = ImageRoots.of(plan.image_roots or None)
+        components: dict[str, Any] = {}
+        pooled = None
+        if plan.pool:
+            from openrlhf_visualprm.workers.component import PoolComponent
+            from openrlhf_visualprm.workers.pool import RewardPool
+
+            pool = RewardPool.get(plan.pool)
+            kind = pool.config.worker.kind
+            if getattr(plan, kind, None) is None:
+                raise ValueError(
+                    f"--reward.pool {plan.pool!r} runs {kind} workers but the plan has no {kind} component: "
+                    f"add a {kind} model to --reward.model_name_or_path or point --reward.pool at another pool"
+                )
+            config = None
+            if kind == "prm":
+                cfg = plan.prm
+                config = {"method": cfg.method, "aggregation": cfg.aggregation, "max_steps": cfg.max_steps}
+            pooled = kind
+        if plan.prm is not None:
+            cfg = plan.prm
+            if pooled == "prm":
+                components["prm"] = PoolComponent(pool, "prm", config)
+            else:
+                from openrlhf_visualprm.prm.scorer import VisualPRM
+
+                dtype = cfg.dtype if self.device.startswith("cuda") else "float32"
+                prm = VisualPRM.from_pretrained(cfg.path, device=self.device, dtype=dtype, max_tiles=cfg.max_tiles)
+                components["prm"] = C.PRMComponent(
+                    prm,
+                    method=cfg.method,
+                    aggregation=cfg.aggregation,
+                    max_steps=cfg.max_steps,
+                    splitter=cfg.splitter,
+                    temperature=cfg.temperature,
+                    max_batch_tokens=prm_max_batch_tokens,
+                )
+        if plan.judge is not None:
+            if pooled == "judge":
+                components["judge"] = PoolComponent(pool, "judge", None)
+            else:
+                from openrlhf_visualprm.judge.judge import MRJudge
+
+                j = plan.judge
+                judge = MRJudge.from_pretrained(
+                    j.path,
+                    backend=j.backend,
+                    device=self.device,
+                    max_new_tokens=j.max_new_tokens,
+                    schedule=j.schedule,
+                    k=j.group_size,
+                    rounds=j.rounds,
+                    image_roots=self.roots,
+                )
+                components["judge"] = C.JudgeComponent(judge)
+        if plan.outcome is not None:
+            o = plan.outcome
+            components["outcome"] = C.OutcomeComponent(o.checker, o.timeout_s, o.answer_key)
+        self.runtime = RewardRuntime(components)
+
+    def score_groups(self, groups: list[dict | None], batched: bool = True) -> list[list[dict] | None]:
+        """``groups``: ``{"prompt", "label", "images", "responses"}`` each (None: padding -> None)."""
+        prepared = [None if g is None else prepare_groups([g], self.roots)[0] for g in groups]
+        return self.runtime.score_groups(prepared, batched=batched)

@@ -1,0 +1,88 @@
+"""The reward runtime: the configured components over a list of groups, with the error policy.
+
+Per response the result is a plain dict (cheap to ship through Ray, JSON-friendly)::
+
+    {"components": {"prm": 0.71, "judge": 0.5, "outcome": 1.0},
+     "prm": {"step_scores": [...], "spans": [[0, 41], ...], "truncated": False, "note": None},
+     "judge": {group statistics} | None,
+     "outcome": {"answer": "12", "has_truth": True} | None,
+     "error": "image: ..." | None,            # a bad sample: the reason, logged once per group
+     "failed": ["prm", "judge"]}              # the components that gave their neutral value
+
+Error policy: a bad sample (recorded by ``prepare_groups``) gives the neutral value to exactly
+the components that need the broken part, and ``reward/failed_group`` counts it. Any exception a
+component raises propagates: a model, config or template error stops the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from openrlhf_visualprm.rewards.components import Component
+from openrlhf_visualprm.rewards.groups import RewardGroup
+
+logger = logging.getLogger("openrlhf_visualprm.rewards")
+
+
+class RewardRuntime:
+    """Components by name (``prm`` / ``judge`` / ``outcome``), scored over many groups at once."""
+
+    def __init__(self, components: Mapping[str, Component]) -> None:
+        self.components = dict(components)
+        self.last_timings: dict[str, float] = {}
+        self.failed_groups = 0
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.components)
+
+    def score_groups(self, groups: Sequence[RewardGroup | None], batched: bool = True) -> list[list[dict] | None]:
+        """Per-response results for each group (``None`` in, ``None`` out: host padding).
+
+        ``batched=False`` scores group by group: the same computation, one group per call (the
+        equality check and the benchmark's baseline).
+        """
+        real = [i for i, g in enumerate(groups) if g is not None]
+        rows: dict[int, list[dict[str, Any]]] = {
+            i: [
+                {"components": {}, "prm": None, "judge": None, "outcome": None, "error": None, "failed": []}
+                for _ in range(groups[i].n)
+            ]
+            for i in real
+        }
+        for i in real:
+            g = groups[i]
+            if g.broken:
+                reason = "; ".join(dict.fromkeys(g.broken.values()))
+                failed = [n for n, c in self.components.items() if any(need in g.broken for need in c.needs)]
+                logger.error(
+                    "prompt group %d: bad sample, neutral reward for %s: %s", i, ", ".join(failed) or "none", reason
+                )
+                self.failed_groups += 1
+                for row in rows[i]:
+                    row["error"], row["failed"] = reason, failed
+        self.last_timings = {}
+        for name, comp in self.components.items():
+            start = time.perf_counter()
+            todo = [i for i in real if not any(need in groups[i].broken for need in comp.needs)]
+            if batched:
+                scored = comp.score_groups([groups[i] for i in todo]) if todo else []
+            else:
+                scored = [comp.score_groups([groups[i]])[0] for i in todo]
+            if len(scored) != len(todo):
+                raise RuntimeError(f"{name}: {len(scored)} results for {len(todo)} groups")
+            for i, group_scores in zip(todo, scored):
+                if len(group_scores) != groups[i].n:
+                    raise RuntimeError(f"{name}: {len(group_scores)} results for {groups[i].n} responses")
+                for row, res in zip(rows[i], group_scores):
+                    row["components"][name] = float(res["score"])
+                    row[name] = res.get("detail")
+            for i in real:
+                if i not in set(todo):
+                    for row in rows[i]:
+                        row["components"][name] = float(comp.neutral)
+            self.last_timings[name] = time.perf_counter() - start
+        return [rows.get(i) for i in range(len(groups))]
