@@ -59,7 +59,9 @@ class PluginRewards:
                 from openrlhf_visualprm.prm.scorer import VisualPRM
 
                 dtype = cfg.dtype if self.device.startswith("cuda") else "float32"
-                prm = VisualPRM.from_pretrained(cfg.path, device=self.device, dtype=dtype, max_tiles=cfg.max_tiles)
+                prm = VisualPRM.from_pretrained(
+                    cfg.path, device=self.device, dtype=dtype, max_tiles=cfg.max_tiles
+                )
                 components["prm"] = C.PRMComponent(
                     prm,
                     method=cfg.method,

@@ -373,7 +373,9 @@ class VisualPRM:
             raise ValueError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
         if method != "shared":
             kw = dict(method=method, aggregation=aggregation, max_steps=max_steps, splitter=splitter)
-            return [self.score(im, q, responses=list(r), temperature=temperature, **kw) for im, q, r in groups]
+            return [
+                self.score(im, q, responses=list(r), temperature=temperature, **kw) for im, q, r in groups
+            ]
         prepared = []
         for images, question, responses in groups:
             if isinstance(images, (str, bytes, Image.Image)):
@@ -422,7 +424,9 @@ class VisualPRM:
                 if gi not in caches:
                     pv = items[gi][1]
                     pv = None if pv is None else pv.to(dev, self.model.dtype)
-                    out = backbone(input_ids=torch.tensor([prefix_ids[gi]], device=dev), pixel_values=pv, use_cache=True)
+                    out = backbone(
+                        input_ids=torch.tensor([prefix_ids[gi]], device=dev), pixel_values=pv, use_cache=True
+                    )
                     caches[gi] = out.past_key_values
             self._run_suffixes(chunk, prefix_ids, caches, big_p, big_l)
             for gi in [g for g in caches if last_use[g] < j]:

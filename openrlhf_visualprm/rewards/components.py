@@ -97,7 +97,10 @@ class JudgeComponent:
             stats = {k: v for k, v in result.stats.items() if isinstance(v, (int, float)) and v is not None}
             best = getattr(result, "best", None)
             out.append(
-                [{"score": float(r), "detail": {**stats, "best": j == best}} for j, r in enumerate(result.rewards)]
+                [
+                    {"score": float(r), "detail": {**stats, "best": j == best}}
+                    for j, r in enumerate(result.rewards)
+                ]
             )
         return out
 
@@ -110,7 +113,9 @@ class OutcomeComponent:
     needs = ("label",)
     neutral = 0.0
 
-    def __init__(self, checker: str = "math-verify", timeout_s: float = 5.0, answer_key: str = "answer") -> None:
+    def __init__(
+        self, checker: str = "math-verify", timeout_s: float = 5.0, answer_key: str = "answer"
+    ) -> None:
         self.checker, self.timeout_s, self.answer_key = checker, timeout_s, answer_key
 
     def score_groups(self, groups: Sequence[RewardGroup]) -> list[list[Scored]]:
@@ -126,7 +131,9 @@ class OutcomeComponent:
             preds = [answers[gi][j] for gi, j in todo]
             gts = [truths[gi] for gi, _ in todo]
             if self.checker == "exact":
-                flags = [p is not None and normalize_answer(p) == normalize_answer(t) for p, t in zip(preds, gts)]
+                flags = [
+                    p is not None and normalize_answer(p) == normalize_answer(t) for p, t in zip(preds, gts)
+                ]
             else:
                 flags = verify_answers(preds, gts, timeout_s=self.timeout_s)
             ok = dict(zip(todo, flags))

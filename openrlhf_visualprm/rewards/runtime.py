@@ -39,7 +39,9 @@ class RewardRuntime:
     def names(self) -> list[str]:
         return list(self.components)
 
-    def score_groups(self, groups: Sequence[RewardGroup | None], batched: bool = True) -> list[list[dict] | None]:
+    def score_groups(
+        self, groups: Sequence[RewardGroup | None], batched: bool = True
+    ) -> list[list[dict] | None]:
         """Per-response results for each group (``None`` in, ``None`` out: host padding).
 
         ``batched=False`` scores group by group: the same computation, one group per call (the
@@ -59,7 +61,10 @@ class RewardRuntime:
                 reason = "; ".join(dict.fromkeys(g.broken.values()))
                 failed = [n for n, c in self.components.items() if any(need in g.broken for need in c.needs)]
                 logger.error(
-                    "prompt group %d: bad sample, neutral reward for %s: %s", i, ", ".join(failed) or "none", reason
+                    "prompt group %d: bad sample, neutral reward for %s: %s",
+                    i,
+                    ", ".join(failed) or "none",
+                    reason,
                 )
                 self.failed_groups += 1
                 for row in rows[i]:

@@ -75,6 +75,10 @@ class PoolConfig:
     strategy: str = "PACK"
     image_roots: list[str] = field(default_factory=list)
     max_image_bytes: int = 16 * 1024 * 1024
+    # What one request may make the pool's callers decode (see workers.groups.ImageLimits).
+    max_images_per_group: int = 8
+    max_group_pixels: int = 64_000_000
+    max_request_pixels: int = 128_000_000
     max_pending_groups: int = 4096
     request_timeout_s: float = 600.0
     cache_size: int = 100_000  # scored units (responses for the PRM, groups for the judge); 0 = off

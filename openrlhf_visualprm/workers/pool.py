@@ -44,7 +44,7 @@ from openrlhf_visualprm.workers.errors import (
     RewardTimeoutError,
     WorkerFailedError,
 )
-from openrlhf_visualprm.workers.groups import ScoreGroup, prepare_group
+from openrlhf_visualprm.workers.groups import ImageLimits, ScoreGroup, prepare_groups
 from openrlhf_visualprm.workers.metrics import LATENCY_BUCKETS, SIZE_BUCKETS, Histogram
 from openrlhf_visualprm.workers.worker import worker_class
 
@@ -526,13 +526,15 @@ class RewardPool:
 
     def prepare(self, groups: list[dict | ScoreGroup]) -> list[ScoreGroup]:
         """Validate groups and load their images here (paths confined to the pool's image roots)."""
-        if not isinstance(groups, list):
-            raise BadRequestError(f"groups must be a list, got {type(groups).__name__}")
-        kind = self.config.worker.kind
-        return [
-            prepare_group(g, self.roots, kind, f"groups[{i}]", self.config.max_image_bytes)
-            for i, g in enumerate(groups)
-        ]
+        return prepare_groups(
+            groups, self.roots, self.config.worker.kind, self.config.max_image_bytes, self.image_limits()
+        )
+
+    def image_limits(self) -> ImageLimits:
+        c = self.config
+        return ImageLimits(
+            c.max_images_per_group, c.max_group_pixels, c.max_request_pixels, c.worker.max_tiles
+        )
 
     def score_groups(
         self, groups: list[dict | ScoreGroup], timeout_s: float | None = None

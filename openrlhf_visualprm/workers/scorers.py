@@ -109,7 +109,9 @@ class PRMScorer:
 def _reward_group(group: ScoreGroup):
     from openrlhf_visualprm.rewards.groups import RewardGroup
 
-    return RewardGroup(group.question, list(group.responses or []), list(group.images), reference=group.reference)
+    return RewardGroup(
+        group.question, list(group.responses or []), list(group.images), reference=group.reference
+    )
 
 
 class JudgeScorer:

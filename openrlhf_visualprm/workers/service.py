@@ -39,7 +39,7 @@ from openrlhf_visualprm.workers.errors import (
     RewardTimeoutError,
     WorkerFailedError,
 )
-from openrlhf_visualprm.workers.groups import prepare_group
+from openrlhf_visualprm.workers.groups import prepare_groups
 from openrlhf_visualprm.workers.metrics import LATENCY_BUCKETS, Histogram, PromText
 from openrlhf_visualprm.workers.pool import RewardPool
 from openrlhf_visualprm.workers.protocol import extended_groups, openrlhf_groups, openrlhf_reply
@@ -133,15 +133,14 @@ class ServiceCore:
             return json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise HTTPError(400, f"request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise HTTPError(400, "request body is JSON nested too deeply: flatten it") from None
 
     async def _score(self, groups: list[dict], timeout_s: float | None) -> list[list[dict]]:
         pool = self.pool()
         kind = pool.config.worker.kind
         prepared = await asyncio.to_thread(
-            lambda: [
-                prepare_group(g, self.roots, kind, f"groups[{i}]", self.config.max_image_bytes)
-                for i, g in enumerate(groups)
-            ]
+            prepare_groups, groups, self.roots, kind, self.config.max_image_bytes, pool.image_limits()
         )
         timeout = min(float(timeout_s or self.config.request_timeout_s), self.config.request_timeout_s)
         try:
