@@ -125,7 +125,7 @@ def test_openrlhf_payload_groups_samples_and_strips_prompt():
     }
     groups, where_of = openrlhf_groups(payload, 10_000)
     assert len(groups) == 2 and groups[0]["responses"] == ["step A\n\nstep B", "other"]
-    assert groups[1]["question"] == "P2 " and groups[1]["responses"] == ["resp"]
+    assert groups[1]["question"] == "P2" and groups[1]["responses"] == ["resp"]  # the prompt, trimmed
     assert where_of == [(0, 0), (0, 1), (1, 0)]
     reply = openrlhf_reply(
         [

@@ -28,6 +28,7 @@ import json
 import math
 from typing import Any
 
+from openrlhf_visualprm.labels import decode_label, question_text
 from openrlhf_visualprm.workers.errors import BadRequestError, RequestTooLargeError
 
 # Tokens a chat template leaves after the response; stripped before scoring.
@@ -131,9 +132,13 @@ def openrlhf_groups(payload: Any, max_image_bytes: int) -> tuple[list[dict], lis
     for i, (query, prompt, raw_label) in enumerate(zip(queries, prompts, labels)):
         label = parse_label(raw_label, f"labels[{i}]")
         images = _image_refs(label, f"labels[{i}]", max_image_bytes)
-        question = label.get("question", prompt)
-        if not isinstance(question, str):
+        question = label.get("question")
+        if question is not None and not isinstance(question, str):
             raise BadRequestError(f"labels[{i}].question must be a string")
+        if not question or not question.strip():
+            # the prompt's last user turn without chat markup and image tokens (the raw prompt
+            # would hand its template and a VLM's image tokens to the model as text)
+            question = question_text(decode_label({}), prompt)
         config = label.get("config")
         response = extract_response(query, prompt, f"query[{i}]")
         key = json.dumps(
