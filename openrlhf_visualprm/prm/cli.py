@@ -41,7 +41,11 @@ def run_prompt(args: argparse.Namespace) -> int:
         return 2
     tiles = [int(t) for t in str(args.num_tiles).split(",")]
     system = T.INTERNVL2_5_SYSTEM_MESSAGE if args.system_message is None else args.system_message
-    text = T.render_prompt(system, args.question, steps, tiles)
+    # What the scorer reads: markup in the question (but its <image> placeholders) and in the
+    # steps is broken the way VisualPRM.prompt_text breaks it (default specials; a checkpoint's
+    # tokenizer adds its own added tokens to that set).
+    question = T.neutralize(args.question, set(T._DEFAULT_SPECIALS) - {T.IMAGE_PLACEHOLDER})
+    text = T.render_prompt(system, question, [T.neutralize(s) for s in steps], tiles)
     if args.collapse_image_tokens:
         import re
 

@@ -326,7 +326,8 @@ class PoolRouter:
             if group.reference is None
             else json.dumps([group.config_key(), group.reference])
         )
-        return make_key(self.model_id, group.image_hashes, group.question, text, config)
+        unit = "steps" if group.steps is not None else "text"
+        return make_key(self.model_id, group.image_hashes, group.question, text, config, unit)
 
     async def _reserve(self, n: int, deadline: float) -> None:
         assert self.space is not None
