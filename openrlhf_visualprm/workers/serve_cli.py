@@ -24,6 +24,12 @@ import os
 import signal
 import threading
 
+from openrlhf_visualprm.workers.groups import (
+    DEFAULT_MAX_GROUP_PIXELS,
+    DEFAULT_MAX_IMAGES_PER_GROUP,
+    DEFAULT_MAX_REQUEST_PIXELS,
+)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     m = parser.add_argument_group("model workers")
@@ -78,6 +84,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-request-mb", type=float, default=32.0, help="request body limit in MiB (default 32)"
     )
     h.add_argument("--max-image-mb", type=float, default=16.0, help="per-image limit in MiB (default 16)")
+    h.add_argument(
+        "--max-images-per-group",
+        type=int,
+        default=DEFAULT_MAX_IMAGES_PER_GROUP,
+        help=f"image references per group (default {DEFAULT_MAX_IMAGES_PER_GROUP}; 413 past it)",
+    )
+    h.add_argument(
+        "--max-group-pixels",
+        type=int,
+        default=DEFAULT_MAX_GROUP_PIXELS,
+        help=f"decoded pixels per group, per reference (default {DEFAULT_MAX_GROUP_PIXELS:_})",
+    )
+    h.add_argument(
+        "--max-request-pixels",
+        type=int,
+        default=DEFAULT_MAX_REQUEST_PIXELS,
+        help=f"decoded pixels per request, per reference (default {DEFAULT_MAX_REQUEST_PIXELS:_})",
+    )
+    h.add_argument(
+        "--max-pending-groups",
+        type=int,
+        default=4096,
+        help="groups queued or in flight in the pool; callers wait (then 503) past it (default 4096)",
+    )
     h.add_argument(
         "--timeout", type=float, default=170.0, help="per-request timeout in seconds (default 170)"
     )
@@ -188,6 +218,10 @@ def run(args: argparse.Namespace) -> int:
         max_image_bytes=max_image,
         cache_size=args.cache_size,
         request_timeout_s=args.timeout,
+        max_images_per_group=args.max_images_per_group,
+        max_group_pixels=args.max_group_pixels,
+        max_request_pixels=args.max_request_pixels,
+        max_pending_groups=args.max_pending_groups,
         max_restarts=args.max_restarts,
         restart_window_s=args.restart_window_s,
     )
