@@ -166,7 +166,10 @@ def load_image(ref: str | os.PathLike | bytes | Image.Image, roots: ImageRoots |
 def image_digest(image: Image.Image) -> str:
     """Content hash of a decoded image (size + RGB bytes), for caches keyed by what was seen."""
     h = hashlib.sha256(f"{image.width}x{image.height}".encode())
-    h.update(image.convert("RGB").tobytes())
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    # In strips of rows: the same bytes as ``rgb.tobytes()``, without a second full copy in memory.
+    for top in range(0, rgb.height, 256):
+        h.update(rgb.crop((0, top, rgb.width, min(rgb.height, top + 256))).tobytes())
     return h.hexdigest()[:32]
 
 
@@ -239,7 +242,7 @@ def shrink_for_tiling(
     size = (cols * tile, rows * tile)
     if image.width * image.height <= size[0] * size[1] + tile * tile:
         return image
-    rgb = image.convert("RGB")
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
     shrunk = rgb.resize(size, Image.Resampling.BICUBIC)
     shrunk.info = {}
     if cols * rows != 1:
