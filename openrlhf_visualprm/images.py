@@ -151,9 +151,27 @@ def image_ref_kind(ref: object) -> str:
         return "data_uri"
     if _URL.match(text):
         return "url"
-    if len(text) > 256 and _BASE64.fullmatch(text):
+    if len(text) > 256 and _BASE64.fullmatch(text) and _decodes_to_image_magic(text):
         return "base64"
     return "path"
+
+
+# Leading bytes of the formats PIL reads here: PNG, JPEG, GIF, WEBP (RIFF), BMP, TIFF (both orders).
+_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def _decodes_to_image_magic(text: str) -> bool:
+    """Whether bare base64 starts with an image format's magic bytes.
+
+    A long path made only of base64 characters (``aaaa...``, ``a/b/c...``) must stay a path, to be
+    confined to the roots and refused with its own message, not decoded into garbage.
+    """
+    head = "".join(text[:64].split())[:24]
+    try:
+        data = base64.b64decode(head[: len(head) // 4 * 4])
+    except ValueError:
+        return False
+    return data.startswith(_IMAGE_MAGIC)
 
 
 def load_image(ref: str | os.PathLike | bytes | Image.Image, roots: ImageRoots | None = None) -> Image.Image:

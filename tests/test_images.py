@@ -128,3 +128,19 @@ def test_corrupt_oversize_and_inline_images(tmp_path):
 def test_digest_depends_on_content():
     a, b = Image.new("RGB", (4, 4), (1, 1, 1)), Image.new("RGB", (4, 4), (1, 1, 2))
     assert image_digest(a) == image_digest(a.copy()) != image_digest(b)
+
+
+def test_bare_base64_is_an_image_only_when_it_decodes_to_one(tmp_path):
+    from openrlhf_visualprm.images import image_ref_kind
+
+    noisy = Image.effect_noise((64, 64), 80).convert("RGB")  # noise: a PNG well over 256 base64 chars
+    buf = io.BytesIO()
+    noisy.save(buf, format="PNG")
+    text = base64.b64encode(buf.getvalue()).decode()
+    assert len(text) > 256 and image_ref_kind(text) == "base64"
+    assert load_image(text).size == (64, 64)
+    # Long paths made only of base64 characters stay paths: confined to the roots, refused by name.
+    for path in ("a" * 1000, "a/" * 200 + "b" * 300):
+        assert image_ref_kind(path) == "path"
+        with pytest.raises(ImageError, match="cannot be opened|not found under"):
+            load_image(path, ImageRoots.of(tmp_path))

@@ -54,7 +54,7 @@ def test_a_qwen_vl_prompt_as_question_is_judged(judge):
 def test_the_service_takes_the_question_from_a_qwen_vl_prompt():
     from openrlhf_visualprm.workers.protocol import openrlhf_groups
 
-    groups, _ = openrlhf_groups(
+    groups, _, failed = openrlhf_groups(
         {
             "query": [QWEN_VL_PROMPT + "12<|im_end|>"],
             "prompts": [QWEN_VL_PROMPT],
@@ -63,4 +63,4 @@ def test_the_service_takes_the_question_from_a_qwen_vl_prompt():
         1024,
     )
     assert groups[0]["question"] == "What is the area of the rectangle?"
-    assert groups[0]["responses"] == ["12"]
+    assert groups[0]["responses"] == ["12"] and failed == {}
