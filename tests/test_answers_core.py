@@ -110,15 +110,20 @@ def test_outcome_reward_reads_ground_truth_from_any_label_form(label):
     )[0]
     assert [r["components"]["outcome"] for r in out] == [1.0, 0.0, 1.0, 0.0]
     assert [r["outcome"]["answer"] for r in out] == ["21", "20", "21.0", None]
+    assert all(r["outcome"]["has_truth"] for r in out)
 
 
-def test_outcome_reward_without_ground_truth_is_a_counted_bad_sample():
+def test_outcome_reward_without_ground_truth_is_neutral_zero_and_flagged():
     out = _outcome_scorer(key="solution").score_groups(
         [{"prompt": "p", "label": {"answer": "21"}, "images": None, "responses": ["\\boxed{21}"]}]
     )[0]
-    # a label without the ground truth is a bad sample: neutral 0, counted, with the reason
-    assert out[0]["components"]["outcome"] == 0.0 and out[0]["failed"] == ["outcome"]
-    assert "no ground truth" in out[0]["error"] and out[0]["reasons"] == ["no_truth"]
+    # a label without the field the component needs is a bad sample: neutral, counted, with its reason
+    assert out[0]["components"]["outcome"] == 0.0 and out[0]["outcome"] is None
+    assert (
+        out[0]["failed"] == ["outcome"]
+        and out[0]["reasons"] == ["no_truth"]
+        and "'solution'" in out[0]["error"]
+    )
 
 
 def test_exact_checker_needs_the_same_string():
@@ -142,9 +147,8 @@ def test_unusable_label_is_neutral_for_all_and_unusable_image_only_for_image_com
             [{"prompt": "p", "label": '{"answer": ', "images": None, "responses": ["1", "2"]}]
         )[0]
     assert [r["components"] for r in out] == [{"outcome": 0.0}, {"outcome": 0.0}]
-    assert "not valid JSON" in out[0]["error"] and "not valid JSON" in caplog.text
-    # The outcome check needs no image: an unreadable image leaves it scoring; with no component
-    # that reads the image nothing was neutralised, so nothing is counted.
+    assert "is not valid JSON" in out[0]["error"] and "is not valid JSON" in caplog.text
+    # The outcome check needs no image: an unreadable image leaves it scoring (images are not even loaded).
     out = scorer.score_groups(
         [
             {
@@ -156,4 +160,4 @@ def test_unusable_label_is_neutral_for_all_and_unusable_image_only_for_image_com
         ]
     )[0]
     assert [r["components"] for r in out] == [{"outcome": 1.0}, {"outcome": 0.0}]
-    assert out[0]["error"] is None and out[0]["failed"] == []
+    assert out[0]["error"] is None and out[0]["failed"] == []  # no component needed it: not a failed group

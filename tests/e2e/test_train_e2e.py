@@ -37,7 +37,8 @@ from e2e_harness import (  # noqa: I001 - on sys.path through tests/e2e/conftest
     token_end_positions,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# a launch takes 1-3 minutes on 2 busy cores; the session cluster starts with the first case
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1200)]
 TOL = 1e-6  # fp32 PRM on CPU, same weights on both sides
 
 
@@ -208,6 +209,16 @@ def direct_judge_rewards(rows: list, tokenizer, work) -> dict[int, float]:
     return out
 
 
+def assert_steps_match(rows: list, prm_res: dict[int, dict]) -> None:
+    """The per-sample PRM step logs equal the direct step scores (more telling than a min near 0)."""
+    for key, pick in (
+        ("prm/num_steps", lambda r: float(len(r["step_scores"]))),
+        ("prm/first_step_score", lambda r: r["step_scores"][0]),
+        ("prm/last_step_score", lambda r: r["step_scores"][-1]),
+    ):
+        assert_close({s.index: s.info[key] for s in rows}, {i: pick(r) for i, r in prm_res.items()}, key)
+
+
 def assert_close(got: dict[int, float], want: dict[int, float], what: str, tol: float = TOL) -> None:
     worst = max(abs(got[i] - want[i]) for i in want)
     assert worst <= tol, f"{what}: max |run - direct| = {worst:.3g}\n run:    {got}\n direct: {want}"
@@ -228,14 +239,16 @@ def assert_logged(run: Launch, rows: list, keys: list[str]) -> dict[str, list[fl
     return scalars
 
 
-def assert_group_norm(rows: list, want_reward: dict[int, float]) -> None:
+def assert_group_norm(rows: list) -> None:
     """group_norm: every action token's advantage and return is (r - mean) / (std + 1e-9) of its
-    group (unbiased std), from the hand-computed rewards."""
+    group's rewards (unbiased std), computed by hand in fp32 from the run's rewards (already
+    checked against direct scoring; a group of near-equal rewards makes this ill-conditioned in
+    anything but the precision OpenRLHF uses)."""
     for members in groups(rows).values():
-        r = torch.tensor([want_reward[s.index] for s in members], dtype=torch.float64)
+        r = torch.tensor([s.reward for s in members], dtype=torch.float32)
         for s, value in zip(members, (r - r.mean()) / (r.std() + 1e-9)):
             for name, got in (("advantages", s.advantages), ("returns", s.returns)):
-                assert torch.allclose(got.double(), torch.full_like(got.double(), float(value)), atol=1e-4), (
+                assert torch.allclose(got, torch.full_like(got, float(value)), atol=1e-5), (
                     f"sample {s.index} {name}: {got[:4].tolist()}..., by hand {float(value)}"
                 )
 
@@ -276,11 +289,6 @@ def assert_reinforce_baseline_dense(
 
 
 # ----------------------------------------------------------------------------- cases
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10: a relative --reward.image_roots is resolved in the Ray workers' cwd, so every group "
-    "fails (reward/failed_group == 1)",
-)
 def test_grpo_prm_min_outcome_judge_relative_roots(
     e2e_work, ray_cluster, direct_prm, policy_tokenizer, tmp_path
 ):
@@ -293,7 +301,7 @@ def test_grpo_prm_min_outcome_judge_relative_roots(
             e2e_work,
             tmp_path,
             "group_norm",
-            str(e2e_work.demo) if __import__("os").environ.get("E2E_TMP_ABS") else "demo",
+            "demo",  # relative: the launcher runs in e2e_work.root, the cluster elsewhere
             *"--reward.prm.aggregation min --reward.outcome.enable --reward.judge.backend vllm".split(),
             *"--reward.judge.rounds 1 --reward.judge.group_size 4".split(),
             *["--reward.judge.model", str(e2e_work.judge)],
@@ -308,11 +316,10 @@ def test_grpo_prm_min_outcome_judge_relative_roots(
     assert_none_failed(run, rows, "reward/failed_group")
     assert_vllm_saw_dataset_images(run, rows, e2e_work)
     outcome = assert_outcomes(rows, policy_tokenizer, e2e_work, "reward/outcome")
-    prm = {
-        i: r["score"]
-        for i, r in direct_prm_results(rows, policy_tokenizer, e2e_work, direct_prm, "min").items()
-    }
+    prm_res = direct_prm_results(rows, policy_tokenizer, e2e_work, direct_prm, "min")
+    prm = {i: r["score"] for i, r in prm_res.items()}
     assert_close({s.index: s.info["reward/prm"] for s in rows}, prm, "reward/prm (min)")
+    assert_steps_match(rows, prm_res)
     judged = direct_judge_rewards(rows, policy_tokenizer, e2e_work)
     seen = sorted(md5 for req in read_jsonl(run.case_dir / "vllm-judge.jsonl") for md5 in req["images"])
     group_images = sorted(image_md5(g[0].images[0]) for g in groups(rows).values())
@@ -324,7 +331,7 @@ def test_grpo_prm_min_outcome_judge_relative_roots(
         for i in prm
     }
     assert_close({s.index: s.reward for s in rows}, want, "reward")
-    assert_group_norm(rows, want)
+    assert_group_norm(rows)
     assert_logged(
         run, rows, ["reward/prm", "reward/outcome", "reward/judge", "reward/failed_group", "prm/num_steps"]
     )
@@ -362,17 +369,13 @@ def test_reinforce_baseline_dense_diff(mode, e2e_work, ray_cluster, direct_prm, 
         {i: r["score"] for i, r in prm_res.items()},
         "reward/prm",
     )
+    assert_steps_match(rows, prm_res)
     scalar = {i: w_outcome * outcome[i] for i in outcome}  # dense mode: the PRM comes as step rewards
     assert_close({s.index: s.reward for s in rows}, scalar, "scalar reward")
     assert_reinforce_baseline_dense(rows, scalar, prm_res, policy_tokenizer, w_prm, v0)
     assert_logged(run, rows, ["reward/prm", "reward/outcome", "reward/failed_group", "reward/dense_sum"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10: with image prompts the query holds the processor-expanded image tokens, so "
-    "reward_fns cannot find the prompt in it: every sample gets 0 (reward_fn/failed == 1)",
-)
 def test_stock_train_ppo_ray_with_reward_fns(e2e_work, ray_cluster, direct_prm, policy_tokenizer, tmp_path):
     """Stock ``python -m openrlhf.cli.train_ppo_ray --reward.remote_url`` with the project's
     ``reward_fns/outcome.py`` and ``reward_fns/visualprm.py`` (both, in one launch) on image prompts."""
@@ -402,7 +405,7 @@ def test_stock_train_ppo_ray_with_reward_fns(e2e_work, ray_cluster, direct_prm, 
     assert_close({s.index: s.info["visualprm.py/reward"] for s in rows}, prm, "reward_fns/visualprm.py")
     want = {i: outcome[i] + prm[i] for i in prm}
     assert_close({s.index: s.reward for s in rows}, want, "reward")
-    assert_group_norm(rows, want)
+    assert_group_norm(rows)
     assert_logged(run, rows, ["outcome.py/reward", "visualprm.py/reward", "visualprm.py/prm_num_steps"])
 
 
@@ -445,11 +448,6 @@ def reward_service(e2e_work, ray_cluster, tmp_path):
         log.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10: the service cannot separate the response from a VLM query (the prompt is not in "
-    "it) and scores the templated prompt as the question",
-)
 def test_stock_train_with_reward_service(
     e2e_work, ray_cluster, reward_service, direct_prm, policy_tokenizer, tmp_path
 ):
@@ -470,7 +468,7 @@ def test_stock_train_with_reward_service(
         for i, r in direct_prm_results(rows, policy_tokenizer, e2e_work, direct_prm, "mean").items()
     }
     assert_close({s.index: s.reward for s in rows}, prm, "reward from the service")
-    assert_group_norm(rows, prm)
+    assert_group_norm(rows)
     assert_logged(run, rows, ["prm_num_steps", "prm_min_step"])
 
 
