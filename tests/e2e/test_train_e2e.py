@@ -286,11 +286,6 @@ def assert_reinforce_baseline_dense(
 
 
 # ----------------------------------------------------------------------------- cases
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10: a relative --reward.image_roots is resolved in the Ray workers' cwd, so every group "
-    "fails (reward/failed_group == 1)",
-)
 def test_grpo_prm_min_outcome_judge_relative_roots(
     e2e_work, ray_cluster, direct_prm, policy_tokenizer, tmp_path
 ):
@@ -378,11 +373,6 @@ def test_reinforce_baseline_dense_diff(mode, e2e_work, ray_cluster, direct_prm, 
     assert_logged(run, rows, ["reward/prm", "reward/outcome", "reward/failed_group", "reward/dense_sum"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10: with image prompts the query holds the processor-expanded image tokens, so "
-    "reward_fns cannot find the prompt in it: every sample gets 0 (reward_fn/failed == 1)",
-)
 def test_stock_train_ppo_ray_with_reward_fns(e2e_work, ray_cluster, direct_prm, policy_tokenizer, tmp_path):
     """Stock ``python -m openrlhf.cli.train_ppo_ray --reward.remote_url`` with the project's
     ``reward_fns/outcome.py`` and ``reward_fns/visualprm.py`` (both, in one launch) on image prompts."""
@@ -455,11 +445,6 @@ def reward_service(e2e_work, ray_cluster, tmp_path):
         log.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10: the service cannot separate the response from a VLM query (the prompt is not in "
-    "it) and scores the templated prompt as the question",
-)
 def test_stock_train_with_reward_service(
     e2e_work, ray_cluster, reward_service, direct_prm, policy_tokenizer, tmp_path
 ):
