@@ -150,6 +150,12 @@ def timed(actor, groups: list[dict], batched: bool) -> tuple[float, dict[str, fl
     return time.perf_counter() - start, per_component, results
 
 
+def best_of(repeats: int, actor, groups: list[dict], batched: bool) -> tuple[float, dict[str, float], list]:
+    """The fastest of ``repeats`` runs (shared machines are noisy; the results are deterministic)."""
+    runs = [timed(actor, groups, batched) for _ in range(max(1, repeats))]
+    return min(runs, key=lambda run: run[0])
+
+
 def max_diff(a: list, b: list) -> dict[str, float]:
     out: dict[str, float] = {}
     for ga, gb in zip(a, b, strict=True):
@@ -180,6 +186,9 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=None, help="steps per response (default 8, tiny 3)")
     ap.add_argument("--words", type=int, default=None, help="words per step (default 45, tiny 8)")
     ap.add_argument("--tiles", type=int, default=7, help="image tiles (InternVL grid + thumbnail)")
+    ap.add_argument(
+        "--repeats", type=int, default=None, help="time each way this often, keep the fastest (tiny 2)"
+    )
     ap.add_argument("--skip-per-group", action="store_true", help="time only the batched runtime")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = ap.parse_args()
@@ -206,6 +215,7 @@ def main() -> int:
     args.rounds = args.rounds or (1 if tiny else 4)
     args.gen_tokens = args.gen_tokens or (32 if tiny else 512)
     n_groups = args.groups or (8 if tiny else 64)
+    args.repeats = args.repeats or (2 if tiny else 1)
     steps = args.steps or (3 if tiny else 8)
     words = args.words or (8 if tiny else 45)
     if tiny:
@@ -226,10 +236,11 @@ def main() -> int:
     # Warm-up outside the timings: the first call pays one-off costs (math-verify's process pool
     # and sympy import, lazy CUDA / kernel set-up) that would otherwise land on whichever runs first.
     actor.score_groups(make_groups(1, 2, 1, 4, image, seed=99))
-    batched_s, batched_parts, batched = timed(actor, groups, batched=True)
+    batched_s, batched_parts, batched = best_of(args.repeats, actor, groups, batched=True)
     row = {
         "components": components,
         "device": args.device,
+        "repeats": args.repeats,
         "groups": n_groups,
         "responses": n_groups * args.group,
         "batched_s": round(batched_s, 3),
@@ -237,7 +248,7 @@ def main() -> int:
         "responses_per_s": round(n_groups * args.group / batched_s, 2),
     }
     if not args.skip_per_group:
-        per_s, per_parts, per = timed(actor, groups, batched=False)
+        per_s, per_parts, per = best_of(args.repeats, actor, groups, batched=False)
         diff = max_diff(batched, per)
         row |= {
             "per_group_s": round(per_s, 3),

@@ -80,6 +80,7 @@ def ray_cluster(e2e_work: E2EWork):
         TOKENIZERS_PARALLELISM="false",
         RAY_DEDUP_LOGS="0",
         RAY_USAGE_STATS_ENABLED="0",
+        RAY_prestart_worker_first_driver="0",  # no idle workers: every launch has its own runtime_env
     )
     # Short: Ray puts Unix sockets under it (107-character limit).
     temp_dir = Path(tempfile.mkdtemp(prefix="rayE2E-", dir="/tmp"))

@@ -89,6 +89,10 @@ class RayCluster:
             f"--temp-dir={self.temp_dir}",
             "--include-dashboard=false",
             "--disable-usage-stats",
+            # OS-assigned worker ports: the default range 10002-19999 is shared with any other
+            # Ray cluster on the machine, and a taken port kills the driver at connect
+            "--min-worker-port=0",
+            "--max-worker-port=0",
             *(f"{flag}={value}" for flag, value in ports.items()),
         ]
         self.address = f"127.0.0.1:{port}"
