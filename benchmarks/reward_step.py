@@ -76,9 +76,8 @@ def build_actor(args, components: list[str], tiny_dir: Path | None):
     from openrlhf_visualprm.plugin.plan import JudgeConfig, OutcomeConfig, PRMConfig, RewardPlan
 
     if args.device == "cpu":  # OpenRLHF's actor module imports vLLM / flash-attn at import time
-        # CPU import stand-ins are test code (tests/support/), not part of the package
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
-        import cpu_stubs
+        sys.path.insert(0, str(ROOT / "tests" / "support"))
+        import cpu_stubs  # the tests' import stand-ins (CPU only; never where a GPU run happens)
 
         cpu_stubs.install()
     from openrlhf_visualprm.plugin.reward_actor import RewardActor
@@ -123,7 +122,9 @@ def build_actor(args, components: list[str], tiny_dir: Path | None):
             stop_at_answer=False,
             generate_kwargs={"min_new_tokens": args.gen_tokens},
         )
-        runtime.components["judge"] = JudgeComponent(MRJudge(backend, schedule="listwise", k=4, rounds=args.rounds))
+        runtime.components["judge"] = JudgeComponent(
+            MRJudge(backend, schedule="listwise", k=4, rounds=args.rounds)
+        )
     runtime.components = {c: runtime.components[c] for c in COMPONENTS if c in runtime.components}
     return actor
 
@@ -165,12 +166,16 @@ def main() -> int:
     ap.add_argument("--groups", type=int, default=None, help="prompts per step (default 64, tiny 8)")
     ap.add_argument("--group", type=int, default=8, help="responses per prompt (default 8)")
     ap.add_argument("--device", default=None, help="cpu | cuda (default: cuda, tiny: cpu)")
-    ap.add_argument("--dtype", default=None, help="PRM dtype on CUDA (default bfloat16)")
+    ap.add_argument(
+        "--dtype", default=None, help="PRM dtype (default auto: bfloat16 on CUDA, float32 on CPU)"
+    )
     ap.add_argument("--prm-model", default=None, help="VisualPRM checkpoint (default: tiny / random 8B)")
     ap.add_argument("--judge-model", default=None, help="judge checkpoint (default: tiny / random 7B)")
     ap.add_argument("--model", default=None, help="checkpoint of the one model component selected")
     ap.add_argument("--rounds", type=int, default=None, help="listwise judge rounds (default 4, tiny 1)")
-    ap.add_argument("--gen-tokens", type=int, default=None, help="judge tokens per call (default 512, tiny 32)")
+    ap.add_argument(
+        "--gen-tokens", type=int, default=None, help="judge tokens per call (default 512, tiny 32)"
+    )
     ap.add_argument("--judge-batch-size", type=int, default=64, help="random 7B judge: calls per generate")
     ap.add_argument("--steps", type=int, default=None, help="steps per response (default 8, tiny 3)")
     ap.add_argument("--words", type=int, default=None, help="words per step (default 45, tiny 8)")
@@ -188,14 +193,16 @@ def main() -> int:
     if args.model:
         models = [c for c in components if c != "outcome"]
         if len(models) != 1:
-            ap.error("--model needs exactly one of prm / judge in --components (else --prm-model / --judge-model)")
+            ap.error(
+                "--model needs exactly one of prm / judge in --components (else --prm-model / --judge-model)"
+            )
         setattr(args, f"{models[0]}_model", args.model)
     tiny = args.tiny
     args.device = args.device or ("cpu" if tiny else "cuda")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA device: run with --tiny (CPU)", file=sys.stderr)
         return 2
-    args.dtype = args.dtype or "bfloat16"
+    args.dtype = args.dtype or "auto"  # bfloat16 on CUDA, float32 on CPU
     args.rounds = args.rounds or (1 if tiny else 4)
     args.gen_tokens = args.gen_tokens or (32 if tiny else 512)
     n_groups = args.groups or (8 if tiny else 64)
@@ -216,6 +223,9 @@ def main() -> int:
     image = image_for_tiles(1 if tiny else args.tiles)
     groups = make_groups(n_groups, args.group, steps, words, image)
     actor = build_actor(args, components, tiny_dir)
+    # Warm-up outside the timings: the first call pays one-off costs (math-verify's process pool
+    # and sympy import, lazy CUDA / kernel set-up) that would otherwise land on whichever runs first.
+    actor.score_groups(make_groups(1, 2, 1, 4, image, seed=99))
     batched_s, batched_parts, batched = timed(actor, groups, batched=True)
     row = {
         "components": components,
@@ -238,7 +248,9 @@ def main() -> int:
     if args.json:
         print(json.dumps(row))
         return 0
-    print(f"reward step: {n_groups} groups x {args.group} responses on {args.device}, components {components}")
+    print(
+        f"reward step: {n_groups} groups x {args.group} responses on {args.device}, components {components}"
+    )
     print(f"{'component':<10} {'batched s':>10} {'per-group s':>12} {'speedup':>8} {'max |diff|':>11}")
     for name in [*batched_parts, "total"]:
         b = batched_s if name == "total" else batched_parts[name]

@@ -3,6 +3,11 @@
 Subcommands live in their own modules and are imported only when chosen, so ``--help`` is fast
 and a subcommand that needs Ray or OpenRLHF does not slow down one that does not. Each module
 exposes ``add_arguments(parser)`` and ``run(args) -> int``.
+
+Errors: the project's own errors (bad input, a model that cannot be loaded, data in the wrong
+layout, an evaluation that evaluated nothing) are expected outcomes for a user, not bugs: one
+handler here prints ``openrlhf-visualprm COMMAND: error: MESSAGE`` and exits with status 2.
+Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +20,10 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("openrlhf_visualprm.demo", "score the bundled mini multimodal-math set and write a report"),
     "score": ("openrlhf_visualprm.prm.cli_score", "score responses to an image + question with VisualPRM"),
+    "check-model": (
+        "openrlhf_visualprm.prm.check",
+        "load a VisualPRM strictly and check it against the released checkpoints",
+    ),
     "prm-prompt": (
         "openrlhf_visualprm.prm.cli_prompt",
         "print the exact text VisualPRM reads for given steps",
@@ -59,6 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _project_error_types() -> tuple[type[BaseException], ...]:
+    """The error classes the package raises on purpose (imported only when an error happened)."""
+    from openrlhf_visualprm.errors import VisualPRMError
+
+    return (VisualPRMError,)
+
+
+def _message(exc: BaseException) -> str:
+    # KeyError's str() quotes its message; the others read as they were written.
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    return str(exc) or type(exc).__name__
+
+
 def _quiet_known_warnings() -> None:
     import warnings
 
@@ -91,7 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     module.add_arguments(sub_parser)
     args = sub_parser.parse_args(rest)
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except Exception as exc:
+        if not isinstance(exc, _project_error_types()):
+            raise
+        print(f"openrlhf-visualprm {name}: error: {_message(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

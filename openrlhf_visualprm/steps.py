@@ -16,9 +16,14 @@ Empty pieces, documented behaviour:
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
+
+from openrlhf_visualprm.errors import ConfigError
 
 DEFAULT_SEPARATOR = "\n\n"
 
@@ -100,3 +105,38 @@ def steps_from_list(steps: list[str], separator: str = DEFAULT_SEPARATOR) -> tup
         out.append(Step(text, pos, pos + len(text)))
         pos += len(text) + len(separator)
     return separator.join(steps), out
+
+
+def read_responses_file(path: str | os.PathLike) -> tuple[list[str] | None, list[list[str]] | None]:
+    """``(responses, steps)`` from a JSONL file, exactly one of them set: the CLIs' one reader.
+
+    Each line is a JSON string, ``{"response": str}`` (``"text"`` also accepted) or
+    ``{"steps": [str, ...]}`` (explicit steps); one kind per file. ``ConfigError`` names the bad line.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--responses file {str(p)!r} does not exist")
+    responses: list[str] = []
+    steps: list[list[str]] = []
+    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{p}:{lineno}: not valid JSON ({exc.msg})") from exc
+        if isinstance(item, dict) and isinstance(item.get("steps"), list):
+            steps.append([str(s) for s in item["steps"]])
+            continue
+        if isinstance(item, dict):
+            item = item.get("response", item.get("text"))
+        if not isinstance(item, str):
+            raise ConfigError(
+                f'{p}:{lineno}: expected a JSON string, {{"response": str}} or {{"steps": [str, ...]}}'
+            )
+        responses.append(item)
+    if responses and steps:
+        raise ConfigError(f"{p}: mixes whole responses and 'steps' lines; use one kind per file")
+    if not responses and not steps:
+        raise ConfigError(f"--responses file {str(p)!r} holds no responses")
+    return (responses or None), (steps or None)

@@ -187,7 +187,7 @@ def test_v11_to_internvl_cuts_at_unlabelled_and_reads_back(sample_dir):
     conv = to_internvl(read_v11_raw(row, unestimated="mask"))
     back = read_v1(conv)
     assert back.labels == [True, False] and back.question == "What is 6 x 2?"
-    assert conv["conversations"][0]["value"].startswith("<image>\n### Question:\n")
+    assert conv["conversations"][0]["value"].startswith("### Question:\n<image>\nWhat is 6 x 2?")
 
 
 def test_stepwise_is_trl_layout_with_soft_labels(sample_dir):
@@ -271,7 +271,9 @@ def test_vlrewardbench_reader_category_and_preferred(sample_dir):
     pairs = [read_vlrewardbench(r, i + 1) for i, r in enumerate(rows)]
     assert [p.category for p in pairs] == ["general", "hallucination", "reasoning"]
     assert [p.preferred for p in pairs] == [0, 1, 0]
-    assert read_vlrewardbench(dict(rows[0], id="zzz-1"), 1).category == "unknown"
+    # Hugging Face copy (no image_path): the official id rule; any other prefix is vlfeedback.
+    assert read_vlrewardbench(dict(rows[0], id="LRVInstruction-000000007746"), 1).category == "general"
+    assert read_vlrewardbench(dict(rows[0], id="hallucination_pair-12585"), 1).category == "hallucination"
     with pytest.raises(ValueError, match="human_ranking"):
         read_vlrewardbench(dict(rows[0], human_ranking=[0, 0]), 1)
 
@@ -328,8 +330,12 @@ def test_convert_data_cli_stop_exits_nonzero_naming_the_line(tmp_path, capsys):
             "stop",
         ]
     )
-    assert rc == 1
-    assert "bad.jsonl:1: missing or refused image" in capsys.readouterr().out
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("openrlhf-visualprm convert-data: error:")
+        and "bad.jsonl:1: missing or refused image" in err
+    )
 
 
 def test_stepwise_parquet_keeps_null_labels_and_internvl_parquet_fails_clearly(sample_dir, tmp_path):

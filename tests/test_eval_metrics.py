@@ -6,7 +6,6 @@ import math
 
 import pytest
 
-from openrlhf_visualprm.eval.bon import knockout
 from openrlhf_visualprm.eval.metrics import (
     accuracy_report,
     argmax_first,
@@ -123,25 +122,3 @@ def test_n_values():
     assert n_values(1) == [1]
     assert n_values(4) == [1, 2, 4]
     assert n_values(6) == [1, 2, 4, 6]
-
-
-def test_knockout_bracket_and_failures():
-    strength = [3, 9, 1, 5, 7]
-
-    def stronger(i, j):
-        return 0 if strength[i] >= strength[j] else 1
-
-    winner, calls, failures = knockout(5, stronger)
-    assert winner == 1 and calls == 4 and failures == 0
-
-    shown = []
-
-    def failing(i, j):
-        shown.append((i, j))
-        return None
-
-    winner, calls, failures = knockout(3, failing)
-    assert calls == 2 and failures == 2
-    # failure -> the first-shown advances; (0,1): 0+1 odd -> shown (1,0) -> 1 advances; then (1,2)
-    # 1+2 odd -> shown (2,1) -> 2 advances
-    assert shown == [(1, 0), (2, 1)] and winner == 2

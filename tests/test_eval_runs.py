@@ -11,7 +11,7 @@ from openrlhf_visualprm.cli import main as cli_main
 from openrlhf_visualprm.data import samples
 from openrlhf_visualprm.data.records import BadDataError
 from openrlhf_visualprm.eval.bon import evaluate_bon
-from openrlhf_visualprm.eval.judge_adapter import BackendPairJudge
+from openrlhf_visualprm.eval.judge_adapter import MRJudgePair
 from openrlhf_visualprm.eval.judge_bench import evaluate_vlrewardbench
 from openrlhf_visualprm.eval.prm_bench import evaluate_processbench
 from openrlhf_visualprm.eval.results import ResumeMismatchError
@@ -216,18 +216,18 @@ def test_eval_judge_counts_parse_failures_as_wrong(sample_dir, tmp_path):
     assert rep["order_stats"]["parse_failures"] == 6 and rep["order_stats"]["parse_failure_rate"] == 1.0
 
 
-def test_backend_pair_judge_keeps_order_and_parses():
-    from openrlhf_visualprm.judge.backends import ScriptedBackend
+def test_pair_judge_keeps_order_and_parses():
+    from openrlhf_visualprm.judge import MRJudge, ScriptedBackend
 
     outputs = ["<think>b is right</think><answer>B</answer>", "no verdict here", "gibberish"]
     backend = ScriptedBackend(outputs, labeler=lambda req, partial: "A")
-    judge = BackendPairJudge(backend, fallback="none")
+    judge = MRJudgePair(MRJudge(backend))
     assert judge([], "Which?", "first text", "second <answer>A</answer> text") == 1
     text = backend.requests[0].user_text
     assert text.index("first text") < text.index("second")
     assert "<answer>A</answer> text" not in text  # the candidate's own verdict markup was neutralised
     assert judge([], "Which?", "x", "y") is None and judge.stats["parse_failures"] == 1
-    reask = BackendPairJudge(backend, fallback="reask")
+    reask = MRJudgePair(MRJudge(backend, reask=True))
     assert reask([], "Which?", "x", "y") == 0 and reask.stats["reasked"] == 1
 
 
@@ -301,8 +301,13 @@ def test_eval_bon_scripted_selectors_by_hand(sample_dir, tmp_path):
     table = {"ANS 7": 0.9, "ANS 12": 0.8, "ANS 5": 0.2, "ANS 14": 0.3, "no answer": 0.1}
     scorer = StepScorer({**table, "a": 0.5, "b": 0.5, "c": 0.5, "d": 0.5, "e": 0.5, "f": 0.5, "g": 0.5})
 
-    def judge_prefers_later(images, q, first, second):
-        return 1  # second shown always wins
+    truths = {
+        json.loads(line)["question"]: json.loads(line)["answer"] for line in data.read_text().splitlines()
+    }
+
+    def judge_knows_the_answer(images, q, first, second):
+        # content-aware: picks a right candidate wherever it is shown, else the first shown
+        return 1 if _extract(second) == truths[q] and _extract(first) != truths[q] else 0
 
     rep = evaluate_bon(
         data,
@@ -310,7 +315,7 @@ def test_eval_bon_scripted_selectors_by_hand(sample_dir, tmp_path):
         ImageRoots.of(sample_dir),
         {"data": "b"},
         scorer,
-        judge_prefers_later,
+        judge_knows_the_answer,
         _extract,
         _verify,
         progress=False,
@@ -326,9 +331,9 @@ def test_eval_bon_scripted_selectors_by_hand(sample_dir, tmp_path):
     # PRM mean @4: q1 picks a "ANS 7" response -> right; q2 picks "ANS 12" (0.65) -> right
     assert acc["PRM (mean)"]["4"] == 1.0 and acc["PRM (last)"]["2"] == 1.0
     assert acc["PRM (min)"]["1"] == 0.5
-    # judge: second shown always wins. N=2 over (0,1): 0+1 odd -> shown (1,0) -> 0 wins
-    # q1 -> response 0 wrong, q2 -> response 0 right
-    assert acc["judge (knockout)"]["2"] == 0.5
+    # judge: a right candidate always wins its match, so the bracket's champion is right exactly
+    # when one of the N is: knockout accuracy equals pass@N whatever the seeding
+    assert acc["judge (knockout)"] == {"1": 0.5, "2": 1.0, "4": 1.0}
     assert rep["answers_not_extracted"] == 1
     assert (tmp_path / "o" / "accuracy_vs_n.png").stat().st_size > 1000
 
@@ -369,17 +374,6 @@ def test_eval_bon_cli_with_tiny_models(tiny_prm_path, tiny_judge_path, demo_data
     assert "PRM (mean)" in capsys.readouterr().out
 
 
-def test_cli_errors_wrapper_turns_stop_into_exit_status(capsys):
-    from openrlhf_visualprm.eval.loop import cli_errors
-
-    @cli_errors
-    def run(_args):
-        raise ResumeMismatchError("results.jsonl was written with different settings")
-
-    assert run(None) == 1
-    assert "error: results.jsonl was written" in capsys.readouterr().err
-
-
 def test_duplicate_ids_are_bad_lines_not_merged(sample_dir, tmp_path):
     row = samples.vlrewardbench_rows()[0]
     data = tmp_path / "dup.jsonl"
@@ -390,4 +384,25 @@ def test_duplicate_ids_are_bad_lines_not_merged(sample_dir, tmp_path):
     assert rep["counts"]["valid_items"] == 1 and rep["counts"]["bad_lines"] == 1
     assert (
         "duplicate id 'wildvision-battle-1' (first seen at line 1)" in rep["bad_lines"]["lines"][0]["reason"]
+    )
+
+
+def test_eval_prm_skips_nul_and_overlong_image_paths(sample_dir, tmp_path):
+    """Issue 14 item 5: these raised ValueError / OSError out of the loop and ended the run."""
+    rows = samples.processbench_rows()
+    lines = [
+        dict(rows[0], image=["images/x\u0000.png"]),
+        dict(rows[1], image=["a" * 10_000]),
+        dict(rows[2], image=["a/" * 200 + "b" * 300]),
+        rows[3] if len(rows) > 3 else dict(rows[0], id="ok-row"),
+    ]
+    data = tmp_path / "paths.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    rep = evaluate_processbench(
+        data, StepScorer(), tmp_path / "o", ImageRoots.of(sample_dir), FP, progress=False
+    )
+    reasons = [s["skipped"] for s in rep["skipped"]]
+    assert rep["counts"]["skipped_items"] == 3, reasons
+    assert (
+        "NUL character" in reasons[0] and "longer than 4096" in reasons[1] and "not found under" in reasons[2]
     )

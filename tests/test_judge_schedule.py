@@ -15,6 +15,7 @@ from openrlhf_visualprm.judge.schedule import (
     knockout_rounds,
     knockout_seeding,
     listwise,
+    run_bracket,
     versus_reference,
 )
 
@@ -116,3 +117,34 @@ def test_knockout_bracket_calls_and_byes():
             survivors = byes + [m.order[0] for m in matches]
             rounds += 1
         assert calls == n - 1 and rounds == knockout_rounds(n)
+
+
+def test_run_bracket_the_strongest_wins_in_n_minus_1_calls_whatever_the_seeding():
+    strength = [3, 9, 1, 5, 7]
+
+    def stronger(m):  # reads who is in the match, not where they are shown
+        return max(m.order, key=lambda i: strength[i])
+
+    for seed in range(6):
+        assert run_bracket(5, stronger, random.Random(seed)) == (1, 4, 0)
+
+
+def test_run_bracket_follows_mrjudge_knockout_rules_on_failed_verdicts():
+    # The evaluator's bracket and the judge's batched knockout share seeding, label order, byes and
+    # the coin for failed verdicts: with the same seed they show the same matches, crown the same one.
+    from openrlhf_visualprm.judge import MRJudge, ScriptedBackend
+    from openrlhf_visualprm.judge.judge import JudgeGroup, group_seed
+
+    group = JudgeGroup([], "Which is right?", [f"answer {i}" for i in range(7)])
+    judge = MRJudge(ScriptedBackend(lambda req: "no verdict"), schedule="knockout", seed=3)
+    result = judge.judge_groups([group])[0]
+    shown = []
+
+    def failing(m):
+        shown.append(m.order)
+        return None
+
+    winner, calls, failures = run_bracket(7, failing, random.Random(group_seed(3, group)))
+    assert (calls, failures) == (6, 6) == (len(result.calls), result.stats["parse_failures"])
+    assert shown == [c.order for c in result.calls]
+    assert winner == result.best

@@ -262,7 +262,7 @@ def test_attach_rewards_combines_components_and_places_dense_rewards(tokenizer):
             "components": {"prm": min(scores), "outcome": float(i == 0 or i == 2)},
             "prm": {"step_scores": scores, "spans": [[s.start, s.end] for s in steps], "truncated": False,
                     "note": None},
-            "judge": None, "outcome": {"answer": "21", "has_truth": True},
+            "judge": None, "outcome": {"answer": "21"},
         })  # fmt: skip
     maker = _maker(PluginExperienceMaker, "reinforce_baseline", plan=plan)
     maker.attach_rewards([exp], [results], where)

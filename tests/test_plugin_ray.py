@@ -234,10 +234,97 @@ def test_reward_plan_with_a_pool_scores_the_prm_through_the_named_pool(
         }
         pooled_plan = RewardPlan.from_dict({**plan.to_dict(), "judge": None, "pool": "plugin-test-pool"})
         (via_pool,) = PluginRewards(pooled_plan).score_groups([group])
-        (via_actor,) = ray.get(reward_group.async_run_method_batch(method_name="score_groups", groups=[[group]]))
+        (via_actor,) = ray.get(
+            reward_group.async_run_method_batch(method_name="score_groups", groups=[[group]])
+        )
         for a, b in zip(via_pool, via_actor[0][0]):
             assert a["prm"]["step_scores"] == pytest.approx(b["prm"]["step_scores"], abs=1e-5)
             assert a["components"]["prm"] == pytest.approx(b["components"]["prm"], abs=1e-5)
             assert a["components"]["outcome"] == b["components"]["outcome"]
     finally:
         pool.shutdown()
+
+
+class _Recording:
+    """A model group proxy that records what the experience maker asks of it, in order."""
+
+    def __init__(self, inner, name: str, events: list[str]) -> None:
+        self._inner, self._name, self._events = inner, name, events
+
+    def async_run_method_batch(self, method_name, **kwargs):
+        self._events.append(f"{self._name}.{method_name}")
+        return self._inner.async_run_method_batch(method_name=method_name, **kwargs)
+
+    def async_run_method(self, method_name, *args, **kwargs):
+        self._events.append(f"{self._name}.{method_name}")
+        if self._inner is None:
+            return [ray.put(None)]
+        return self._inner.async_run_method(method_name, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+class _Policy(FakePolicyGroup):
+    def async_run_method(self, method_name, *args, **kwargs):
+        return [ray.put(None)]
+
+
+@pytest.mark.parametrize("colocate_all", [False, True])
+def test_rewards_are_submitted_before_the_forward_passes_and_collected_after(
+    reward_group, tokenizer, demo_data, colocate_all
+):
+    """Overlap: the reward actors work while OpenRLHF runs its policy forward. Colocated (like
+    OpenRLHF's own reward model): rewards first, then the actors' CUDA cache is emptied."""
+    samples, meta = _rollout(tokenizer, demo_data)
+    args = _args(micro_batch_size=4)
+    args.train.colocate_all = colocate_all
+    events: list[str] = []
+    maker = PluginExperienceMaker(
+        _Recording(_Policy(), "policy", events), None, _Recording(reward_group, "reward", events), None,
+        SimpleNamespace(value=0.0), SimpleNamespace(args=args), tokenizer,
+    )  # fmt: skip
+    collect = maker.collect_rewards
+    maker.collect_rewards = lambda refs, n: events.append("collect") or collect(refs, n)
+    experiences = maker.make_experience_batch(samples)
+    if colocate_all:
+        assert events == [
+            "reward.score_groups",
+            "reward.empty_cache",
+            "policy.forward",
+            "policy.empty_cache",
+            "collect",
+        ]
+    else:
+        assert events == ["reward.score_groups", "policy.forward", "collect"]
+    rewards = torch.cat([e.rewards for e in experiences])
+    assert torch.isfinite(rewards).all()  # the NaN placeholders were all replaced
+    order = torch.cat([torch.tensor(e.index) for e in experiences]).tolist()
+    outcome = torch.cat([e.info["reward/outcome"] for e in experiences])
+    assert outcome.tolist() == [float(meta[i][1]["correct"]) for i in order]
+
+
+def test_reward_actor_batched_call_equals_one_call_per_group(reward_group, demo_data):
+    """The actor host: all groups in one call (batched runtime) = one call per group."""
+    items = [json.loads(line) for line in demo_data.read_text().splitlines()[:3]]
+    groups = [
+        {
+            "prompt": "p",
+            "label": {"answer": it["answer"], "question": it["question"]},
+            "images": [it["image"]],
+            "responses": [c["response"] for c in it["candidates"][:3]],
+        }
+        for it in items
+    ]
+    (batched,) = ray.get(reward_group.async_run_method_batch(method_name="score_groups", groups=[groups]))
+    per_group = [
+        ray.get(reward_group.async_run_method_batch(method_name="score_groups", groups=[[g]]))[0][0][0]
+        for g in groups
+    ]
+    assert len(batched[0]) == len(groups)
+    for rows_b, rows_p, item in zip(batched[0], per_group, items):
+        for b, p, cand in zip(rows_b, rows_p, item["candidates"]):
+            assert b["components"]["prm"] == pytest.approx(p["components"]["prm"], abs=1e-5)
+            assert b["prm"]["step_scores"] == pytest.approx(p["prm"]["step_scores"], abs=1e-5)
+            assert b["components"]["outcome"] == p["components"]["outcome"] == float(cand["correct"])
+            assert b["components"]["judge"] == p["components"]["judge"]

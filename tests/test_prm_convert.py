@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from openrlhf_visualprm.errors import ModelError
 from openrlhf_visualprm.prm.scorer import VisualPRM
 
 VISION_INV = {
@@ -241,5 +242,5 @@ def test_tokenizer_needing_remote_code_gets_a_clear_error(tiny_prm_path, tmp_pat
     cfg["tokenizer_class"] = "InternLM2Tokenizer"
     cfg["auto_map"] = {"AutoTokenizer": ["tokenization_internlm2.InternLM2Tokenizer", None]}
     (folder / "tokenizer_config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match="tokenizer.json"):
+    with pytest.raises(ModelError, match="tokenizer.json"):
         VisualPRM.from_pretrained(str(folder))

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from openrlhf_visualprm.images import ImageError, ImageRoots
-from openrlhf_visualprm.models import CheckpointNotFound
 from openrlhf_visualprm.prm.aggregate import aggregate
+from openrlhf_visualprm.prm.checkpoint import CheckpointNotFound
 from openrlhf_visualprm.prm.scorer import VisualPRM
 
 GROUP = [
@@ -138,7 +138,7 @@ def test_alias_resolves_from_offline_hf_cache(tiny_prm_path, tmp_path, monkeypat
     """`visualprm` finds OpenGVLab/VisualPRM-8B-v1_1 in a local HF cache with HF_HUB_OFFLINE=1."""
     import shutil
 
-    from openrlhf_visualprm.models import resolve_checkpoint
+    from openrlhf_visualprm.prm.checkpoint import resolve_checkpoint
 
     cache = tmp_path / "hub"
     repo = cache / "models--OpenGVLab--VisualPRM-8B-v1_1"

@@ -73,3 +73,30 @@ def test_explicit_steps_keep_blank_entries_and_exact_spans():
     text, steps = steps_from_list(["a\n\ninner blank", "", "c"])
     assert [s.text for s in steps] == ["a\n\ninner blank", "", "c"]
     _check_spans(text, steps)
+
+
+def test_one_responses_reader_for_both_clis(tmp_path):
+    import json
+
+    from openrlhf_visualprm.judge.cli import read_responses
+    from openrlhf_visualprm.steps import read_responses_file
+
+    whole = tmp_path / "whole.jsonl"
+    whole.write_text(
+        "\n".join([json.dumps("a\n\nb"), json.dumps({"response": "c"}), json.dumps({"text": "d"})])
+    )
+    assert read_responses_file(whole) == (["a\n\nb", "c", "d"], None)
+    assert read_responses(whole) == ["a\n\nb", "c", "d"]  # the judge CLI reads the same lines
+    steps = tmp_path / "steps.jsonl"
+    steps.write_text(json.dumps({"steps": ["x", "y"]}) + "\n")
+    assert read_responses_file(steps) == (None, [["x", "y"]])
+    with pytest.raises(ValueError, match="compares whole responses"):
+        read_responses(steps)
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(json.dumps("a") + "\n" + json.dumps({"steps": ["x"]}) + "\n")
+    with pytest.raises(ValueError, match="mixes"):
+        read_responses_file(mixed)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps("a") + "\n{oops\n")
+    with pytest.raises(ValueError, match="bad.jsonl:2: not valid JSON"):
+        read_responses_file(bad)

@@ -7,10 +7,13 @@ is wrong, so evaluators can report the line and go on or stop.
 - VisualProcessBench (one JSON per line, no id field): ``{"image": [paths], "question",
   "answer", "response": {"steps": [...], "process_correctness": [1|-1|0...]}, "policy_model",
   "data_source"}``; 0 marks a neutral step (excluded from F1).
-- VL-RewardBench: ``{"id", "query", "response": [a, b], "image", "human_ranking": [r_a, r_b],
-  "models", "judge", "rationale", "query_source", "meta", ...}``; rank 0 is preferred. The
-  category (general / hallucination / reasoning) is taken from a ``category`` field when a
-  copy has one, else from the id prefix (:data:`VLRB_CATEGORY_PREFIXES`).
+- VL-RewardBench: ``{"id", "query", "response": [a, b], "image_path" | "image", "human_ranking":
+  [r_a, r_b], "models", "judge", "rationale", "query_source", "meta", ...}``; rank 0 is preferred.
+  The GitHub ``data/data.jsonl`` names the image ``image_path`` (``images/<source>/<file>``); the
+  Hugging Face copy embeds it as ``image``. The category follows the official evaluation
+  (``cal.py``): the source dataset is the folder of ``image_path`` (:data:`VLRB_SOURCE_GROUPS`
+  maps the six sources to general / hallucination / reasoning); without ``image_path`` it comes
+  from the id, as the official script for the Hugging Face copy does (:func:`vlrb_source_from_id`).
 - Best-of-N: ``{"id", "image" | "images", "question", "answer", "responses": [str...]}``; the
   generated demo set's ``candidates: [{"response"...}]`` is accepted too.
 """
@@ -23,16 +26,16 @@ from dataclasses import dataclass, field
 
 from openrlhf_visualprm.data.image_refs import as_ref_list
 
-# id prefix (lower-case) -> VL-RewardBench category, from the sources the benchmark paper lists.
-VLRB_CATEGORY_PREFIXES: dict[str, str] = {
-    "wildvision": "general",
+# VL-RewardBench source dataset (the folder of ``image_path``) -> group, exactly as the official
+# evaluation (vl-rewardbench/VL_RewardBench cal.py) maps them. Overall and macro accuracy are over
+# these three groups only.
+VLRB_SOURCE_GROUPS: dict[str, str] = {
     "vlfeedback": "general",
+    "wildvision-battle": "general",
     "povid": "hallucination",
-    "hallucination_pair": "hallucination",
-    "rlaif-v": "hallucination",
     "rlhf-v": "hallucination",
-    "mathverse": "reasoning",
-    "mmmu": "reasoning",
+    "rlaif-v": "hallucination",
+    "reasoning_tasks": "reasoning",
 }
 VLRB_CATEGORIES = ("general", "hallucination", "reasoning")
 
@@ -105,20 +108,66 @@ class RewardBenchPair:
     preferred: int  # index of the human-preferred response
     category: str
     query_source: str | None = None
+    source: str | None = None  # the source dataset (vlfeedback, povid, ...) when known
+
+
+def vlrb_source_from_id(rid: str) -> str:
+    """Source dataset of a row without ``image_path`` (the Hugging Face copy), from its id.
+
+    The official script for that copy cuts the id at its first ``_`` or ``-``: ``RLAIF`` ->
+    rlaif-v, ``RLHF`` -> rlhf-v, ``mathverse`` / ``mmmu`` -> reasoning_tasks, ``wildvision`` ->
+    wildvision-battle, and everything else is vlfeedback (whose ids carry their own sources:
+    ``LRVInstruction-...``, ``jailbreak-...``). POVID rows are ``hallucination_pair-...``: the
+    official script means them to be povid (its "fix povid bug" branch), so we map that prefix.
+    """
+    cuts = [i for i in (rid.find("_"), rid.find("-")) if i >= 0]
+    prefix = rid[: min(cuts)] if cuts else rid
+    by_prefix = {
+        "RLAIF": "rlaif-v",
+        "RLHF": "rlhf-v",
+        "mathverse": "reasoning_tasks",
+        "mmmu": "reasoning_tasks",
+        "wildvision": "wildvision-battle",
+        "hallucination": "povid",
+        "povid": "povid",
+    }
+    return by_prefix.get(prefix, by_prefix.get(prefix.lower(), "vlfeedback"))
+
+
+def vlrb_source(record: dict) -> str:
+    """Source dataset of a VL-RewardBench row: the folder of ``image_path``, else from the id."""
+    path = record.get("image_path")
+    if isinstance(path, str) and path.strip():
+        parts = [p for p in path.replace("\\", "/").split("/") if p]
+        folder = parts[-2] if len(parts) >= 2 else ""
+        if folder not in VLRB_SOURCE_GROUPS:
+            raise ValueError(
+                f"wrong schema: image_path {path!r} is not under a VL-RewardBench source folder "
+                f"({', '.join(VLRB_SOURCE_GROUPS)}); the official layout is images/<source>/<file>"
+            )
+        return folder
+    return vlrb_source_from_id(str(record.get("id", "")))
 
 
 def vlrb_category(record: dict) -> str:
+    """general / hallucination / reasoning, as the official evaluation groups the row."""
     if record.get("category"):
-        return str(record["category"]).lower()
-    rid = str(record.get("id", "")).lower()
-    for prefix, cat in VLRB_CATEGORY_PREFIXES.items():
-        if rid.startswith(prefix):
-            return cat
-    return "unknown"
+        category = str(record["category"]).lower()
+        if category not in VLRB_CATEGORIES:
+            raise ValueError(
+                f"wrong schema: category {record['category']!r} is not one of {', '.join(VLRB_CATEGORIES)}"
+            )
+        return category
+    return VLRB_SOURCE_GROUPS[vlrb_source(record)]
 
 
 def read_vlrewardbench(record: dict, lineno: int) -> RewardBenchPair:
-    _need(record, "query", "response", "human_ranking", "image")
+    _need(record, "query", "response", "human_ranking")
+    if record.get("image") is None and record.get("image_path") is None:
+        raise KeyError(
+            f"wrong schema: missing field 'image_path' (GitHub data.jsonl) or 'image' (Hugging Face copy) "
+            f"(fields present: {sorted(record)})"
+        )
     responses, ranking = record["response"], record["human_ranking"]
     if (
         not isinstance(responses, list)
@@ -130,7 +179,8 @@ def read_vlrewardbench(record: dict, lineno: int) -> RewardBenchPair:
         raise ValueError(
             f"wrong schema: 'human_ranking' must rank the two responses 0 and 1, got {ranking!r}"
         )
-    images = as_ref_list(record["image"])
+    image = record.get("image") if record.get("image") is not None else record["image_path"]
+    images = as_ref_list(image)
     if not images:
         raise ValueError("wrong schema: empty image")
     return RewardBenchPair(
@@ -141,6 +191,7 @@ def read_vlrewardbench(record: dict, lineno: int) -> RewardBenchPair:
         preferred=ranking.index(0),
         category=vlrb_category(record),
         query_source=record.get("query_source"),
+        source=vlrb_source(record) if not record.get("category") else None,
     )
 
 

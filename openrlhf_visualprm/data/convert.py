@@ -210,8 +210,8 @@ def run(args: argparse.Namespace) -> int:
             Path(str(args.out) + ".stats.json").write_text(
                 json.dumps(stats, indent=2) + "\n", encoding="utf-8"
             )
-    except (BadDataError, ImageError) as exc:
-        print(f"error: {exc}")
-        return 1
+    except (BadDataError, ImageError):
+        _print_errors(errors)  # what was collected before the stop; the CLI prints the error itself
+        raise
     _print_errors(errors)
     return 0

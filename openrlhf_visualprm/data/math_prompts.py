@@ -14,8 +14,8 @@ turns items into rows OpenRLHF's ``PromptDataset`` reads with
 ``datasource``  the source name (OpenRLHF logs rewards per datasource).
 
 Supported field layouts (names exactly as released): geometry3k (``hiyouga/geometry3k``:
-``images, problem, answer``; original ``lupantech`` ``data.json``: ``id, problem_text, choices,
-answer`` with ``<id>/img_diagram.png``), MathVista (``pid, question, image, decoded_image,
+``images, problem, answer`` and, in the current card, ``id, choices, ground_truth``; original
+``lupantech`` ``data.json``: ``id, problem_text, choices, answer`` with ``<id>/img_diagram.png``), MathVista (``pid, question, image, decoded_image,
 choices, answer, query, question_type, answer_type``), MathVerse (``sample_index,
 problem_version, question, image, answer, query_cot``), MathVision (``id, question, options,
 image, decoded_image, answer, level, subject``), WeMath (``ID, question, option, answer,
@@ -93,11 +93,28 @@ def read_geometry3k(record: dict, index: int) -> MathItem:
         )
     _need(record, "problem", "answer")
     images = record.get("images") if record.get("images") is not None else record.get("image")
+    # The current hiyouga card adds ``id``, ``choices`` (the four options) and ``ground_truth``
+    # (the option letter). The prompt stays the card's ``problem`` text (what users train on);
+    # the choices and the letter travel in the label, so an answer given as a letter can be checked.
+    choices = [str(c) for c in record.get("choices") or []] or None
+    meta = {}
+    if record.get("ground_truth") is not None:
+        truth = str(record["ground_truth"]).strip()
+        if choices and len(truth) == 1 and truth.isalpha():
+            option = LETTERS.index(truth.upper())
+            if option >= len(choices):
+                raise ValueError(
+                    f"wrong schema: ground_truth {truth!r} names option {option + 1} but there are "
+                    f"{len(choices)} choices"
+                )
+        meta["ground_truth"] = truth
     return MathItem(
         str(record.get("id", index)),
         _clean_question(record["problem"]),
         images,
         _str_answer(record["answer"]),
+        choices,
+        meta,
     )
 
 
@@ -256,8 +273,13 @@ def convert_math(
     split: str | None = None,
     limit: int | None = None,
 ) -> list[dict]:
-    """Read one released file and return OpenRLHF prompt rows; bad records go to ``errors``."""
+    """Read one released file and return OpenRLHF prompt rows; bad records go to ``errors``.
+
+    Ids must be unique within a file: the first record with an id is kept, a later one is a bad
+    record (reported, and with ``--on-error stop`` it stops) rather than a second row under the
+    same id, which the reward side and the evaluators could not tell apart."""
     rows = []
+    first_line: dict[str, int] = {}
     extra_roots = [store.out_dir] if store.out_dir is not None else []
     for row in read_records(path, errors, split=split):
         if limit is not None and len(rows) >= limit:
@@ -270,6 +292,10 @@ def convert_math(
             item = READERS[name](record, row.lineno - 1)
             if not str(item.answer).strip():
                 raise KeyError("wrong schema: empty answer")
+            if str(item.id) in first_line:
+                raise KeyError(
+                    f"duplicate id {str(item.id)!r} (first at line {first_line[str(item.id)]}); kept the first"
+                )
             paths = store.resolve_all(item.images)
             if not paths:
                 raise ImageError("record has no image")
@@ -279,6 +305,7 @@ def convert_math(
                 reason = f"missing or refused image: {exc}"
             errors.add(path, row.lineno, reason)
             continue
+        first_line[str(item.id)] = row.lineno
         rel = [relative_to_roots(p, store.roots, extra_roots) for p in paths]
         rows.append(to_prompt_row(item, paths, rel, source or name, suffix))
     return rows

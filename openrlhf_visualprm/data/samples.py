@@ -40,7 +40,9 @@ def png_bytes(colour: tuple[int, int, int]) -> bytes:
 
 
 def visualprm400k_v1_rows() -> list[dict]:
-    q = "<image>\n### Question:\nWhat is 3 + 4?\n\n### Solution Process:\n"
+    # The first human turn as the public pipeline writes it (item2conv_prm): the image tag opens
+    # the question, inside the "### Question:" header.
+    q = "### Question:\n<image>\nWhat is 3 + 4?\n\n### Solution Process:\n"
     return [
         {
             "id": "geo_0",
@@ -61,7 +63,7 @@ def visualprm400k_v1_rows() -> list[dict]:
             "conversations": [
                 {
                     "from": "human",
-                    "value": "Image-1: <image>\nImage-2: <image>\n### Question:\nWhich is larger?"
+                    "value": "### Question:\nImage-1: <image>\nImage-2: <image>\nWhich is larger?"
                     "\n\n### Solution Process:\nThe first box is 5, the second 2.",
                 },
                 {"from": "gpt", "value": "+"},

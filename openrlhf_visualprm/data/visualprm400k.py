@@ -5,6 +5,10 @@ Inputs, field names as released:
 - **v1** (``<source>_prm.jsonl``): ``{"id", "image": path | [paths], "conversations": [{"from":
   "system"|"human"|"gpt", "value"}...]}``. Human turns are steps (the first carries the
   ``### Question:`` / ``### Solution Process:`` headers), each followed by a gpt turn ``+``/``-``.
+  The public pipeline (``item2conv_prm``) writes the first turn as
+  ``### Question:\n<image>\n{question}\n\n### Solution Process:\n{step}``: the image tag sits
+  *inside* the question. The reader strips image tags there (and before the header, an older
+  layout), so ``question`` is plain text; the writer puts them back once, where the pipeline does.
 - **v1.1-Raw**: ``{"image", "question", "answer", "response", "steps_with_score": [{"step",
   "score", "num_mc_correct", "num_mc_total"}], "num_mc_sequences"}``. The Monte-Carlo value of a
   step is ``num_mc_correct / num_mc_total``; its label is ``+`` iff that value is above the
@@ -100,6 +104,7 @@ def read_v1(record: dict, index: int = 0) -> StepRecord:
             "wrong schema: first human turn lacks '### Question:' / '### Solution Process:' headers"
         )
     question, step0 = first[len(QUESTION_HEADER) :].split(SOLUTION_HEADER, 1)
+    question = _strip_image_tags(question)
     steps[0] = step0
     return StepRecord(str(record.get("id", index)), _images_of(record), question, steps, labels, None, system)
 
@@ -170,7 +175,8 @@ def image_prefix(n_images: int) -> str:
 
 
 def to_internvl(rec: StepRecord) -> dict | None:
-    """The v1 conversation layout; cut at the first unlabelled step, ``None`` if nothing is left."""
+    """The v1 conversation layout (``item2conv_prm``'s); cut at the first unlabelled step, ``None``
+    if nothing is left. One ``<image>`` tag per image, at the start of the question."""
     n = next((i for i, lab in enumerate(rec.labels) if lab is None), len(rec.labels))
     if n == 0:
         return None
@@ -179,8 +185,9 @@ def to_internvl(rec: StepRecord) -> dict | None:
         conv.append({"from": "system", "value": rec.system})
     for i in range(n):
         value = rec.steps[i]
-        if i == 0:
-            value = f"{image_prefix(len(rec.images))}{QUESTION_HEADER}{rec.question}{SOLUTION_HEADER}{value}"
+        if i == 0:  # the pipeline's layout: the image tag(s) open the question, inside the header
+            question = _strip_image_tags(rec.question)
+            value = f"{QUESTION_HEADER}{image_prefix(len(rec.images))}{question}{SOLUTION_HEADER}{value}"
         conv.append({"from": "human", "value": value})
         conv.append({"from": "gpt", "value": "+" if rec.labels[i] else "-"})
     image = rec.images[0] if len(rec.images) == 1 else rec.images

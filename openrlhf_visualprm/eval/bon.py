@@ -9,10 +9,10 @@ first N responses), the report gives the accuracy of:
 - ``majority vote``: the most frequent extracted answer (ties: the answer seen first);
 - ``PRM (<aggregation>)``: the response with the highest aggregated PRM score, one curve per
   aggregation (mean, min, last, product, softmin); ties go to the earlier response;
-- ``judge (knockout)``: a single-elimination bracket over the N with the pair judge (N - 1 calls;
-  the shown order alternates by pair so neither position is favoured systematically; verdicts
-  are cached per ordered pair, so brackets for different N reuse calls; a parse
-  failure lets the first-shown candidate through and is counted).
+- ``judge (knockout)``: the judge's own single-elimination bracket over the N
+  (:func:`~openrlhf_visualprm.judge.schedule.run_bracket`: N - 1 calls, random seeding and label
+  order seeded per question and N, a failed verdict decided by the seeded coin and counted);
+  verdicts are cached per ordered pair, so brackets for different N reuse calls.
 
 Accuracy is over evaluated questions; skipped ones (missing image, scorer error) and bad lines
 are counted in the report, never hidden.
@@ -22,44 +22,25 @@ from __future__ import annotations
 
 import argparse
 import math
+import random
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from openrlhf_visualprm.data.benchmarks import BonItem, read_bon
 from openrlhf_visualprm.eval.judge_adapter import PairJudge
-from openrlhf_visualprm.eval.loop import add_run_arguments, cli_errors, run_items
+from openrlhf_visualprm.eval.loop import add_run_arguments, require_evaluated, run_items
 from openrlhf_visualprm.eval.metrics import argmax_first, majority_vote, n_values
 from openrlhf_visualprm.eval.plots import plot_bon
 from openrlhf_visualprm.eval.prm_bench import StepScorer
 from openrlhf_visualprm.eval.results import ResultsLog, write_json
 from openrlhf_visualprm.images import ImageRoots
+from openrlhf_visualprm.judge.schedule import Matchup, run_bracket
+from openrlhf_visualprm.prm.aggregate import AGGREGATIONS
+from openrlhf_visualprm.prm.template import add_system_message_argument
 
-AGGREGATIONS = ("mean", "min", "last", "product", "softmin")
 Extract = Callable[[str], "str | None"]
 Verify = Callable[[list[str], list[str]], list[bool]]
-
-
-def knockout(n: int, judge_pair: Callable[[int, int], int | None]) -> tuple[int, int, int]:
-    """Winner index of a bracket over ``range(n)``; returns ``(winner, calls, parse_failures)``.
-
-    ``judge_pair(i, j)`` shows ``i`` first and returns 0 (i wins), 1 (j wins) or None.
-    """
-    survivors, calls, failures = list(range(n)), 0, 0
-    while len(survivors) > 1:
-        nxt = []
-        for k in range(0, len(survivors) - 1, 2):
-            a, b = survivors[k], survivors[k + 1]
-            first, second = (a, b) if (a + b) % 2 == 0 else (b, a)
-            pick = judge_pair(first, second)
-            calls += 1
-            if pick is None:
-                failures += 1
-                pick = 0
-            nxt.append(first if pick == 0 else second)
-        if len(survivors) % 2:
-            nxt.append(survivors[-1])  # bye
-        survivors = nxt
-    return survivors[0], calls, failures
 
 
 def _default_checker() -> tuple[Extract, Verify]:
@@ -125,9 +106,15 @@ def evaluate_bon(
                     cache[(i, j)] = pair_judge(images, item.question, responses[i], responses[j])
                 return cache[(i, j)]
 
+            def judge_match(m: Matchup) -> int | None:
+                pick = judge_pair(*m.order)
+                return None if pick is None else m.order[pick]
+
             winners = {}
             for n in range(1, len(responses) + 1):  # every N: questions may differ in n
-                winners[str(n)], _, _ = knockout(n, judge_pair)
+                # The judge's own bracket and tie rule, seeded per item and N: reproducible on resume.
+                rng = random.Random(f"bon:{item.id}:{n}")
+                winners[str(n)], _, _ = run_bracket(n, judge_match, rng)
             failures = sum(v is None for v in cache.values())
             record["judge"] = {"winners": winners, "calls": len(cache), "parse_failures": failures}
         return record
@@ -231,6 +218,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--dtype", default="float32", help="PRM dtype (default float32)")
     parser.add_argument("--max-tiles", type=int, default=12, help="PRM image tiles per image (default 12)")
+    add_system_message_argument(parser)
     add_run_arguments(parser, default_out="eval-bon-output", outputs="results.jsonl, report.json, the plot")
     parser.add_argument(
         "--judge-fallback",
@@ -240,7 +228,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@cli_errors
 def run(args: argparse.Namespace) -> int:
     fingerprint: dict = {
         "data": str(Path(args.data).resolve()),
@@ -255,10 +242,20 @@ def run(args: argparse.Namespace) -> int:
         from openrlhf_visualprm.prm.scorer import VisualPRM
 
         prm = VisualPRM.from_pretrained(
-            args.prm, device=args.device, dtype=args.dtype, max_tiles=args.max_tiles
+            args.prm,
+            device=args.device,
+            dtype=args.dtype,
+            max_tiles=args.max_tiles,
+            system_message=args.system_message,
         )
+        print(prm.describe_system_message(), file=sys.stderr)
         prm_scorer = prm_step_scorer(prm, args.method)
-        fingerprint.update(prm=prm.model_id, method=args.method, max_tiles=args.max_tiles)
+        fingerprint.update(
+            prm=prm.model_id,
+            method=args.method,
+            max_tiles=args.max_tiles,
+            system_message=prm.system_info.fingerprint(),
+        )
     if args.judge:
         from openrlhf_visualprm.eval.judge_adapter import load_pair_judge
 
@@ -285,6 +282,7 @@ def run(args: argparse.Namespace) -> int:
         fresh=args.fresh,
         progress=not args.no_progress,
     )
+    require_evaluated(report["counts"], args.data, Path(args.out) / "report.json", report["bad_lines"])
     print(format_table(report))
     print(f"report: {Path(args.out) / 'report.json'}  plot: {Path(args.out) / 'accuracy_vs_n.png'}")
     return 0

@@ -4,7 +4,10 @@ The official script shows each pair in one pseudo-random order; a judge with a p
 then scores by luck. We judge both orders and report accuracy for each, their mean, the
 "both right" rate, position-bias statistics (first-position pick rate, swap-flip rate) and the
 parse-failure rate. A parse failure counts as wrong (never as a coin flip). Overall accuracy is
-correct / all pairs; macro accuracy is the mean over the three categories.
+correct / all pairs; macro accuracy is the mean over exactly the three groups of the official
+evaluation (general, hallucination, reasoning; a pair's group comes from the folder of its
+``image_path``, see :mod:`openrlhf_visualprm.data.benchmarks`). ``by_source`` breaks the same
+numbers down by the six source datasets when they are known.
 
 The judge is anything with the :data:`PairJudge` shape: ``(images, query, first, second) ->
 0 | 1 | None`` (the index *as shown*, ``None`` when its output could not be parsed).
@@ -13,17 +16,15 @@ The judge is anything with the :data:`PairJudge` shape: ``(images, query, first,
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
-from openrlhf_visualprm.data.benchmarks import RewardBenchPair, read_vlrewardbench
-from openrlhf_visualprm.eval.loop import add_run_arguments, cli_errors, run_items
+from openrlhf_visualprm.data.benchmarks import VLRB_CATEGORIES, RewardBenchPair, read_vlrewardbench
+from openrlhf_visualprm.eval.judge_adapter import PairJudge
+from openrlhf_visualprm.eval.loop import add_run_arguments, require_evaluated, run_items
 from openrlhf_visualprm.eval.metrics import accuracy_report, order_stats
 from openrlhf_visualprm.eval.plots import plot_judge_accuracy
 from openrlhf_visualprm.eval.results import ResultsLog, write_json
 from openrlhf_visualprm.images import ImageRoots
-
-PairJudge = Callable[[list, str, str, str], "int | None"]
 
 
 def _check_pick(pick) -> int | None:
@@ -54,6 +55,7 @@ def evaluate_vlrewardbench(
         pick_swapped = _check_pick(judge(images, pair.query, b, a))
         return {
             "category": pair.category,
+            "source": pair.source,
             "preferred": pair.preferred,
             "picks": [pick_original, pick_swapped],
         }
@@ -69,16 +71,17 @@ def evaluate_vlrewardbench(
             limit,
             "eval-judge",
             progress,
-            describe=lambda pair: {"category": pair.category},
+            describe=lambda pair: {"category": pair.category, "source": pair.source},
         )
         records = [log.done[i] for i in dict.fromkeys(loop.selected_ids)]
 
     # Skipped pairs (missing image, judge error) stay in their category's denominator as unjudged
     # (= wrong); lines that never parsed are bad lines, counted and listed separately.
-    cats, orig, swap, both, verdicts = [], [], [], [], []
+    cats, sources, orig, swap, both, verdicts = [], [], [], [], [], []
     for r in records:
+        sources.append(r.get("source") or "unknown")
         if r.get("skipped"):
-            cats.append(r.get("category", "unknown"))
+            cats.append(r["category"])
             orig.append(None)
             swap.append(None)
             both.append(None)
@@ -91,7 +94,8 @@ def evaluate_vlrewardbench(
         swap.append(s)
         both.append(None if o is None or s is None else (o and s))
         verdicts.append((p0, p1))
-    r_orig, r_swap = accuracy_report(orig, cats), accuracy_report(swap, cats)
+    r_orig = accuracy_report(orig, cats, VLRB_CATEGORIES)
+    r_swap = accuracy_report(swap, cats, VLRB_CATEGORIES)
     report = {
         "benchmark": "VL-RewardBench",
         **fingerprint,
@@ -103,7 +107,11 @@ def evaluate_vlrewardbench(
             else None,
             "macro_accuracy": (r_orig["macro_accuracy"] + r_swap["macro_accuracy"]) / 2 if records else None,
         },
-        "both_orders_right": accuracy_report(both, cats),
+        "both_orders_right": accuracy_report(both, cats, VLRB_CATEGORIES),
+        "by_source": {
+            "original_order": accuracy_report(orig, sources)["by_category"],
+            "swapped_order": accuracy_report(swap, sources)["by_category"],
+        },
         "order_stats": order_stats(verdicts),
         "counts": loop.counts(),
         "bad_lines": loop.errors.summary(),
@@ -171,7 +179,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@cli_errors
 def run(args: argparse.Namespace) -> int:
     from openrlhf_visualprm.eval.judge_adapter import load_pair_judge
 
@@ -200,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
         fresh=args.fresh,
         progress=not args.no_progress,
     )
+    require_evaluated(report["counts"], args.data, Path(args.out) / "report.json", report["bad_lines"])
     print(format_report(report))
     print(f"report: {Path(args.out) / 'report.json'}  plot: {Path(args.out) / 'accuracy.png'}")
     return 0

@@ -5,14 +5,14 @@ Every line of the data file ends up in exactly one bucket, and the report lists 
 wrong schema: the line and reason), ``skipped`` (a valid record that could not be scored: a
 missing or refused image, a scorer error; the id, line and reason). Nothing leaves the
 denominator unreported. ``on_error="stop"`` raises on the first bad line or skipped item.
+A run that evaluated nothing (every line bad or skipped) is an error once its report is written
+(:func:`require_evaluated`): a NaN accuracy with exit status 0 looks like a result.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 from tqdm import tqdm
 
 from openrlhf_visualprm.data.records import ON_ERROR_CHOICES, BadDataError, ErrorLog, iter_rows
-from openrlhf_visualprm.eval.results import ResultsLog, ResumeMismatchError
+from openrlhf_visualprm.eval.results import ResultsLog
 from openrlhf_visualprm.images import ImageError, ImageRoots, load_image
 
 
@@ -158,15 +158,22 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_out: str, outputs
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def cli_errors(run: Callable[..., int]) -> Callable[..., int]:
-    """Turn a stop on bad data or a resume mismatch into a one-line error and exit status 1."""
+class NothingEvaluatedError(BadDataError):
+    """An evaluator read its data but scored no item: there is no result to report."""
 
-    @functools.wraps(run)
-    def wrapper(*args, **kwargs) -> int:
-        try:
-            return run(*args, **kwargs)
-        except (BadDataError, ResumeMismatchError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
 
-    return wrapper
+def require_evaluated(counts: dict, data, report_path, bad_lines: dict | None = None) -> None:
+    """Raise :class:`NothingEvaluatedError` when ``counts`` (``LoopOutcome.counts()``) has no
+    evaluated item; the message says how many lines were read, why they were refused (the most
+    common reasons) and where the report with every line is."""
+    if counts.get("evaluated_items", 0) > 0:
+        return
+    reasons = ""
+    if bad_lines and bad_lines.get("lines"):
+        first = bad_lines["lines"][0]
+        reasons = f"; first bad line {first.get('line')}: {first.get('reason')}"
+    raise NothingEvaluatedError(
+        f"evaluated nothing in {data}: {counts.get('lines_read', 0)} line(s) read, "
+        f"{counts.get('bad_lines', 0)} bad, {counts.get('skipped_items', 0)} skipped{reasons}. "
+        f"Every line and its reason is in {report_path}; check that the file is in the released layout"
+    )

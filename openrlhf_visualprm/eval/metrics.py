@@ -10,7 +10,7 @@ Conventions (stated in every report):
   ``macro_over_sources`` is the plain mean of per-source macro F1 (a different number).
 - Pair accuracy: a parse failure or an unusable item counts as wrong in ``accuracy``
   (correct / all); ``accuracy_valid`` divides by the judged items only. Macro accuracy is the
-  mean of the per-category accuracies.
+  mean of the per-category accuracies (for VL-RewardBench: over exactly its three groups).
 """
 
 from __future__ import annotations
@@ -118,13 +118,25 @@ def default_thresholds(step: float = 0.05) -> list[float]:
 # --------------------------------------------------------------------------- pair accuracy
 
 
-def accuracy_report(outcomes: Sequence[bool | None], categories: Sequence[str]) -> dict:
-    """``outcomes``: True correct, False wrong, None unjudged (parse failure / skipped) = wrong."""
+def accuracy_report(
+    outcomes: Sequence[bool | None], categories: Sequence[str], groups: Sequence[str] | None = None
+) -> dict:
+    """``outcomes``: True correct, False wrong, None unjudged (parse failure / skipped) = wrong.
+
+    With ``groups`` (VL-RewardBench: general, hallucination, reasoning) the report has exactly
+    those categories, in that order, and the macro accuracy is the mean over all of them: NaN
+    when one has no items (a macro over fewer groups is a different number). A category
+    outside ``groups`` is an error, never a fourth group.
+    """
     if len(outcomes) != len(categories):
         raise ValueError(f"{len(outcomes)} outcomes but {len(categories)} categories")
     per: dict[str, list] = defaultdict(list)
     for o, c in zip(outcomes, categories, strict=True):
         per[c].append(o)
+    if groups is not None:
+        extra = sorted(set(per) - set(groups))
+        if extra:
+            raise ValueError(f"categories {extra} are not among the report's groups {list(groups)}")
 
     def acc(vals: list) -> dict:
         n = len(vals)
@@ -138,7 +150,10 @@ def accuracy_report(outcomes: Sequence[bool | None], categories: Sequence[str]) 
             "accuracy_valid": correct / judged if judged else math.nan,
         }
 
-    by_cat = {c: acc(v) for c, v in sorted(per.items())}
+    if groups is None:
+        by_cat = {c: acc(v) for c, v in sorted(per.items())}
+    else:
+        by_cat = {g: acc(per.get(g, [])) for g in groups}
     overall = acc(list(outcomes))
     macro = sum(v["accuracy"] for v in by_cat.values()) / len(by_cat) if by_cat else math.nan
     return {"overall": overall, "macro_accuracy": macro, "by_category": by_cat}

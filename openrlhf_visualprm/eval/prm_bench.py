@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from openrlhf_visualprm.data.benchmarks import ProcessBenchItem, read_processbench
-from openrlhf_visualprm.eval.loop import add_run_arguments, cli_errors, run_items
+from openrlhf_visualprm.eval.loop import add_run_arguments, require_evaluated, run_items
 from openrlhf_visualprm.eval.metrics import default_thresholds, grouped_step_f1, threshold_sweep
 from openrlhf_visualprm.eval.plots import plot_f1_sweep
 from openrlhf_visualprm.eval.results import ResultsLog, write_json
 from openrlhf_visualprm.images import ImageRoots
+from openrlhf_visualprm.prm.template import add_system_message_argument
 
 # (images, question, steps per response) -> step scores per response
 StepScorer = Callable[[list, str, list[list[str]]], list[list[float]]]
@@ -185,17 +187,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-tiles", type=int, default=12, help="image tiles per image (default 12, the model card's)"
     )
+    add_system_message_argument(parser)
 
 
-@cli_errors
 def run(args: argparse.Namespace) -> int:
     from openrlhf_visualprm.prm.scorer import VisualPRM
 
     prm = VisualPRM.from_pretrained(
-        args.model, device=args.device, dtype=args.dtype, max_tiles=args.max_tiles
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        max_tiles=args.max_tiles,
+        system_message=args.system_message,
     )
+    print(prm.describe_system_message(), file=sys.stderr)
     fingerprint = {
         "model": prm.model_id,
+        "system_message": prm.system_info.fingerprint(),
         "data": str(Path(args.data).resolve()),
         "method": args.method,
         "max_tiles": args.max_tiles,
@@ -214,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
         fresh=args.fresh,
         progress=not args.no_progress,
     )
+    require_evaluated(report["counts"], args.data, Path(args.out) / "report.json", report["bad_lines"])
     print(format_report(report))
     print(f"report: {Path(args.out) / 'report.json'}  plot: {Path(args.out) / 'f1_vs_threshold.png'}")
     return 0

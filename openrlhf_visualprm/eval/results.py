@@ -14,8 +14,10 @@ import json
 import os
 from pathlib import Path
 
+from openrlhf_visualprm.errors import ConfigError
 
-class ResumeMismatchError(ValueError):
+
+class ResumeMismatchError(ConfigError):
     """The results file on disk was written by a run with different settings."""
 
 

@@ -3,34 +3,47 @@
 Model math only: no Ray, no OpenRLHF. See :class:`MRJudge` and the modules ``template`` (the
 prompt, sanitising untrusted candidates), ``parse`` (strict verdicts), ``schedule`` (who meets
 whom), ``aggregate`` (verdicts -> rewards) and ``backends`` (HF generate, vLLM, scripted).
+
+Names are imported lazily (``from openrlhf_visualprm.judge import MRJudge``): the parser, template
+and schedule stay free of torch, which only the backends and ``MRJudge`` load.
 """
 
+from __future__ import annotations
+
+import importlib
+
 from .aggregate import AGGREGATORS, CHANCE, aggregate
-from .backends import HFBackend, ScriptedBackend, VLLMBackend, make_backend
-from .judge import (
-    DEFAULT_JUDGE_MODEL,
-    JUDGE_ALIAS,
-    JUDGE_MODEL_ENV,
-    JudgeCall,
-    JudgeGroup,
-    JudgeResult,
-    MRJudge,
-    resolve_judge_model,
-    summarize,
-)
 from .parse import ParsedVerdict, parse_verdict
 from .schedule import SCHEDULES
 from .template import DEFAULT_TEMPLATE, JudgeRequest, JudgeTemplate, render_user_text, sanitize_candidate
+
+# torch-free names above are imported eagerly (``aggregate`` is also a submodule name, which a lazy
+# lookup would shadow); the backends and MRJudge load on first use.
+
+_LAZY = {
+    "HFBackend": "backends",
+    "ScriptedBackend": "backends",
+    "VLLMBackend": "backends",
+    "make_backend": "backends",
+    "DEFAULT_JUDGE_MODEL": "judge",
+    "JUDGE_ALIAS": "judge",
+    "JUDGE_MODEL_ENV": "judge",
+    "JudgeCall": "judge",
+    "JudgeGroup": "judge",
+    "JudgeResult": "judge",
+    "MRJudge": "judge",
+    "resolve_judge_model": "judge",
+    "summarize": "judge",
+}
 
 __all__ = [
     "AGGREGATORS",
     "CHANCE",
     "DEFAULT_JUDGE_MODEL",
     "DEFAULT_TEMPLATE",
+    "HFBackend",
     "JUDGE_ALIAS",
     "JUDGE_MODEL_ENV",
-    "SCHEDULES",
-    "HFBackend",
     "JudgeCall",
     "JudgeGroup",
     "JudgeRequest",
@@ -38,6 +51,7 @@ __all__ = [
     "JudgeTemplate",
     "MRJudge",
     "ParsedVerdict",
+    "SCHEDULES",
     "ScriptedBackend",
     "VLLMBackend",
     "aggregate",
@@ -48,3 +62,9 @@ __all__ = [
     "sanitize_candidate",
     "summarize",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

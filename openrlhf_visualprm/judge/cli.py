@@ -12,6 +12,10 @@ import os
 import sys
 from pathlib import Path
 
+from openrlhf_visualprm.errors import ConfigError
+
+from ..steps import read_responses_file
+from ..torch_names import resolve_device
 from .aggregate import AGGREGATORS, FAILURE_POLICIES
 from .backends import BACKENDS
 from .config import DEFAULT_ROUNDS
@@ -71,73 +75,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-new-tokens", type=int, default=1024, help="judge reasoning budget (default 1024)"
     )
     parser.add_argument("--batch-size", type=int, default=16, help="HF backend: calls per generate batch")
-    parser.add_argument("--device", default="cuda" if _cuda() else "cpu", help="HF backend device")
+    parser.add_argument(
+        "--device", default="auto", help="HF backend device (default auto: cuda when a GPU is visible)"
+    )
     parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
     parser.add_argument("--json", action="store_true", help="print the full result (calls included) as JSON")
     parser.add_argument("--show-calls", action="store_true", help="print each judge prompt and raw output")
 
 
-def _cuda() -> bool:
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except ImportError:  # pragma: no cover
-        return False
-
-
 def read_responses(path: str | os.PathLike) -> list[str]:
-    """Responses from a JSONL file; a bad line is reported with its number."""
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"--responses file {str(p)!r} does not exist")
-    out = []
-    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{p}:{lineno}: not valid JSON ({exc.msg})") from exc
-        if isinstance(item, dict):
-            item = item.get("response", item.get("text"))
-        if not isinstance(item, str):
-            raise ValueError(
-                f"{p}:{lineno}: expected a JSON string or an object with a string 'response' field"
-            )
-        out.append(item)
-    if not out:
-        raise ValueError(f"--responses file {str(p)!r} holds no responses")
-    return out
+    """Whole responses from a JSONL file (the judge compares responses, not explicit steps)."""
+    responses, steps = read_responses_file(path)
+    if steps is not None:
+        raise ConfigError(f"{path}: the judge compares whole responses; 'steps' lines are for `score`")
+    return responses
 
 
 def run(args: argparse.Namespace) -> int:
     from .judge import MRJudge
 
-    try:
-        responses = read_responses(args.responses)
-        roots = sorted({str(Path(p).resolve().parent) for p in args.image})
-        judge = MRJudge.from_pretrained(
-            args.model,
-            backend=args.backend,
-            device=args.device,
-            dtype=args.dtype,
-            max_new_tokens=args.max_new_tokens,
-            batch_size=args.batch_size,
-            schedule=args.schedule,
-            rounds=args.rounds,
-            k=args.k,
-            aggregator=args.aggregator,
-            on_failure=args.on_failure,
-            reask=args.reask,
-            seed=args.seed,
-            image_roots=roots or None,
-        )
-        images = [str(Path(p).resolve()) for p in args.image]
-        result = judge.judge_group(images, args.question, responses, reference=args.reference)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
-        print(f"openrlhf-visualprm judge: error: {exc}", file=sys.stderr)
-        return 2
+    responses = read_responses(args.responses)
+    roots = sorted({str(Path(p).resolve().parent) for p in args.image})
+    judge = MRJudge.from_pretrained(
+        args.model,
+        backend=args.backend,
+        device=resolve_device(args.device),
+        dtype=args.dtype,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        schedule=args.schedule,
+        rounds=args.rounds,
+        k=args.k,
+        aggregator=args.aggregator,
+        on_failure=args.on_failure,
+        reask=args.reask,
+        seed=args.seed,
+        image_roots=roots or None,
+    )
+    images = [str(Path(p).resolve()) for p in args.image]
+    result = judge.judge_group(images, args.question, responses, reference=args.reference)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return 0

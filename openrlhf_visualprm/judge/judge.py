@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .. import registry as _registry
+from ..errors import ConfigError
 from .aggregate import AGGREGATORS, CHANCE, FAILURE_POLICIES, Verdict, aggregate, combine_orders, pearson
 from .backends import JudgeBackend, make_backend
 from .config import DEFAULT_ROUNDS
@@ -25,6 +26,7 @@ from .schedule import (
     REFERENCE,
     SCHEDULES,
     Matchup,
+    knockout_advance,
     knockout_round,
     knockout_seeding,
     plan,
@@ -113,10 +115,26 @@ def group_seed(seed: int, group: JudgeGroup) -> str:
 class MRJudge:
     """Multimodal reasoning judge over groups of responses (MR. Judge protocol, our template).
 
-    ``schedule``: listwise | pairwise | reference | knockout (see :mod:`.schedule`);
-    ``aggregator``: win_rate | borda | bradley_terry (see :mod:`.aggregate`, chance = 0.5);
-    ``on_failure``: neutral | skip; ``reask``: one constrained second call for the letter before
-    the fallback applies.
+    Each call shows the judge the image(s), the question and 2-4 candidates; it reasons and names
+    the best. A schedule decides who meets whom, an aggregator turns the verdicts into one reward
+    per response (chance is 0.5). All calls of all groups of a round go to the backend as one batch.
+
+    Args:
+        backend: what generates (``HFBackend``, ``VLLMBackend``, ``ScriptedBackend``; see ``make_backend``).
+        schedule: ``listwise`` | ``pairwise`` | ``reference`` | ``knockout`` (see :mod:`.schedule`).
+        k: candidates per listwise call (2..4).
+        rounds: listwise rounds, each a fresh shuffle.
+        aggregator: ``win_rate`` | ``borda`` | ``bradley_terry`` (see :mod:`.aggregate`).
+        on_failure: ``neutral`` (an unparseable verdict is a tie) or ``skip`` (ignored); never a win.
+        reask: one constrained second call for the letter before ``on_failure`` applies.
+        seed: seeds every shuffle together with the group's content (same group, same calls).
+        max_candidate_chars: a candidate longer than this is cut (None: no cap).
+        template: the prompt template.
+        image_roots: folders image paths must resolve into.
+        bt_prior: Bradley-Terry prior strength.
+
+    Raises:
+        ValueError: an unknown schedule, aggregator or failure policy, or ``k``/``rounds`` out of range.
     """
 
     def __init__(
@@ -136,15 +154,15 @@ class MRJudge:
         bt_prior: float = 0.1,
     ) -> None:
         if schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+            raise ConfigError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
         if aggregator not in AGGREGATORS:
-            raise ValueError(f"aggregator must be one of {AGGREGATORS}, got {aggregator!r}")
+            raise ConfigError(f"aggregator must be one of {AGGREGATORS}, got {aggregator!r}")
         if on_failure not in FAILURE_POLICIES:
-            raise ValueError(f"on_failure must be one of {FAILURE_POLICIES}, got {on_failure!r}")
+            raise ConfigError(f"on_failure must be one of {FAILURE_POLICIES}, got {on_failure!r}")
         if not 2 <= k <= MAX_CANDIDATES:
-            raise ValueError(f"k (candidates per listwise call) must be 2..{MAX_CANDIDATES}, got {k}")
+            raise ConfigError(f"k (candidates per listwise call) must be 2..{MAX_CANDIDATES}, got {k}")
         if rounds < 1:
-            raise ValueError(f"rounds must be >= 1, got {rounds}")
+            raise ConfigError(f"rounds must be >= 1, got {rounds}")
         self.backend = backend
         self.schedule = schedule
         self.k = k
@@ -171,7 +189,25 @@ class MRJudge:
         backend_kwargs: dict | None = None,
         **judge_kwargs: Any,
     ) -> MRJudge:
-        """Load a judge from a folder, a cached hub id or the ``mr-judge`` alias (offline)."""
+        """Load a judge from a folder, a cached hub id or the ``mr-judge`` alias (offline).
+
+        Args:
+            path_or_alias: a local folder, a hub id in the HF cache, or ``mr-judge``
+                (``$OPENRLHF_VISUALPRM_JUDGE_MODEL``, default Qwen2.5-VL-7B-Instruct).
+            backend: ``hf`` (transformers ``generate``) or ``vllm``.
+            device: HF backend device.
+            dtype: weights dtype name or ``auto``.
+            max_new_tokens: the judge's reasoning budget per call.
+            batch_size: HF backend calls per ``generate`` batch.
+            backend_kwargs: further backend options.
+            **judge_kwargs: :class:`MRJudge` options (schedule, rounds, ...).
+
+        Returns:
+            The judge, its backend loaded.
+
+        Raises:
+            ModelNotFoundError: the checkpoint is not on this machine (nothing is downloaded).
+        """
         path = resolve_judge_model(path_or_alias)
         kw = dict(backend_kwargs or {})
         kw.setdefault("max_new_tokens", max_new_tokens)
@@ -195,7 +231,18 @@ class MRJudge:
         return self.judge_groups([JudgeGroup(images, question, responses, reference)])[0]
 
     def judge_groups(self, groups: Sequence[JudgeGroup]) -> list[JudgeResult]:
-        """Judge many groups with their calls batched together (one backend batch per round)."""
+        """Judge many groups with their calls batched together (one backend batch per round).
+
+        Args:
+            groups: each group's images, question, responses and optional reference.
+
+        Returns:
+            One :class:`JudgeResult` per group, in order: ``rewards`` (one per response), the calls
+            as they happened, and stats (parse failures, first-position picks, ...).
+
+        Raises:
+            ValueError: a group with an empty question, no responses or an unusable image.
+        """
         states = [self._prepare(g, idx) for idx, g in enumerate(groups)]
         if self.schedule == "knockout":
             self._run_knockout(states)
@@ -207,8 +254,31 @@ class MRJudge:
             self._run_calls(planned)
         return [self._finish(st) for st in states]
 
+    def compare(self, images: Sequence[Any] | Any, question: str, candidates: Sequence[str]) -> JudgeCall:
+        """One judge call with ``candidates`` shown exactly in the given order (no shuffling).
+
+        Group schedules shuffle label order on purpose; measuring position bias (VL-RewardBench
+        in both orders) and the best-of-N bracket need one call as asked. Same prompt, candidate
+        sanitising, parser and re-ask as :meth:`judge_groups`.
+
+        Args:
+            images: the image(s) the candidates answer about (paths under ``image_roots``, PIL images).
+            question: the question shown to the judge.
+            candidates: 2 to ``MAX_CANDIDATES`` responses, in label order (A, B, ...).
+
+        Returns:
+            The :class:`JudgeCall`; ``winner`` is the index into ``candidates`` or None on a failed parse.
+
+        Raises:
+            ValueError: an empty question, a bad candidate count or an unusable image.
+        """
+        if not 2 <= len(candidates) <= MAX_CANDIDATES:
+            raise ValueError(f"compare needs 2..{MAX_CANDIDATES} candidates, got {len(candidates)}")
+        st = self._prepare(JudgeGroup(images, question, list(candidates)), 0, for_schedule=False)
+        return self._run_calls([(st, Matchup(tuple(range(len(candidates))), 0, "listwise"))])[0]
+
     # -- internals ----------------------------------------------------------------------------
-    def _prepare(self, group: JudgeGroup, idx: int) -> _State:
+    def _prepare(self, group: JudgeGroup, idx: int, for_schedule: bool = True) -> _State:
         where = f"group {idx}"
         if not isinstance(group.question, str) or not group.question.strip():
             raise ValueError(f"{where}: question must be a non-empty string")
@@ -219,8 +289,10 @@ class MRJudge:
         for j, resp in enumerate(group.responses):
             if not isinstance(resp, str):
                 raise TypeError(f"{where}: response {j} is {type(resp).__name__}, expected str")
-        if self.schedule == "reference" and not (
-            isinstance(group.reference, str) and group.reference.strip()
+        if (
+            for_schedule
+            and self.schedule == "reference"
+            and not (isinstance(group.reference, str) and group.reference.strip())
         ):
             raise ValueError(f"{where}: schedule 'reference' needs a non-empty reference solution")
         images = self._load_images(group.images, where)
@@ -312,9 +384,7 @@ class MRJudge:
             calls = self._run_calls(planned)
             advancing: dict[int, list[int]] = {}
             for (st, m), call in zip(planned, calls, strict=True):
-                # A failed verdict credits no one; a seeded coin decides who goes on.
-                nxt = call.winner if call.winner is not None else m.order[st.rng.randrange(len(m.order))]
-                advancing.setdefault(id(st), []).append(nxt)
+                advancing.setdefault(id(st), []).append(knockout_advance(m, call.winner, st.rng))
             for st in states:
                 if id(st) in byes:
                     # The bye goes first next round, so an odd one out does not sit out twice.

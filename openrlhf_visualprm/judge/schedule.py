@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .template import LABELS, MAX_CANDIDATES
@@ -153,6 +154,39 @@ def knockout_round(
         matches.append(Matchup(order, round_index, "knockout"))
     byes = [survivors[-1]] if len(survivors) % 2 else []
     return matches, byes
+
+
+def knockout_advance(match: Matchup, winner: int | None, rng: random.Random) -> int:
+    """Who goes on from ``match``: the judged winner, or a seeded coin when the verdict failed.
+
+    A failed verdict credits no one. The one tie rule of every bracket (the judge's knockout
+    schedule and the best-of-N evaluator).
+    """
+    return winner if winner is not None else match.order[rng.randrange(len(match.order))]
+
+
+def run_bracket(
+    n: int, judge_match: Callable[[Matchup], int | None], rng: random.Random
+) -> tuple[int, int, int]:
+    """A sequential knockout over ``range(n)``: ``(champion, calls, failed verdicts)``.
+
+    ``judge_match(m)`` returns the winning response id of one call, or None when it failed.
+    Seeding, label order, byes (the odd one out goes first next round) and the tie rule are the
+    same as :class:`~openrlhf_visualprm.judge.MRJudge`'s batched knockout.
+    """
+    survivors = knockout_seeding(n, rng)
+    calls = failures = round_index = 0
+    while len(survivors) > 1:
+        matches, byes = knockout_round(survivors, round_index, rng)
+        advancing = []
+        for m in matches:
+            winner = judge_match(m)
+            calls += 1
+            failures += winner is None
+            advancing.append(knockout_advance(m, winner, rng))
+        survivors = byes + advancing
+        round_index += 1
+    return survivors[0], calls, failures
 
 
 def knockout_rounds(n: int) -> int:

@@ -40,8 +40,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import torch
-
 from openrlhf_visualprm import envs
 from openrlhf_visualprm.errors import ConfigError, InputError
 from openrlhf_visualprm.labels import extract_response
@@ -73,7 +71,9 @@ def _roots():
 
 
 def _device() -> str:
-    return envs.get("OPENRLHF_VISUALPRM_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    from openrlhf_visualprm.torch_names import resolve_device
+
+    return resolve_device(envs.get("OPENRLHF_VISUALPRM_DEVICE") or "auto")
 
 
 def _typed(name: str, cast: Callable[[str], Any]) -> Any:
@@ -256,6 +256,8 @@ def make_reward_func(name: str):
         except Exception:  # not a bad sample: OpenRLHF would log it at INFO only, so say it loudly
             logger.exception("reward_fns %s: scoring failed; this stops the run", name)
             raise
+        import torch  # here: importing a reward_fns file (and --help) stays torch-free
+
         keys = sorted(set().union(*per_sample)) if per_sample else []
         extra = {}
         for key in keys:  # a key missing for a failed sample takes the mean of the others

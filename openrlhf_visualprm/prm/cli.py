@@ -7,8 +7,11 @@ import json
 import sys
 from pathlib import Path
 
+from openrlhf_visualprm.errors import ConfigError
+from openrlhf_visualprm.prm import template as T
 from openrlhf_visualprm.prm.aggregate import AGGREGATIONS
-from openrlhf_visualprm.prm.scorer import METHODS
+from openrlhf_visualprm.prm.config import METHODS
+from openrlhf_visualprm.steps import read_responses_file
 
 
 def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +22,7 @@ def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--steps-json", required=True, help='the steps as a JSON list of strings, e.g. \'["a", "b"]\''
     )
-    parser.add_argument("--system-message", default=None, help="system message (default: InternVL2.5's)")
+    T.add_system_message_argument(parser)
     parser.add_argument("--num-tiles", default="1", help="image tiles, comma-separated per image (default 1)")
     parser.add_argument(
         "--collapse-image-tokens",
@@ -29,19 +32,21 @@ def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_prompt(args: argparse.Namespace) -> int:
-    from openrlhf_visualprm.prm import template as T
-
     try:
         steps = json.loads(args.steps_json)
     except json.JSONDecodeError as exc:
-        print(f"--steps-json is not valid JSON: {exc}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"--steps-json is not valid JSON: {exc}") from exc
     if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
-        print("--steps-json must be a JSON list of strings", file=sys.stderr)
-        return 2
+        raise ConfigError("--steps-json must be a JSON list of strings")
     tiles = [int(t) for t in str(args.num_tiles).split(",")]
-    system = T.INTERNVL2_5_SYSTEM_MESSAGE if args.system_message is None else args.system_message
-    text = T.render_prompt(system, args.question, steps, tiles)
+    # No checkpoint here: 'config' has nothing to read, and the default is InternVL2.5's.
+    system = T.resolve_system_message(args.system_message, None, "prm-prompt (no checkpoint)")
+    print(system.describe("prm-prompt"), file=sys.stderr)
+    # What the scorer reads: markup in the question (but its <image> placeholders) and in the
+    # steps is broken the way VisualPRM.prompt_text breaks it (default specials; a checkpoint's
+    # tokenizer adds its own added tokens to that set).
+    question = T.neutralize(args.question, set(T._DEFAULT_SPECIALS) - {T.IMAGE_PLACEHOLDER})
+    text = T.render_prompt(system.text, question, [T.neutralize(s) for s in steps], tiles)
     if args.collapse_image_tokens:
         import re
 
@@ -70,46 +75,24 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
         "--aggregation", choices=AGGREGATIONS, default="mean", help="response score (default mean)"
     )
     parser.add_argument("--temperature", type=float, default=0.1, help="softmin temperature (default 0.1)")
-    parser.add_argument("--max-steps", type=int, default=None, help="merge steps into at most N blocks")
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="merge steps into at most N blocks (VisualPRM-8B-v1.1's training data: at most 16)",
+    )
     parser.add_argument("--max-tiles", type=int, default=12, help="InternVL tiles per image (default 12)")
-    parser.add_argument("--system-message", default=None, help="override the checkpoint's system message")
+    T.add_system_message_argument(parser)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
     parser.add_argument("--json", action="store_true", help="one JSON object per response")
-
-
-def _read_responses(path: Path) -> tuple[list[str] | None, list[list[str]] | None]:
-    responses, steps = [], []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
-            if isinstance(rec, dict) and isinstance(rec.get("response"), str):
-                responses.append(rec["response"])
-            elif isinstance(rec, dict) and isinstance(rec.get("steps"), list):
-                steps.append([str(s) for s in rec["steps"]])
-            else:
-                raise ValueError(f'{path}:{n}: expected {{"response": str}} or {{"steps": [str, ...]}}')
-    if responses and steps:
-        raise ValueError(f"{path}: mixes 'response' and 'steps' lines; use one kind per file")
-    if not responses and not steps:
-        raise ValueError(f"{path}: no responses")
-    return (responses or None), (steps or None)
 
 
 def run_score(args: argparse.Namespace) -> int:
     from openrlhf_visualprm.images import ImageRoots
     from openrlhf_visualprm.prm.scorer import VisualPRM
 
-    try:
-        responses, steps = _read_responses(args.responses)
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    responses, steps = read_responses_file(args.responses)
     roots = ImageRoots.of([Path(p).resolve().parent for p in args.image])
     prm = VisualPRM.from_pretrained(
         args.model,
@@ -119,6 +102,7 @@ def run_score(args: argparse.Namespace) -> int:
         max_tiles=args.max_tiles,
         image_roots=roots,
     )
+    print(prm.describe_system_message(), file=sys.stderr)
     results = prm.score(
         [str(Path(p).resolve()) for p in args.image],
         args.question,

@@ -21,13 +21,13 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from openrlhf_visualprm.errors import ConfigError
+from openrlhf_visualprm.images import DEFAULT_MAX_TILES
 from openrlhf_visualprm.prm.aggregate import AGGREGATIONS
 from openrlhf_visualprm.steps import DEFAULT_SEPARATOR
 
 METHODS = ("per-step", "single", "shared")
 DENSE_MODES = ("off", "value", "diff")
 DTYPES = ("auto", "bfloat16", "float16", "float32")  # auto: bfloat16 on GPU, float32 on CPU
-DEFAULT_MAX_TILES = 12
 SCORING_FIELDS = ("method", "aggregation", "max_steps", "splitter", "temperature")
 REGEX_PREFIX = "re:"  # splitter "re:PATTERN" splits on a regular expression
 

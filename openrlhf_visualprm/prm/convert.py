@@ -32,6 +32,8 @@ from pathlib import Path
 
 import torch
 
+from openrlhf_visualprm.errors import ModelError
+
 _VISION_LAYER = [
     (r"attn\.proj\.", "attention.projection_layer."),
     (r"attn\.q_norm\.", "attention.q_norm."),
@@ -223,7 +225,7 @@ def load_internvl_chat(
     raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     context_id = tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")
     if context_id is None or context_id == tokenizer.unk_token_id:
-        raise ValueError(
+        raise ModelError(
             f"{folder}: the tokenizer has no <IMG_CONTEXT> token; not a VisualPRM/InternVL checkpoint"
         )
     config = native_config(raw, context_id)
@@ -235,7 +237,7 @@ def load_internvl_chat(
     expected = set(model.state_dict())
     missing, unexpected = expected - set(sd), set(sd) - expected
     if missing or unexpected:
-        raise ValueError(
+        raise ModelError(
             f"{folder}: converted weights do not match the native model "
             f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})"
         )

@@ -26,14 +26,15 @@ from typing import Any
 import torch
 from PIL import Image
 
+from openrlhf_visualprm.errors import ModelError
 from openrlhf_visualprm.images import DEFAULT_MAX_TILES, ImageRoots, load_image, preprocess_image
 from openrlhf_visualprm.prm import template as T
 from openrlhf_visualprm.prm.aggregate import aggregate
+from openrlhf_visualprm.prm.checkpoint import load_visualprm
+from openrlhf_visualprm.prm.config import METHODS
 from openrlhf_visualprm.steps import DEFAULT_SEPARATOR, Step, split_steps, steps_from_list
 
 logger = logging.getLogger(__name__)
-
-METHODS = ("per-step", "single", "shared")
 
 
 @dataclass
@@ -84,10 +85,14 @@ class VisualPRM:
         empty_score: float = 0.0,
         image_roots: ImageRoots | None = None,
         batch_size: int = 8,
+        system_message_info: T.SystemMessage | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.system_message = system_message
+        self.system_info = system_message_info or T.SystemMessage(
+            system_message, "text", "text given by the caller"
+        )
         self.model_id = model_id
         self.max_tiles = max_tiles
         self.empty_score = empty_score
@@ -99,11 +104,13 @@ class VisualPRM:
         self.image_token_id = int(model.config.image_token_id)
         context_id = tokenizer.convert_tokens_to_ids(T.IMG_CONTEXT)
         if context_id != self.image_token_id:
-            raise ValueError(
+            raise ModelError(
                 f"tokenizer maps {T.IMG_CONTEXT} to {context_id} but the model expects image_token_id "
                 f"{self.image_token_id}: tokenizer and checkpoint do not belong together"
             )
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        # The tokenizer's own BOS rule, as the reference tokenises (InternLM2: <s>; Qwen2: none).
+        self.bos_ids = T.special_prefix_ids(tokenizer)
         self.specials = set(getattr(tokenizer, "all_special_tokens", [])) | {
             t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values()
         }
@@ -121,23 +128,44 @@ class VisualPRM:
         attn_implementation: str | None = "sdpa",
         **kwargs,
     ) -> VisualPRM:
-        """Load from a local folder, an alias (``visualprm``, ``visualprm-v1``) or a cached hub id."""
-        from openrlhf_visualprm.models import load_visualprm
+        """Load from a local folder, an alias (``visualprm``, ``visualprm-v1``) or a cached hub id.
+
+        ``system_message``: ``prm`` | ``internvl2_5`` | ``config`` | the text itself | ``None``
+        (the checkpoint config's, else InternVL2.5's; see :func:`template.resolve_system_message`).
+        Weights load strictly, and the checks of :mod:`openrlhf_visualprm.prm.check` run on the
+        loaded model: which system message is in use is logged, with anything that differs from
+        the released checkpoints.
+        """
+        from openrlhf_visualprm.prm.check import check_loaded
 
         model, tokenizer, config_system, model_id = load_visualprm(
             path_or_alias, device=device, dtype=dtype, attn_implementation=attn_implementation
         )
-        if system_message is None:
-            if config_system:
-                system_message = config_system
-            else:
-                system_message = T.INTERNVL2_5_SYSTEM_MESSAGE
-                logger.warning(
-                    "%s has no system_message in its config; using the InternVL2.5 default. "
-                    "Pass system_message=... if the checkpoint was trained with another one.",
-                    model_id,
-                )
-        return cls(model, tokenizer, system_message, model_id, max_tiles=max_tiles, **kwargs)
+        info = T.resolve_system_message(system_message, config_system, model_id)
+        prm = cls(
+            model,
+            tokenizer,
+            info.text,
+            model_id,
+            max_tiles=max_tiles,
+            system_message_info=info,
+            **kwargs,
+        )
+        report = check_loaded(prm)
+        logger.info("%s", prm.describe_system_message())
+        for warning in report.warnings:
+            logger.warning("%s: %s", model_id, warning)
+        prm.check_report = report
+        return prm
+
+    @property
+    def system_message_choice(self) -> str:
+        """How the system message was chosen: ``prm`` | ``internvl2_5`` | ``config`` | ``text``."""
+        return self.system_info.choice
+
+    def describe_system_message(self) -> str:
+        """One line: which system message is in use and where it came from."""
+        return self.system_info.describe(self.model_id)
 
     def _single_token_id(self, text: str) -> int:
         """Id of a one-character placeholder: its own vocabulary entry when there is one (the
@@ -147,7 +175,7 @@ class VisualPRM:
             return tid
         ids = self.tokenizer.encode(text, add_special_tokens=False)
         if len(ids) != 1:
-            raise ValueError(f"{text!r} is not a single token in this tokenizer: {ids}")
+            raise ModelError(f"{text!r} is not a single token in this tokenizer: {ids}")
         return ids[0]
 
     @property
@@ -197,13 +225,18 @@ class VisualPRM:
         ids, positions = self._tokenize(prefix, texts[:keep])
         return _Encoded(steps[:keep], ids, positions, dropped=len(steps) - keep, note=note)
 
+    def _prefix_ids(self, prefix: str) -> list[int]:
+        """Ids of the shared prefix, BOS rule included (so they are a prefix of every response's ids)."""
+        return self.bos_ids + list(self.tokenizer(prefix, add_special_tokens=False)["input_ids"])
+
     def _tokenize(self, prefix: str, texts: list[str]) -> tuple[list[int], list[int]] | None:
         if not texts:
             return None
         text = prefix + T.render_suffix(texts)
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids, offsets = enc["input_ids"], enc["offset_mapping"]
-        start_to_index = {start: i for i, (start, end) in enumerate(offsets) if end > start}
+        lead = len(self.bos_ids)
+        ids, offsets = self.bos_ids + list(enc["input_ids"]), enc["offset_mapping"]
+        start_to_index = {start: i + lead for i, (start, end) in enumerate(offsets) if end > start}
         positions = []
         for char in T.placeholder_offsets(len(prefix), texts):
             idx = start_to_index.get(char)
@@ -274,8 +307,7 @@ class VisualPRM:
 
     @torch.inference_mode()
     def _score_shared(self, prefix: str, encs: list[_Encoded], pixel_values: torch.Tensor | None) -> None:
-        enc = self.tokenizer(prefix, add_special_tokens=False)
-        prefix_ids = enc["input_ids"]
+        prefix_ids = self._prefix_ids(prefix)
         p = len(prefix_ids)
         shared = [e for e in encs if e.ids and e.ids[:p] == prefix_ids and len(e.ids) > p]
         # A response whose first step merges with the prefix's last token (BPE across the
@@ -373,7 +405,9 @@ class VisualPRM:
             raise ValueError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
         if method != "shared":
             kw = dict(method=method, aggregation=aggregation, max_steps=max_steps, splitter=splitter)
-            return [self.score(im, q, responses=list(r), temperature=temperature, **kw) for im, q, r in groups]
+            return [
+                self.score(im, q, responses=list(r), temperature=temperature, **kw) for im, q, r in groups
+            ]
         prepared = []
         for images, question, responses in groups:
             if isinstance(images, (str, bytes, Image.Image)):
@@ -396,7 +430,7 @@ class VisualPRM:
         dev, backbone = self.device, self._backbone()
         prefix_ids, work = [], []
         for gi, (prefix, pixel_values, encs) in enumerate(items):
-            ids = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
+            ids = self._prefix_ids(prefix)
             p = len(ids)
             shared = [e for e in encs if e.ids and e.ids[:p] == ids and len(e.ids) > p]
             fallback = [e for e in encs if e.ids and e not in shared]  # BPE merge across the boundary
@@ -422,7 +456,9 @@ class VisualPRM:
                 if gi not in caches:
                     pv = items[gi][1]
                     pv = None if pv is None else pv.to(dev, self.model.dtype)
-                    out = backbone(input_ids=torch.tensor([prefix_ids[gi]], device=dev), pixel_values=pv, use_cache=True)
+                    out = backbone(
+                        input_ids=torch.tensor([prefix_ids[gi]], device=dev), pixel_values=pv, use_cache=True
+                    )
                     caches[gi] = out.past_key_values
             self._run_suffixes(chunk, prefix_ids, caches, big_p, big_l)
             for gi in [g for g in caches if last_use[g] < j]:

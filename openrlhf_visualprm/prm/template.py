@@ -22,12 +22,27 @@ are neutralised with a zero-width space after their first character, so a respon
 open a fake ``+`` turn nor smuggle ``<IMG_CONTEXT>`` tokens that would break the image features.
 Scored text then differs from the raw response only inside such strings; spans still refer to the
 raw response.
+
+Two things around the text are per checkpoint and live here too:
+
+- **System message** (:func:`resolve_system_message`): a named choice (:data:`SYSTEM_MESSAGE_CHOICES`)
+  or literal text. The released inference code uses the checkpoint config's ``system_message``,
+  else InternVL2.5's default; VisualPRM-8B-v1.1's training data (VisualPRM400K-v1.1) carried the
+  data pipeline's PRM system prompt instead (:data:`PRM_SYSTEM_PROMPT`). Which one is in use is
+  always reported with where it came from.
+- **BOS rule** (:func:`special_prefix_ids`): the prompt is tokenised the way the reference does,
+  with the tokenizer's own special-token rule: InternLM2 (VisualPRM-8B v1) prepends ``<s>``,
+  Qwen2 (v1.1) adds nothing. Specials a tokenizer would append after the text are not added:
+  they come after every scored position, so no score can depend on them.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from openrlhf_visualprm.errors import ConfigError, ModelError
 
 IMAGE_PLACEHOLDER = "<image>"
 IMG_START = "<img>"
@@ -44,6 +59,35 @@ ASSISTANT_TURN = f"{IM_START}assistant\n{PLUS}{IM_END}\n"
 # Default system message of InternVL2.5 (the ``internvl2_5`` template). Used only when neither the
 # checkpoint config nor the caller provides one, and the scorer says so when it happens.
 INTERNVL2_5_SYSTEM_MESSAGE = "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。"
+
+# The process-supervision system prompt of the VisualPRM data pipeline, verbatim:
+# OpenGVLab/InternVL internvl_chat/tools/reasoning_data_pipeline/utils/constants.py
+# (PRM_SYSTEM_PROMPT, commit 19b0da2), written as the system turn of every VisualPRM400K
+# conversation by visualprm_data_pipeline_postprocess.py (item2conv_prm).
+PRM_SYSTEM_PROMPT = """You are an advanced AI assistant, designed to serve as a process supervision model. \
+In this task, I will provide a problem statement followed by the first step of the solution process. \
+For each subsequent turn, I will give you a new step in the solution. \
+Your role is to assess whether the solution process is correct up to the current step.
+
+- In the **first round**, I will input the problem and the first step of the solution process.
+- In **each subsequent round**, I will provide the next step in the solution.
+
+For each step, you should:
+
+- Respond with **"+"** if you believe the solution process is correct up to this step.
+- Respond with **"-"** if you detect any issues or errors in the process up to this step.
+
+Please note:
+- Only respond with **"+"** or **"-"**. Do not provide any additional explanations, comments, or justifications.
+
+Your task is to verify the accuracy and correctness of each step in the given solution process."""
+
+# Named system messages (``--system-message NAME``); any other value is used as the text itself.
+SYSTEM_MESSAGE_CHOICES: dict[str, str] = {
+    "prm": "the VisualPRM data pipeline's PRM_SYSTEM_PROMPT (VisualPRM400K-v1.1 training data)",
+    "internvl2_5": "InternVL2.5's default system message (the internvl2_5 template)",
+    "config": "the checkpoint config's system_message (what the released inference code uses)",
+}
 
 ZERO_WIDTH_SPACE = "\u200b"
 _DEFAULT_SPECIALS = (
@@ -133,3 +177,100 @@ def render_prompt(
     """The full text the PRM sees for one response (images expanded, steps as given)."""
     q = expand_images(format_question(question, len(tiles_per_image)), tiles_per_image)
     return render_prefix(system_message, q) + render_suffix(steps)
+
+
+# --------------------------------------------------------------------------- system message
+
+
+@dataclass(frozen=True)
+class SystemMessage:
+    """The system message in use: its ``text``, the ``choice`` that selected it (a name of
+    :data:`SYSTEM_MESSAGE_CHOICES` or ``"text"``) and ``source``, a phrase for logs and reports."""
+
+    text: str
+    choice: str
+    source: str
+
+    def fingerprint(self) -> str:
+        """``choice:sha256[:12]`` of the text: two runs with different texts never look alike."""
+        import hashlib
+
+        return f"{self.choice}:{hashlib.sha256(self.text.encode()).hexdigest()[:12]}"
+
+    def describe(self, model_id: str = "VisualPRM") -> str:
+        preview = self.text.replace("\n", " ")
+        preview = preview if len(preview) <= 60 else preview[:57] + "..."
+        return f"{model_id}: system message '{self.choice}' ({self.source}): {preview!r}"
+
+
+def resolve_system_message(choice: str | None, config_value: str | None, model_id: str = "") -> SystemMessage:
+    """The system message for ``choice``: ``prm`` | ``internvl2_5`` | ``config`` | literal text.
+
+    ``None`` behaves like the released inference code: the checkpoint's ``config_value`` when it
+    has one, else InternVL2.5's default. ``config`` on a checkpoint without one is an error (say
+    which to use instead), never a silent fallback.
+    """
+    if choice is None:
+        if config_value:
+            return SystemMessage(config_value, "config", "from the checkpoint config (default)")
+        return SystemMessage(
+            INTERNVL2_5_SYSTEM_MESSAGE,
+            "internvl2_5",
+            "default: the checkpoint config has no system_message",
+        )
+    if choice == "prm":
+        return SystemMessage(PRM_SYSTEM_PROMPT, "prm", SYSTEM_MESSAGE_CHOICES["prm"])
+    if choice == "internvl2_5":
+        return SystemMessage(INTERNVL2_5_SYSTEM_MESSAGE, "internvl2_5", SYSTEM_MESSAGE_CHOICES["internvl2_5"])
+    if choice == "config":
+        if not config_value:
+            raise ConfigError(
+                f"--system-message config: {model_id or 'the checkpoint'} has no system_message in its "
+                "config; choose prm, internvl2_5 or give the text"
+            )
+        return SystemMessage(config_value, "config", SYSTEM_MESSAGE_CHOICES["config"])
+    if not choice.strip():
+        raise ConfigError("--system-message is empty; choose prm, internvl2_5, config or give the text")
+    return SystemMessage(choice, "text", "text given by the caller")
+
+
+def add_system_message_argument(parser) -> None:
+    """``--system-message`` for every command that loads a PRM (one definition, one help text)."""
+    names = " | ".join(SYSTEM_MESSAGE_CHOICES)
+    parser.add_argument(
+        "--system-message",
+        default=None,
+        metavar="NAME|TEXT",
+        help=f"PRM system message: {names} | the text itself. Default: the checkpoint config's, "
+        "else InternVL2.5's (the released inference behaviour). 'prm' is the prompt of "
+        "VisualPRM-8B-v1.1's training data",
+    )
+
+
+# --------------------------------------------------------------------------- BOS rule
+
+
+def special_prefix_ids(tokenizer) -> list[int]:
+    """The special tokens the tokenizer puts before any text (InternLM2: ``[<s>]``; Qwen2: ``[]``).
+
+    Read from the tokenizer itself (its own ``add_special_tokens`` behaviour on a probe text),
+    so a checkpoint shipping a differently configured tokenizer is followed, not guessed.
+    """
+    probe = "Find x."
+    with_specials = list(tokenizer(probe, add_special_tokens=True)["input_ids"])
+    plain = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
+    for start in range(len(with_specials) - len(plain) + 1):
+        if with_specials[start : start + len(plain)] == plain:
+            return with_specials[:start]
+    raise ModelError(
+        f"cannot tell which special tokens the tokenizer adds: {probe!r} encodes to {plain} "
+        f"without specials but {with_specials} with them"
+    )
+
+
+def describe_bos_rule(tokenizer) -> str:
+    ids = special_prefix_ids(tokenizer)
+    if not ids:
+        return "no BOS: the prompt starts with its first text token"
+    names = tokenizer.convert_ids_to_tokens(ids)
+    return f"prepends {names} (ids {ids}) to every prompt"

@@ -63,6 +63,5 @@ def sample_logs(result: dict) -> dict[str, float]:
                 logs[f"judge/{key}"] = float(judge[key])
     outcome = result.get("outcome")
     if outcome is not None:
-        logs["outcome/missing_truth"] = float(not outcome.get("has_truth"))
         logs["outcome/no_answer"] = float(outcome.get("answer") is None)
     return logs

@@ -51,8 +51,10 @@ def prepare_group(
 ) -> RewardGroup:
     """One host payload -> a :class:`RewardGroup`; bad samples (:class:`InputError` only) are
     recorded, not raised. Any other error (a bug, a config problem) propagates."""
-    from openrlhf_visualprm.images import load_image
+    from openrlhf_visualprm.images import ImageRoots, load_image
 
+    if not isinstance(roots, ImageRoots):  # folders image paths must lie under
+        roots = ImageRoots.of(roots or None)
     responses = [str(r) for r in raw["responses"]]
     try:
         label = decode_label(raw.get("label"))

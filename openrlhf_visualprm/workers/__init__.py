@@ -24,29 +24,32 @@ Public API (everything else is internal)::
 Errors: ``BadRequestError`` (a ``ValueError``: bad group, image missing or outside the roots),
 ``RewardTimeoutError`` (a ``TimeoutError``), ``PoolBusyError`` (queue full for the whole timeout),
 ``WorkerFailedError``. The HTTP service (``openrlhf-visualprm serve``) is in ``service.py``.
+
+Names are imported lazily, so ``workers.errors`` and ``workers.config`` load neither torch nor Ray.
 """
 
-from openrlhf_visualprm.workers.config import FaultInjection, PoolConfig, WorkerConfig
-from openrlhf_visualprm.workers.errors import (
-    BadRequestError,
-    PoolBusyError,
-    RequestTooLargeError,
-    RewardTimeoutError,
-    WorkerFailedError,
-)
-from openrlhf_visualprm.workers.pool import RewardPool
-from openrlhf_visualprm.workers.worker import JudgeWorker, PRMWorker
+from __future__ import annotations
 
-__all__ = [
-    "BadRequestError",
-    "FaultInjection",
-    "JudgeWorker",
-    "PRMWorker",
-    "PoolBusyError",
-    "PoolConfig",
-    "RequestTooLargeError",
-    "RewardPool",
-    "RewardTimeoutError",
-    "WorkerConfig",
-    "WorkerFailedError",
-]
+import importlib
+
+_EXPORTS = {
+    "FaultInjection": "config",
+    "PoolConfig": "config",
+    "WorkerConfig": "config",
+    "BadRequestError": "errors",
+    "PoolBusyError": "errors",
+    "RequestTooLargeError": "errors",
+    "RewardTimeoutError": "errors",
+    "WorkerFailedError": "errors",
+    "RewardPool": "pool",
+    "JudgeWorker": "worker",
+    "PRMWorker": "worker",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,7 +27,11 @@ class PoolComponent:
     def score_groups(self, groups: Sequence[RewardGroup]) -> list[list[Scored]]:
         payload = []
         for g in groups:
-            item: dict[str, Any] = {"images": list(g.images), "question": g.question, "responses": list(g.responses)}
+            item: dict[str, Any] = {
+                "images": list(g.images),
+                "question": g.question,
+                "responses": list(g.responses),
+            }
             if self.config is not None:
                 item["config"] = dict(self.config)
             if self.name == "judge" and g.reference is not None:

@@ -24,7 +24,7 @@ from typing import Any
 import ray
 import torch
 
-from openrlhf_visualprm.models import as_dtype
+from openrlhf_visualprm.torch_names import as_dtype
 from openrlhf_visualprm.workers.config import WorkerConfig
 from openrlhf_visualprm.workers.groups import ScoreGroup
 from openrlhf_visualprm.workers.scorers import GroupScorer, build_scorer

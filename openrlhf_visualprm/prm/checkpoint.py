@@ -1,4 +1,4 @@
-"""Loading reward-model checkpoints offline: local folders, aliases, the Hugging Face cache.
+"""Loading VisualPRM checkpoints offline: local folders, aliases, the Hugging Face cache.
 
 VisualPRM ships in two layouts:
 - transformers-native ``InternVLForConditionalGeneration`` (``model_type: internvl``): loaded as is.
@@ -16,8 +16,12 @@ from pathlib import Path
 
 import torch
 
+from openrlhf_visualprm.errors import ModelError
 from openrlhf_visualprm.registry import ModelNotFoundError as CheckpointNotFound
 from openrlhf_visualprm.registry import require_local
+from openrlhf_visualprm.torch_names import as_dtype
+
+from .convert import load_internvl_chat
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +46,14 @@ def load_tokenizer(folder: str | Path):
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except Exception as exc:  # noqa: BLE001 - re-raised with what to do
-        raise ValueError(
+        raise ModelError(
             f"{folder}: its tokenizer cannot be loaded without remote code ({type(exc).__name__}: {exc}). "
             "Add a fast-tokenizer file (tokenizer.json) to the folder, e.g. on a machine with the "
             "checkpoint's remote code: AutoTokenizer.from_pretrained(path, trust_remote_code=True)"
             ".save_pretrained(path)"
         ) from exc
     if not getattr(tokenizer, "is_fast", True):
-        raise ValueError(
+        raise ModelError(
             f"{folder}: a fast tokenizer (tokenizer.json) is needed: step positions are found with "
             "character offsets, which slow tokenizers do not provide"
         )
@@ -62,28 +66,6 @@ def read_config(folder: Path) -> dict:
         raise CheckpointNotFound(f"{folder} has no config.json: not a model checkpoint")
     with cfg.open(encoding="utf-8") as f:
         return json.loads(f.read())
-
-
-DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
-
-
-def as_dtype(dtype: torch.dtype | str | None, allow_auto: bool = False):
-    """A ``torch.dtype`` from a dtype or its usual names; ``"auto"``/None pass through when allowed."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if allow_auto and dtype in (None, "auto"):
-        return dtype
-    if dtype not in DTYPES:
-        extra = " or 'auto'" if allow_auto else ""
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}{extra}")
-    return DTYPES[dtype]
 
 
 def load_visualprm(
@@ -100,19 +82,29 @@ def load_visualprm(
     model_type = raw.get("model_type")
     torch_dtype = as_dtype(dtype)
     if model_type not in ("internvl", "internvl_chat"):
-        raise ValueError(
+        raise ModelError(
             f"{folder} has model_type {model_type!r}; VisualPRM needs 'internvl' (native) or "
             "'internvl_chat' (the original release)"
         )
     tokenizer = load_tokenizer(folder)
     if model_type == "internvl":
-        model = InternVLForConditionalGeneration.from_pretrained(
-            folder, dtype=torch_dtype, attn_implementation=attn_implementation
+        model, info = InternVLForConditionalGeneration.from_pretrained(
+            folder, dtype=torch_dtype, attn_implementation=attn_implementation, output_loading_info=True
         )
+        # Strict: a missing tensor would be randomly initialised and still give plausible scores.
+        missing, unexpected = (
+            sorted(info.get("missing_keys") or []),
+            sorted(info.get("unexpected_keys") or []),
+        )
+        mismatched = sorted(str(k) for k in info.get("mismatched_keys") or [])
+        if missing or unexpected or mismatched:
+            raise ModelError(
+                f"{folder}: the weights do not match the model (missing {len(missing)}: {missing[:5]}, "
+                f"unexpected {len(unexpected)}: {unexpected[:5]}, shape mismatches {len(mismatched)}: "
+                f"{mismatched[:5]}); refusing to score with a partly random model"
+            )
         system_message = raw.get("system_message")
     elif model_type == "internvl_chat":
-        from openrlhf_visualprm.prm.convert import load_internvl_chat
-
         model, system_message = load_internvl_chat(
             folder, tokenizer, dtype=torch_dtype, attn_implementation=attn_implementation
         )

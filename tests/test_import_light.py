@@ -1,0 +1,99 @@
+"""`--help` and the torch-free modules load no torch, Ray, vLLM, OpenRLHF or transformers.
+
+Checked in a fresh interpreter (a subprocess), since this test process has loaded all of them.
+Each check reports the first heavy module that appeared and the command or module that pulled
+it in, so a regression names its culprit.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from openrlhf_visualprm.cli import SUBCOMMANDS
+
+HEAVY = ("torch", "ray", "vllm", "openrlhf", "transformers")
+
+# Modules a config, a label or a `--help` reads: they must stay importable without the heavy stack.
+LIGHT_MODULES = (
+    "openrlhf_visualprm",
+    "openrlhf_visualprm.cli",
+    "openrlhf_visualprm.errors",
+    "openrlhf_visualprm.labels",
+    "openrlhf_visualprm.registry",
+    "openrlhf_visualprm.answers",
+    "openrlhf_visualprm.prm.config",
+    "openrlhf_visualprm.prm.template",
+    "openrlhf_visualprm.judge.config",
+    "openrlhf_visualprm.outcome.config",
+    "openrlhf_visualprm.rewards",
+    "openrlhf_visualprm.steps",
+    "openrlhf_visualprm.torch_names",
+    "openrlhf_visualprm.images",
+    "openrlhf_visualprm.judge",
+    "openrlhf_visualprm.judge.parse",
+    "openrlhf_visualprm.judge.template",
+    "openrlhf_visualprm.judge.schedule",
+    "openrlhf_visualprm.judge.aggregate",
+    "openrlhf_visualprm.workers",
+    "openrlhf_visualprm.workers.errors",
+    "openrlhf_visualprm.workers.config",
+    "openrlhf_visualprm.workers.protocol",
+    "openrlhf_visualprm.plugin.plan",
+    "openrlhf_visualprm.plugin.options",
+    "openrlhf_visualprm.data.records",
+    "openrlhf_visualprm.envs",
+    "openrlhf_visualprm.rewards.combine",
+    "openrlhf_visualprm.plugin.launcher",
+    "reward_fns.outcome",
+)
+
+_PROBE = r"""
+import contextlib, io, json, sys
+HEAVY = {heavy!r}
+out = {{}}
+for kind, name in json.loads(sys.argv[1]):
+    if kind == "module":
+        __import__(name)
+    else:
+        from openrlhf_visualprm import cli
+        with contextlib.redirect_stdout(io.StringIO()):
+            try:
+                cli.main([name, "--help"])
+            except SystemExit:
+                pass
+    loaded = [h for h in HEAVY if h in sys.modules]
+    if loaded:
+        out = {{"culprit": [kind, name], "loaded": loaded}}
+        break
+print("PROBE " + json.dumps(out))
+"""
+
+
+def _probe(items: list[tuple[str, str]]) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(heavy=HEAVY), json.dumps(items)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("PROBE ")]
+    assert lines, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return json.loads(lines[-1].split(" ", 1)[1])
+
+
+def test_every_subcommand_help_loads_no_heavy_package():
+    result = _probe([("help", name) for name in SUBCOMMANDS])
+    assert result == {}, f"`openrlhf-visualprm {result['culprit'][1]} --help` loaded {result['loaded']}"
+
+
+def test_torch_free_modules_load_no_heavy_package():
+    result = _probe([("module", name) for name in LIGHT_MODULES])
+    assert result == {}, f"importing {result['culprit'][1]} loaded {result['loaded']}"
+
+
+def test_probe_detects_a_heavy_import():
+    # The probe itself must be able to fail: a module that loads torch is reported by name.
+    result = _probe([("module", "openrlhf_visualprm.prm.scorer")])
+    assert result["culprit"] == ["module", "openrlhf_visualprm.prm.scorer"] and "torch" in result["loaded"]
