@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
-from openrlhf_visualprm import registry
+from openrlhf_visualprm import envs, registry
 from openrlhf_visualprm.errors import ConfigError, FlagError
 from openrlhf_visualprm.plugin import legacy_flags, openrlhf_cli
 from openrlhf_visualprm.plugin.options import PluginArgError, parse_plugin_flags, plugin_option_strings
@@ -371,7 +371,7 @@ def _check_combination(
     missing = [m for m in (plan.prm, plan.judge) if m is not None and not os.path.isdir(m.path or "")]
     for model in missing:
         fetch = f"fetch it first (huggingface-cli download {model.path}) or pass a local checkpoint folder"
-        if not dry_run and not os.environ.get(SKIP_MODEL_CHECK_ENV):
+        if not dry_run and not envs.is_set(SKIP_MODEL_CHECK_ENV):
             raise LaunchError(
                 f"reward model {model.model} ({model.path}) is not on this machine and the reward actors never "
                 f"download: {fetch}. If only the reward nodes have it, set {SKIP_MODEL_CHECK_ENV}=1.",
