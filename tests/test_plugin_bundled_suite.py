@@ -41,7 +41,9 @@ print("PLUGIN-CHECK " + json.dumps({
 
 def test_openrlhf_bundled_suite_passes_with_plugin_hooks(tmp_path):
     assert (BUNDLED_TESTS / "test_reward_shaping.py").is_file()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    support = str(Path(__file__).resolve().parent / "support")  # cpu_stubs, for the subprocess too
+    pythonpath = os.pathsep.join(p for p in (support, os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": pythonpath}
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(BUNDLED_TESTS)],
         cwd=tmp_path,
