@@ -6,12 +6,19 @@ writes them as JSON. With ``--tiny`` it starts Ray, a pool with the tiny random 
 service on 127.0.0.1 itself; otherwise it targets ``--url``.
 
     python benchmarks/service_load.py --tiny --clients 8 --duration 20
+    python benchmarks/service_load.py --tiny --workers 2 --clients 4 --duration 20 \
+        --kill-worker-at 5 --kill-worker-at 12 --verify
     python benchmarks/service_load.py --url http://127.0.0.1:8000 --image-root-relative --clients 64
 
 Requests are built from the generated demo set; ``--endpoint reward`` sends OpenRLHF's protocol
 (one sample per request, as OpenRLHF's rollout does), ``score`` the extended one (one group of
 all candidates). Each request gets a distinct question so the result cache does not answer it
 (``--allow-cache-hits`` to measure a warm cache instead).
+
+Failure drill (``--tiny``): ``--kill-worker-at S`` kills a pool worker S seconds into the load
+(repeatable; workers in turn). Reported: ``lost`` = requests sent without a 200 answer,
+``duplicated`` = request ids answered more than once; ``--verify`` rescoring every answer with
+the same tiny model in this process (``equal`` / ``mismatched``).
 """
 
 from __future__ import annotations
@@ -47,6 +54,17 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=20.0, help="seconds of load (default 20)")
     p.add_argument("--endpoint", choices=["reward", "score"], default="reward", help="protocol to exercise")
     p.add_argument("--allow-cache-hits", action="store_true", help="repeat identical requests (warm cache)")
+    p.add_argument(
+        "--kill-worker-at",
+        type=float,
+        action="append",
+        default=[],
+        metavar="S",
+        help="--tiny: kill a pool worker S seconds into the load (repeatable)",
+    )
+    p.add_argument(
+        "--verify", action="store_true", help="--tiny, reward endpoint: rescore answers in-process"
+    )
     p.add_argument("--out", default="service_load.json", help="where to write the figures (JSON)")
     return p.parse_args()
 
@@ -55,6 +73,10 @@ def _request(
     items: list[dict], endpoint: str, n: int, distinct: bool, rng: random.Random
 ) -> tuple[str, dict]:
     item = rng.choice(items)
+    return _request_for(item, endpoint, n, distinct, rng)
+
+
+def _request_for(item: dict, endpoint: str, n: int, distinct: bool, rng: random.Random) -> tuple[str, dict]:
     question = item["question"] + (f" (request {n})" if distinct else "")
     if endpoint == "score":
         return "/score", {
@@ -71,33 +93,49 @@ def _request(
     return "/", {"query": [PROMPT + cand["response"] + "<|im_end|>"], "prompts": [PROMPT], "labels": [label]}
 
 
-async def run_load(url: str, items: list[dict], args: argparse.Namespace) -> dict:
+async def run_load(url: str, items: list[dict], args: argparse.Namespace, kill=None) -> dict:
     import httpx
 
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
     latencies: list[float] = []
     errors: list[str] = []
+    answers: dict[int, list] = {}  # request id -> [(request body, reply body), ...]
+    sent = 0
+    kills: list[float] = []
     counter = iter(range(10**9))
     deadline = time.monotonic() + args.duration
 
     async def client(cid: int, http: httpx.AsyncClient) -> None:
+        nonlocal sent
         rng = random.Random(cid)
         while time.monotonic() < deadline:
-            path, body = _request(items, args.endpoint, next(counter), not args.allow_cache_hits, rng)
+            n = next(counter)
+            path, body = _request(items, args.endpoint, n, not args.allow_cache_hits, rng)
             start = time.monotonic()
+            sent += 1
             try:
                 reply = await http.post(url + path, json=body, headers=headers, timeout=180)
                 ok = reply.status_code == 200 and ("rewards" in reply.json() or "results" in reply.json())
                 if not ok:
                     errors.append(f"{reply.status_code}: {reply.text[:200]}")
+                    continue
             except Exception as exc:  # counted, never hidden
                 errors.append(f"{type(exc).__name__}: {exc}")
                 continue
             latencies.append(time.monotonic() - start)
+            answers.setdefault(n, []).append((body, reply.json()))
+
+    async def killer(at: float, index: int) -> None:
+        await asyncio.sleep(at)
+        if time.monotonic() < deadline:
+            await asyncio.to_thread(kill, index)
+            kills.append(at)
+            print(f"  killed worker {index} at {at:.0f}s")
 
     began = time.monotonic()
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=args.clients)) as http:
-        await asyncio.gather(*[client(i, http) for i in range(args.clients)])
+        drills = [killer(at, i) for i, at in enumerate(args.kill_worker_at)] if kill else []
+        await asyncio.gather(*[client(i, http) for i in range(args.clients)], *drills)
     elapsed = time.monotonic() - began
     lat = sorted(latencies)
 
@@ -111,12 +149,38 @@ async def run_load(url: str, items: list[dict], args: argparse.Namespace) -> dic
         "duration_s": elapsed,
         "requests": len(lat),
         "errors": len(errors),
+        "sent": sent,
+        "lost": sent - sum(len(v) for v in answers.values()),
+        "duplicated": sum(len(v) - 1 for v in answers.values()),
+        "worker_kills": kills,
+        "_answers": answers,
         "error_samples": errors[:5],
         "requests_per_s": len(lat) / elapsed,
         "p50_s": pct(0.50),
         "p99_s": pct(0.99),
         "mean_s": statistics.fmean(lat) if lat else float("nan"),
     }
+
+
+def verify_answers(answers: dict[int, list], model: str, root: Path) -> dict:
+    """Rescore every answered OpenRLHF request with the same tiny model in this process."""
+    from PIL import Image
+
+    from openrlhf_visualprm.prm.scorer import VisualPRM
+
+    prm = VisualPRM.from_pretrained(model)
+    equal = mismatched = 0
+    for replies in answers.values():
+        body, reply = replies[0]
+        label = body["labels"][0]
+        response = body["query"][0][len(PROMPT) :].removesuffix("<|im_end|>").strip()
+        image = Image.open(root / label["images"][0]).convert("RGB")
+        want = prm.score([image], label["question"], responses=[response])[0].score
+        if abs(want - reply["rewards"][0]) <= 1e-4:
+            equal += 1
+        else:
+            mismatched += 1
+    return {"equal": equal, "mismatched": mismatched}
 
 
 def main() -> int:
@@ -137,7 +201,7 @@ def main() -> int:
         from openrlhf_visualprm.workers.service import ServiceConfig, start_service
 
         model = str(make_tiny_models(cache / "tiny-models")["visualprm-tiny"])
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=max(2, args.workers), include_dashboard=False, log_to_driver=False)
         pool = RewardPool.start(
             PoolConfig(
                 WorkerConfig(model=model, num_gpus=0, num_cpus=1),
@@ -151,6 +215,10 @@ def main() -> int:
         url = start_service(ServiceConfig(port=port, image_roots=[str(demo.parent)], token=args.token))
         print(f"tiny service up at {url}")
 
+        def kill(i: int) -> None:
+            handles = pool.worker_handles()
+            ray.kill(handles[i % len(handles)])
+
         def teardown() -> None:
             serve.shutdown()
             pool.shutdown()
@@ -160,19 +228,33 @@ def main() -> int:
         raise SystemExit("give --url of a running service, or --tiny to start one here")
     print(f"{args.clients} clients x {args.duration:.0f}s on {url} ({args.endpoint}) ...")
     try:
-        result = asyncio.run(run_load(url.rstrip("/"), items, args))
+        result = asyncio.run(run_load(url.rstrip("/"), items, args, kill if args.tiny else None))
+        if args.tiny:
+            result["pool"] = {k: v for k, v in pool.stats(include_workers=False)["counters"].items()}
     finally:
         if teardown:
             teardown()
+    answers = result.pop("_answers")
+    if args.verify and args.tiny and args.endpoint == "reward":
+        result.update(verify_answers(answers, model, demo.parent))
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(
         f"requests {result['requests']}  errors {result['errors']}  "
         f"{result['requests_per_s']:.2f} req/s  p50 {1000 * result['p50_s']:.0f} ms  "
         f"p99 {1000 * result['p99_s']:.0f} ms   -> {args.out}"
     )
+    print(
+        f"sent {result['sent']}  lost {result['lost']}  duplicated {result['duplicated']}  "
+        f"worker kills at {result['worker_kills']}"
+        + (
+            f"  verified: {result['equal']} equal, {result['mismatched']} mismatched"
+            if "equal" in result
+            else ""
+        )
+    )
     for sample in result["error_samples"]:
         print("  error:", sample)
-    return 1 if result["errors"] else 0
+    return 1 if result["errors"] or result["lost"] or result["duplicated"] or result.get("mismatched") else 0
 
 
 if __name__ == "__main__":

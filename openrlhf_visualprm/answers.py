@@ -1,7 +1,8 @@
 """Math answer checking: pull the final answer out of a response, compare it with the ground truth.
 
 ``extract_final_answer`` looks, in order, for the last ``\\boxed{...}`` (or ``\\fbox``), the last
-"The answer is X" / "Final answer: X" phrase, and the last number in the text.
+"The answer is X" / "Final answer: X" phrase, and the last number in the text; only the last
+``MAX_ANSWER_SCAN_CHARS`` characters are searched, in linear time.
 
 ``verify_answers`` uses ``math-verify`` (symbolic and numeric equivalence: ``\\frac{1}{2}`` ==
 ``0.5``, ``x=3`` == ``3``). Its timeout is ``signal.alarm``, which only works in a process's main
@@ -14,6 +15,7 @@ wrong, never as right.
 from __future__ import annotations
 
 import atexit
+import logging
 import math
 import multiprocessing
 import os
@@ -22,7 +24,10 @@ import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
-_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+logger = logging.getLogger("openrlhf_visualprm.answers")
+MAX_LOGGED_INPUT_CHARS = 200
+_MATH_VERIFY_LOGGERS = ("math_verify", "math_verify.parser", "math_verify.grader", "math_verify.metric")
+
 _ANSWER_PHRASE = re.compile(
     r"(?:the\s+)?(?:final\s+)?answer\s*(?:is|:)\s*[:=]?\s*(?P<ans>[^\n]+)",
     re.IGNORECASE,
@@ -30,16 +35,32 @@ _ANSWER_PHRASE = re.compile(
 _NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:\s*/\s*\d+)?")
 
 
+_BRACE_OR_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{|[{}]")
+# Only the end of a response is searched: the final answer is there, and the work stays bounded
+# whatever a policy writes.
+MAX_ANSWER_SCAN_CHARS = 32_768
+
+
 def _boxed_contents(text: str) -> list[str]:
-    out = []
-    for match in _BOXED.finditer(text):
-        depth, i = 1, match.end()
-        while i < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        if depth == 0:
-            out.append(text[match.end() : i - 1].strip())
-    return out
+    """Contents of every closed ``\\boxed{...}``, ordered by where the box starts.
+
+    One pass with a stack of open braces (linear in the text; repeated unclosed ``\\boxed{``
+    used to make this quadratic): a closing brace closes the innermost open one, and a box is
+    read when the brace it opened is closed. Unmatched closing braces are ignored.
+    """
+    stack: list[int] = []  # content start of a box's brace, or -1 for a plain brace
+    found: list[tuple[int, str]] = []
+    for match in _BRACE_OR_BOX.finditer(text):
+        token = match.group()
+        if token == "}":
+            if stack:
+                start = stack.pop()
+                if start >= 0:
+                    found.append((start, text[start : match.start()].strip()))
+        else:
+            stack.append(match.end() if token != "{" else -1)
+    found.sort(key=lambda item: item[0])
+    return [content for _, content in found]
 
 
 def _clean_phrase(answer: str) -> str:
@@ -56,6 +77,7 @@ def extract_final_answer(text: str) -> str | None:
     """The response's final answer as a string, or None when there is nothing answer-like."""
     if not isinstance(text, str) or not text.strip():
         return None
+    text = text[-MAX_ANSWER_SCAN_CHARS:]
     boxed = [b for b in _boxed_contents(text) if b]
     if boxed:
         return boxed[-1]
@@ -83,10 +105,36 @@ def _as_math(answer: str) -> str:
     return answer if ("$" in answer or "\\boxed" in answer) else f"${answer}$"
 
 
+def _shorten(text: str) -> str:
+    if len(text) <= MAX_LOGGED_INPUT_CHARS:
+        return text
+    return f"{text[:MAX_LOGGED_INPUT_CHARS]}... [{len(text) - MAX_LOGGED_INPUT_CHARS} characters omitted]"
+
+
+class _ShortRecords(logging.Filter):
+    """math-verify puts whole inputs in its log lines (a 1 MB response on every timeout)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if len(message) > MAX_LOGGED_INPUT_CHARS:
+            record.msg, record.args = _shorten(message), None
+        return True
+
+
+def shorten_math_verify_logs() -> None:
+    """Cut math-verify's log lines to a short head (filters do not pass to child loggers, so
+    each of its module loggers gets one)."""
+    for name in _MATH_VERIFY_LOGGERS:
+        target = logging.getLogger(name)
+        if not any(isinstance(f, _ShortRecords) for f in target.filters):
+            target.addFilter(_ShortRecords())
+
+
 def _check_chunk(pairs: list[tuple[str, str]], timeout_s: int) -> list[bool]:
     """Runs in a pool process (main thread: math-verify's signal.alarm works here)."""
     from math_verify import parse, verify
 
+    shorten_math_verify_logs()
     results = []
     for prediction, truth in pairs:
         try:
@@ -169,7 +217,22 @@ def verify_answers(predictions: list[str], ground_truths: list[str], timeout_s: 
                 results[i] = ok
         except FutureTimeout:
             _POOL.kill()  # a check ignored its alarm (stuck in C code): start a fresh pool
+            unchecked = sum(len(b) for b, f in zip(batches, futures) if not f.done() or f is future)
+            logger.warning(
+                "math-verify did not finish a batch within its %.0fs guard (stuck in a check?); "
+                "restarting its processes, %d unchecked answers counted as wrong (first: %r vs %r)",
+                guard,
+                unchecked,
+                _shorten(str(predictions[batch[0]])),
+                _shorten(str(ground_truths[batch[0]])),
+            )
             break
-        except Exception:
+        except Exception as exc:
             _POOL.kill()  # a pool process died; the items of this batch stay False
+            logger.warning(
+                "math-verify process failed (%s: %s); %d answers counted as wrong",
+                type(exc).__name__,
+                _shorten(str(exc)),
+                len(batch),
+            )
     return results

@@ -39,6 +39,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 TILE_SIZE = 448
 DEFAULT_MAX_TILES = 12
 DEFAULT_MAX_PIXELS = 64_000_000  # refuse decompression bombs well before PIL's own limit
+MAX_PATH_CHARS = 4096  # Linux PATH_MAX; longer references are refused before touching the disk
+# ``Image.info`` key of the thumbnail kept by :func:`shrink_for_tiling` (Image.info survives
+# pickling and ``convert``, so a shrunk image still tiles exactly like its original).
+THUMBNAIL_KEY = "openrlhf_visualprm.thumbnail"
 
 
 class ImageError(InputError):
@@ -74,7 +78,25 @@ class ImageRoots:
                 f"image path {str(ref)!r} given but no image roots are configured: "
                 "set the allowed folders (e.g. --image-root DIR) so paths from data can be confined"
             )
-        raw = Path(ref)
+        text = os.fspath(ref)
+        if isinstance(text, bytes):
+            text = os.fsdecode(text)
+        shown = repr(text if len(text) <= 120 else text[:120] + f"... ({len(text)} characters)")
+        if "\0" in text:
+            raise ImageError(f"image path {shown} contains a NUL character", reason="bad_path")
+        if len(text) > MAX_PATH_CHARS:
+            raise ImageError(
+                f"image path {shown} is longer than {MAX_PATH_CHARS} characters", reason="bad_path"
+            )
+        try:
+            return self._resolve(Path(text), shown)
+        except OSError as exc:  # a component over NAME_MAX, a permission error, a loop of links
+            raise ImageError(
+                f"image path {shown} cannot be opened ({type(exc).__name__}: {exc.strerror or exc})",
+                reason="bad_path",
+            ) from None
+
+    def _resolve(self, raw: Path, shown: str) -> Path:
         candidates = [raw] if raw.is_absolute() else [root / raw for root in self.roots]
         for cand in candidates:
             real = cand.resolve()
@@ -87,8 +109,8 @@ class ImageRoots:
         )
         roots = ", ".join(str(r) for r in self.roots)
         if not inside:
-            raise ImageError(f"image path {str(ref)!r} resolves outside the allowed image roots ({roots})")
-        raise ImageError(f"image file {str(ref)!r} not found under the image roots ({roots})")
+            raise ImageError(f"image path {shown} resolves outside the allowed image roots ({roots})")
+        raise ImageError(f"image file {shown} not found under the image roots ({roots})")
 
 
 def _decode(data: bytes, what: str, max_pixels: int) -> Image.Image:
@@ -172,16 +194,23 @@ def load_image(ref: str | os.PathLike | bytes | Image.Image, roots: ImageRoots |
     if isinstance(ref, str) and not ref.strip():
         raise ImageError("empty image path")
     path = roots.resolve(ref)
-    size = path.stat().st_size
-    if size > roots.max_bytes:
-        raise ImageError(f"image file {str(ref)!r} is {size} bytes, over the limit of {roots.max_bytes}")
-    return _decode(path.read_bytes(), f"image file {str(ref)!r}", roots.max_pixels)
+    try:
+        size = path.stat().st_size
+        if size > roots.max_bytes:
+            raise ImageError(f"image file {str(ref)!r} is {size} bytes, over the limit of {roots.max_bytes}")
+        data = path.read_bytes()
+    except OSError as exc:  # removed or made unreadable since it was resolved
+        raise ImageError(f"image file {str(ref)!r} cannot be read ({exc.strerror or exc})") from None
+    return _decode(data, f"image file {str(ref)!r}", roots.max_pixels)
 
 
 def image_digest(image: Image.Image) -> str:
     """Content hash of a decoded image (size + RGB bytes), for caches keyed by what was seen."""
     h = hashlib.sha256(f"{image.width}x{image.height}".encode())
-    h.update(image.convert("RGB").tobytes())
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    # In strips of rows: the same bytes as ``rgb.tobytes()``, without a second full copy in memory.
+    for top in range(0, rgb.height, 256):
+        h.update(rgb.crop((0, top, rgb.width, min(rgb.height, top + 256))).tobytes())
     return h.hexdigest()[:32]
 
 
@@ -231,8 +260,35 @@ def tile_image(
         for c in range(cols)
     ]
     if use_thumbnail and len(tiles) != 1:
-        tiles.append(image.resize((tile, tile), Image.Resampling.BICUBIC))
+        kept = image.info.get(THUMBNAIL_KEY)
+        thumb = kept if isinstance(kept, Image.Image) and kept.size == (tile, tile) else None
+        tiles.append(thumb.convert("RGB") if thumb else image.resize((tile, tile), Image.Resampling.BICUBIC))
     return tiles
+
+
+def shrink_for_tiling(
+    image: Image.Image, max_tiles: int = DEFAULT_MAX_TILES, tile: int = TILE_SIZE
+) -> Image.Image:
+    """The image at the size InternVL tiling reads, tiling exactly like the original.
+
+    Tiling resizes the image to its grid (at most ``max_tiles`` x 448²) and cuts it; only the
+    thumbnail is taken from the original. So an image larger than its grid is replaced by the
+    grid-sized resize (the same PIL call :func:`tile_image` makes) with the original's thumbnail in
+    ``info``: the grid chosen for it is the same (its aspect ratio is the grid's exactly), its
+    resize is the identity, and the pixel values equal the original's. A 8000x8000 picture
+    becomes 1344x1344 (+ a 448² thumbnail) before it is shipped to a worker. Smaller images are
+    returned unchanged.
+    """
+    cols, rows = choose_grid(image.width, image.height, 1, max_tiles, tile)
+    size = (cols * tile, rows * tile)
+    if image.width * image.height <= size[0] * size[1] + tile * tile:
+        return image
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    shrunk = rgb.resize(size, Image.Resampling.BICUBIC)
+    shrunk.info = {}
+    if cols * rows != 1:
+        shrunk.info[THUMBNAIL_KEY] = rgb.resize((tile, tile), Image.Resampling.BICUBIC)
+    return shrunk
 
 
 def to_pixel_values(tiles: list[Image.Image]) -> torch.Tensor:

@@ -9,8 +9,8 @@ import pytest
 
 from openrlhf_visualprm import answers
 from openrlhf_visualprm.answers import extract_final_answer, verify_answers
-from openrlhf_visualprm.plugin.reward_host import PluginRewards
 from openrlhf_visualprm.plugin.plan import OutcomeConfig, RewardPlan
+from openrlhf_visualprm.plugin.reward_host import PluginRewards
 
 
 @pytest.mark.parametrize(

@@ -385,3 +385,24 @@ def test_duplicate_ids_are_bad_lines_not_merged(sample_dir, tmp_path):
     assert (
         "duplicate id 'wildvision-battle-1' (first seen at line 1)" in rep["bad_lines"]["lines"][0]["reason"]
     )
+
+
+def test_eval_prm_skips_nul_and_overlong_image_paths(sample_dir, tmp_path):
+    """Issue 14 item 5: these raised ValueError / OSError out of the loop and ended the run."""
+    rows = samples.processbench_rows()
+    lines = [
+        dict(rows[0], image=["images/x\u0000.png"]),
+        dict(rows[1], image=["a" * 10_000]),
+        dict(rows[2], image=["a/" * 200 + "b" * 300]),
+        rows[3] if len(rows) > 3 else dict(rows[0], id="ok-row"),
+    ]
+    data = tmp_path / "paths.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    rep = evaluate_processbench(
+        data, StepScorer(), tmp_path / "o", ImageRoots.of(sample_dir), FP, progress=False
+    )
+    reasons = [s["skipped"] for s in rep["skipped"]]
+    assert rep["counts"]["skipped_items"] == 3, reasons
+    assert (
+        "NUL character" in reasons[0] and "longer than 4096" in reasons[1] and "not found under" in reasons[2]
+    )

@@ -129,3 +129,21 @@ def test_reward_fn_without_a_model_or_pool_raises_a_clear_error(monkeypatch):
     monkeypatch.setenv("OPENRLHF_VISUALPRM_PRM_MODEL", "no-such-model")  # a model error is not a bad sample
     with pytest.raises(ConfigError, match="no-such-model"):
         make_reward_func("prm")(["no prompt here"], [PROMPT], [{"image": image}])
+
+
+@pytest.mark.parametrize("reward_file", ["visualprm.py", "mr_judge.py"])
+@pytest.mark.parametrize(
+    "path, needle",
+    [
+        ("images/x\u0000.png", "NUL character"),
+        ("a" * 10_000, "longer than 4096"),
+        ("a/" * 200 + "b" * 300, "not found under"),
+    ],
+)
+def test_bad_image_paths_get_the_neutral_reward(tokenizer, env, caplog, reward_file, path, needle):
+    """Issue 14 item 5: NUL bytes and over-long paths escaped from the reward functions."""
+    label = {"image": path, "reference": "r"}
+    with caplog.at_level(logging.ERROR, logger="openrlhf_visualprm.reward_fn"):
+        _, exp = run_sample(tokenizer, reward_file, label, "x")
+    assert exp.rewards.tolist() == [0.0] and exp.info["reward_fn/failed"].tolist() == [1.0]
+    assert needle in caplog.text

@@ -93,3 +93,24 @@ def test_demo_writes_report_with_prm_and_judge(tmp_path, capsys):
         for c in row["candidates"]:
             assert len(c["step_scores"]) == len(c["steps"]) > 0
             assert 0.0 <= c["judge_reward"] <= 1.0
+
+
+def test_prm_prompt_prints_the_neutralised_text_the_scorer_reads(capsys):
+    """Issue 14 item 8: markup in steps and question is printed broken, as the scorer reads it."""
+    rc = cli.main(
+        [
+            "prm-prompt",
+            "--question",
+            "Find x.<|im_end|>",
+            "--steps-json",
+            '["a<|im_end|>", "<image> b"]',
+            "--system-message",
+            "S",
+            "--num-tiles",
+            "1",
+        ]
+    )
+    assert rc == 0
+    zw = "\u200b"
+    expected = T.render_prompt("S", f"Find x.<{zw}|im_end|>", [f"a<{zw}|im_end|>", f"<{zw}image> b"], [1])
+    assert capsys.readouterr().out == expected

@@ -184,9 +184,11 @@ def prm_groups() -> list[RewardGroup]:
         ["First add 3 and 4.\n\nThat is 7.", "Multiply.\n\nThen 12 square units, so \\boxed{12}."],
         ["Width 5.\n\nHeight 2.\n\nArea 10.", "The bars sum to 9."],
     ]
+    # Prefixes of different lengths, so one suffix batch pads a shorter prefix (masked slots).
+    questions = ["What is the area?", "Which value does the bar chart show for March, in thousands?"]
     return [
-        RewardGroup(f"What is shown in figure {g}?", r, [image((30 * g, 90, 120))], Label({"answer": "12"}))
-        for g, r in enumerate(texts)
+        RewardGroup(q, r, [image((30 * g, 90, 120))], Label({"answer": "12"}))
+        for g, (q, r) in enumerate(zip(questions, texts))
     ]
 
 

@@ -251,3 +251,44 @@ def test_health_and_prometheus_metrics(service, items):
     assert float(lines["visualprm_pool_workers_alive"]) == 1
     assert float(lines['visualprm_pool_batch_groups_bucket{le="+Inf"}']) >= 1
     assert "# TYPE visualprm_http_request_seconds histogram" in text
+
+
+def _bomb_png(folder: Path) -> str:
+    """An 8000x8000 1-bit PNG of a few KB: at the 64M-pixel limit, 192 MB once decoded to RGB."""
+    path = folder / "hostile" / "bomb.png"
+    if not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        Image.new("1", (8000, 8000)).save(path, optimize=True)
+    return "hostile/bomb.png"
+
+
+def test_hostile_requests_get_4xx_naming_the_field(service, items, demo_data):
+    """Issue 14 items 2 and 5: each of these was a 5xx (or 4.4 GB of RAM) before."""
+    item = items[2]
+    base = {"images": [item["image"]], "question": item["question"], "responses": ["a\n\nb"]}
+    bomb = _bomb_png(Path(demo_data).parent)
+    nested = b'{"groups": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    cases = [
+        (nested, 400, "nested too deeply"),
+        ({"groups": [{**base, "question": "<image> and <image> again"}]}, 400, "groups[0].question"),
+        ({"groups": [{**base, "images": ["images/x\u0000.png"]}]}, 400, "NUL character"),
+        ({"groups": [{**base, "images": ["a" * 10_000]}]}, 400, "longer than 4096 characters"),
+        ({"groups": [{**base, "images": ["a/" * 200 + "b" * 300]}]}, 400, "groups[0].images[0]"),
+        ({"groups": [base], "timeout_s": float("nan")}, 400, "'timeout_s' must be a positive, finite"),
+        ({"groups": [{**base, "images": [bomb] * 4}]}, 413, "per group (--max-group-pixels)"),
+        ({"groups": [{**base, "images": [item["image"]] * 9}]}, 413, "per group (--max-images-per-group)"),
+        ({"groups": [{**base, "images": [bomb]}] * 3}, 413, "per request (--max-request-pixels)"),
+    ]
+    wrong = []
+    for body, status, needle in cases:
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        reply = httpx.post(
+            service + "/score", content=content, headers={"content-type": "application/json"}, timeout=120
+        )
+        if reply.status_code != status or needle not in reply.text:
+            wrong.append((needle, reply.status_code, reply.text[:160]))
+    assert not wrong, "\n".join(map(str, wrong))
+    assert httpx.get(service + "/health", timeout=30).status_code == 200
+    # One maximal image is allowed and is shipped at the size the PRM reads.
+    ok = httpx.post(service + "/score", json={"groups": [{**base, "images": [bomb]}]}, timeout=120)
+    assert ok.status_code == 200, ok.text[:300]

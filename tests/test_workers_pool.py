@@ -7,6 +7,7 @@ Reference scores come from the same tiny model loaded directly in the test proce
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -308,3 +309,83 @@ def test_judge_pool_through_ray_matches_the_judge_called_directly(
         assert judge_pool.stats()["cache"]["hits"] >= 1
     finally:
         judge_pool.shutdown()
+
+
+def test_cancelled_requests_give_their_queue_places_back(faulty_pool, items):
+    """Issue 14 item 3: a caller that goes away while its groups wait in the bounded queue."""
+    pool = faulty_pool
+    busy = pool.actor.score_groups.remote(pool.prepare([_group(items[0], n=1, variant="busy")]), 60)
+    refs = [
+        pool.actor.score_groups.remote(pool.prepare([_group(items[i], n=1, variant=f"hang-up {i}")]), 60)
+        for i in (1, 2)
+    ]
+    deadline = time.monotonic() + 30
+    while pool.stats(include_workers=False)["pending_groups"] < 3:
+        assert time.monotonic() < deadline, "the queue never filled"
+        time.sleep(0.01)
+    for ref in refs:
+        ray.cancel(ref)
+    ray.get(busy, timeout=60)
+    deadline = time.monotonic() + 20
+    while (pending := pool.stats(include_workers=False)["pending_groups"]) != 0:
+        assert time.monotonic() < deadline, f"{pending} queue places still taken by cancelled requests"
+        time.sleep(0.05)
+
+    # An asyncio caller that is cancelled (what Serve does when an HTTP client hangs up) passes the
+    # cancellation on to the router, which counts it and frees its places.
+    before = pool.stats(include_workers=False)["counters"].get("cancelled", 0)
+
+    async def hang_up() -> None:
+        task = asyncio.ensure_future(
+            pool.ascore_groups([_group(items[3], n=1, variant=f"async hang-up {i}") for i in range(3)], 60)
+        )
+        await asyncio.sleep(0.5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(hang_up())
+    deadline = time.monotonic() + 20
+    while True:
+        stats = pool.stats(include_workers=False)
+        if stats["counters"].get("cancelled", 0) == before + 1 and stats["pending_groups"] == 0:
+            break
+        assert time.monotonic() < deadline, f"cancellation never reached the router: {stats['counters']}"
+        time.sleep(0.05)
+
+
+def test_restart_budget_is_per_window_and_a_worker_comes_back(ray_cluster, tiny_prm_path, demo_data, items):
+    """Issue 14 item 7: past the budget a worker is out (stats say why), and back after the window."""
+    from openrlhf_visualprm.workers import WorkerFailedError
+
+    window = 20.0  # longer than a restart (model load) on a busy 2-CPU machine
+    p = RewardPool.start(
+        PoolConfig(
+            WorkerConfig(model=str(tiny_prm_path), num_gpus=0, num_cpus=0.5),
+            num_workers=1,
+            name="test-restart-window-pool",
+            image_roots=[str(Path(demo_data).parent)],
+            max_restarts=1,
+            restart_window_s=window,
+        )
+    )
+    try:
+        ray.kill(p.worker_handles()[0])
+        assert len(p.score_groups([_group(items[0], n=1, variant="after kill 1")], timeout_s=60)[0]) == 1
+        ray.kill(p.worker_handles()[0])
+        taken_out = time.monotonic()
+        with pytest.raises(WorkerFailedError, match=r"died 2 times within 20s"):
+            p.score_groups([_group(items[0], n=1, variant="after kill 2")], timeout_s=60)
+        worker = p.stats(include_workers=False)["workers"][0]
+        assert not worker["alive"] and "budget: 1 restarts per 20s" in worker["out_reason"]
+        deadline = time.monotonic() + window + 60
+        while not p.stats(include_workers=False)["workers"][0]["alive"]:
+            assert time.monotonic() < deadline, "the worker never came back after its window"
+            time.sleep(0.1)
+        assert time.monotonic() - taken_out >= window - 0.5
+        got = p.score_groups([_group(items[0], n=1, variant="after the window")], timeout_s=60)
+        assert len(got[0]) == 1
+        worker = p.stats(include_workers=False)["workers"][0]
+        assert worker["out_reason"] is None and worker["restarts"] == 2
+    finally:
+        p.shutdown()

@@ -231,3 +231,18 @@ def test_judge_worker_is_a_thin_adapter_over_mr_judge(tiny_judge_path):
             ImageRoots(),
             kind="judge",
         )
+
+
+def test_explicit_steps_and_a_response_that_reads_like_them_do_not_share_a_cache_entry():
+    """Issue 14 item 8: steps [["a", "b"]] and the response text '["a", "b"]' are different inputs."""
+    from openrlhf_visualprm.workers.pool import PoolRouter
+
+    router = PoolRouter(PoolConfig(WorkerConfig(model="m", num_gpus=0)), None)
+    router.model_id = "m"
+    image = Image.new("RGB", (4, 4))
+    common = dict(images=[image], image_hashes=("h",), question="q", config={"method": "shared"})
+    steps = ScoreGroup(**common, steps=[["a", "b"]])
+    text = ScoreGroup(**common, responses=[json.dumps(["a", "b"])])
+    assert text.unit_texts() == steps.unit_texts()  # the texts coincide ...
+    keys = {router._cache_key(g, t) for g in (steps, text) for t in g.unit_texts()}
+    assert len(keys) == 2  # ... their keys must not

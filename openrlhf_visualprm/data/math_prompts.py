@@ -273,8 +273,13 @@ def convert_math(
     split: str | None = None,
     limit: int | None = None,
 ) -> list[dict]:
-    """Read one released file and return OpenRLHF prompt rows; bad records go to ``errors``."""
+    """Read one released file and return OpenRLHF prompt rows; bad records go to ``errors``.
+
+    Ids must be unique within a file: the first record with an id is kept, a later one is a bad
+    record (reported, and with ``--on-error stop`` it stops) rather than a second row under the
+    same id, which the reward side and the evaluators could not tell apart."""
     rows = []
+    first_line: dict[str, int] = {}
     extra_roots = [store.out_dir] if store.out_dir is not None else []
     for row in read_records(path, errors, split=split):
         if limit is not None and len(rows) >= limit:
@@ -287,6 +292,10 @@ def convert_math(
             item = READERS[name](record, row.lineno - 1)
             if not str(item.answer).strip():
                 raise KeyError("wrong schema: empty answer")
+            if str(item.id) in first_line:
+                raise KeyError(
+                    f"duplicate id {str(item.id)!r} (first at line {first_line[str(item.id)]}); kept the first"
+                )
             paths = store.resolve_all(item.images)
             if not paths:
                 raise ImageError("record has no image")
@@ -296,6 +305,7 @@ def convert_math(
                 reason = f"missing or refused image: {exc}"
             errors.add(path, row.lineno, reason)
             continue
+        first_line[str(item.id)] = row.lineno
         rel = [relative_to_roots(p, store.roots, extra_roots) for p in paths]
         rows.append(to_prompt_row(item, paths, rel, source or name, suffix))
     return rows

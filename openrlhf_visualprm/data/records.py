@@ -117,12 +117,21 @@ def _iter_parquet(path: Path) -> Iterator[Row]:
         import pyarrow.parquet as pq
     except ImportError as exc:  # pragma: no cover - pyarrow is a dev/openrlhf dependency
         raise BadDataError(f"{path}: reading parquet needs pyarrow (pip install pyarrow)") from exc
-    table = pq.ParquetFile(path)
+    import pyarrow as pa
+
     lineno = 0
-    for batch in table.iter_batches(batch_size=256):
-        for record in batch.to_pylist():
-            lineno += 1
-            yield Row(lineno, {k: _jsonable(v) for k, v in record.items()})
+    try:
+        table = pq.ParquetFile(path)
+        for batch in table.iter_batches(batch_size=256):
+            for record in batch.to_pylist():
+                lineno += 1
+                yield Row(lineno, {k: _jsonable(v) for k, v in record.items()})
+    except (pa.ArrowException, OSError) as exc:  # a truncated or corrupt file, at open or mid-way
+        where = f" after {lineno} rows" if lineno else ""
+        raise BadDataError(
+            f"{path}: not a readable parquet file{where} ({type(exc).__name__}: {exc}); re-export or "
+            "re-download it"
+        ) from None
 
 
 def _iter_hf_disk(path: Path, split: str | None) -> Iterator[Row]:

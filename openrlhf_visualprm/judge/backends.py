@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from .template import DEFAULT_TEMPLATE, JudgeRequest, JudgeTemplate
+from .template import DEFAULT_TEMPLATE, JudgeRequest, JudgeTemplate, control_tokens
 
 BACKENDS = ("hf", "vllm")
 
@@ -180,7 +180,7 @@ class HFBackend:
         self.template = template
         self.progress = progress
         self.model_id = model_id or str(getattr(model.config, "_name_or_path", "") or type(model).__name__)
-        self.special_tokens = tuple(self.tokenizer.all_special_tokens)
+        self.special_tokens = control_tokens(self.tokenizer)
         self.stats = _new_stats()
         gen = model.generation_config
         eos = gen.eos_token_id if gen.eos_token_id is not None else self.tokenizer.eos_token_id
@@ -374,7 +374,7 @@ class VLLMBackend:
             processor = AutoProcessor.from_pretrained(model_path)
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
-        self.special_tokens = tuple(self.tokenizer.all_special_tokens)
+        self.special_tokens = control_tokens(self.tokenizer)
         if llm is None:
             kwargs: dict[str, Any] = {
                 "model": str(model_path),

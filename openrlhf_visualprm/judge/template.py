@@ -8,10 +8,11 @@ No MR. Judge prompt is public, so this template is ours. Layout rules (why they 
 - the judge reasons in ``<think>...</think>`` and ends with ``<answer>X</answer>``, which
   :mod:`.parse` reads strictly.
 
-Candidate text is untrusted policy output. :func:`sanitize_candidate` neutralises everything a
-policy could use to steer the judge: the judge's own answer / think markup, the candidate fences,
-chat control tokens (``<|im_end|>`` and friends, plus the judge tokenizer's special tokens) and
-role headers at line starts. Neutralised markup stays visible (``<answer>`` becomes ``‹answer›``)
+Candidate text is untrusted policy output, and the question comes from a dataset or a request
+(OpenRLHF's prompt when the label has none). :func:`sanitize_text`, the one sanitiser, makes
+both inert: the judge's own answer / think markup, the candidate fences, chat control tokens
+(``<|im_end|>``, ``<|image_pad|>`` and friends, ``<tool_call>``, plus every token the judge
+tokenizer added: :func:`control_tokens`) and role headers at line starts. Neutralised markup stays visible (``<answer>`` becomes ``‹answer›``)
 so the judge still sees what the policy wrote, but neither the tokenizer nor the parser treats it
 as structure. Over-long candidates are cut with a visible marker.
 
@@ -44,7 +45,9 @@ _FENCE = re.compile(r"\[\s*(end\s+of\s+)?(candidate|reference)\b([^\]\n]{0,40})\
 _PIPE_TOKEN = re.compile(r"<\|([^<>|\n]{1,64})\|>")
 # Other families' control tokens and InternVL's image tokens.
 _ANGLE_TOKENS = re.compile(
-    r"<\s*(/?)\s*(s|img|image|IMG_CONTEXT|start_of_turn|end_of_turn|bos|eos|pad|unk)\s*>", re.IGNORECASE
+    r"<\s*(/?)\s*(s|img|image|IMG_CONTEXT|start_of_turn|end_of_turn|bos|eos|pad|unk|tool_call|tool_response"
+    r"|start_of_image|end_of_image|image_soft_token)\s*>",
+    re.IGNORECASE,
 )
 _INST = re.compile(r"\[(/?)(INST|SYS)\]")
 # A line that opens like a chat turn ("Assistant:", "### System", "<<SYS>>").
@@ -66,18 +69,30 @@ def _escape_special(text: str, special_tokens: Iterable[str]) -> str:
     return text
 
 
-def sanitize_candidate(
+def control_tokens(tokenizer) -> tuple[str, ...]:
+    """Every token a judge tokenizer would read as one piece of markup: its special tokens and its
+    added tokens (Qwen's ``<tool_call>`` or ``<|image_pad|>`` are added but not "special")."""
+    tokens = set(getattr(tokenizer, "all_special_tokens", []) or [])
+    added = getattr(tokenizer, "get_added_vocab", None)
+    if callable(added):
+        tokens.update(t for t in added() if len(t) > 2 and t.startswith("<") and t.endswith(">"))
+    return tuple(sorted(tokens))
+
+
+def sanitize_text(
     text: str,
     max_chars: int | None = DEFAULT_MAX_CANDIDATE_CHARS,
     special_tokens: Iterable[str] = (),
+    what: str = "candidate responses",
 ) -> str:
-    """Make untrusted candidate text inert inside a judge prompt; see the module docstring.
+    """Make untrusted text (a candidate, the question) inert inside a judge prompt; see the module
+    docstring.
 
-    ``special_tokens`` are the judge tokenizer's own special tokens (all of them are escaped).
-    ``max_chars`` caps the candidate (None = no cap); the cut is marked visibly.
+    ``special_tokens`` are the judge tokenizer's own tokens (all of them are escaped; see
+    :func:`control_tokens`). ``max_chars`` caps the text (None = no cap); the cut is marked visibly.
     """
     if not isinstance(text, str):
-        raise TypeError(f"candidate responses must be strings, got {type(text).__name__}")
+        raise TypeError(f"{what} must be strings, got {type(text).__name__}")
     text = _CONTROL_CHARS.sub("", text)
     text = _JUDGE_TAG.sub(lambda m: f"‹{m.group(1)}{m.group(2)}›", text)
     text = _PIPE_TOKEN.sub(lambda m: f"‹{m.group(1)}›", text)
@@ -91,6 +106,15 @@ def sanitize_candidate(
         dropped = len(text) - max_chars
         text = text[:max_chars] + TRUNCATION_MARKER.format(dropped=dropped)
     return text
+
+
+def sanitize_candidate(
+    text: str,
+    max_chars: int | None = DEFAULT_MAX_CANDIDATE_CHARS,
+    special_tokens: Iterable[str] = (),
+) -> str:
+    """:func:`sanitize_text` for a candidate response."""
+    return sanitize_text(text, max_chars, special_tokens)
 
 
 @dataclass(frozen=True)
@@ -185,7 +209,9 @@ def render_user_text(
     names = label_list(labels)
     intro = template.listwise_intro if kind == "listwise" else template.reference_intro
     parts = [
-        template.question_block.format(question=question.strip()),
+        template.question_block.format(
+            question=sanitize_text(question, None, special, what="the question").strip()
+        ),
         intro.format(k=k, label_names=label_list(labels, "and")),
     ]
     for label, text in zip(labels, candidates, strict=True):

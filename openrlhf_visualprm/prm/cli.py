@@ -42,7 +42,11 @@ def run_prompt(args: argparse.Namespace) -> int:
     # No checkpoint here: 'config' has nothing to read, and the default is InternVL2.5's.
     system = T.resolve_system_message(args.system_message, None, "prm-prompt (no checkpoint)")
     print(system.describe("prm-prompt"), file=sys.stderr)
-    text = T.render_prompt(system.text, args.question, steps, tiles)
+    # What the scorer reads: markup in the question (but its <image> placeholders) and in the
+    # steps is broken the way VisualPRM.prompt_text breaks it (default specials; a checkpoint's
+    # tokenizer adds its own added tokens to that set).
+    question = T.neutralize(args.question, set(T._DEFAULT_SPECIALS) - {T.IMAGE_PLACEHOLDER})
+    text = T.render_prompt(system.text, question, [T.neutralize(s) for s in steps], tiles)
     if args.collapse_image_tokens:
         import re
 

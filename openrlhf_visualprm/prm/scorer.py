@@ -37,7 +37,6 @@ from openrlhf_visualprm.steps import DEFAULT_SEPARATOR, Step, split_steps, steps
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass
 class PRMResult:
     """Scores for one response. ``spans`` index the raw response text (``[start, end)``)."""

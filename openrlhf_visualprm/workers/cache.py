@@ -12,13 +12,21 @@ import copy
 from collections import OrderedDict
 from typing import Any
 
-CacheKey = tuple[str, tuple[str, ...], str, str, str]
+CacheKey = tuple[str, tuple[str, ...], str, str, str, str]
 
 
 def make_key(
-    model_id: str, image_hashes: tuple[str, ...], question: str, response: str, config: str
+    model_id: str,
+    image_hashes: tuple[str, ...],
+    question: str,
+    response: str,
+    config: str,
+    unit: str = "text",
 ) -> CacheKey:
-    return (model_id, tuple(image_hashes), question, response, config)
+    """``unit`` says what ``response`` is: ``"text"`` (split into steps by the scorer) or
+    ``"steps"`` (the caller's explicit steps, JSON-encoded): a response whose text happens to be
+    that JSON is a different input and must not share the entry."""
+    return (model_id, tuple(image_hashes), question, response, config, unit)
 
 
 class ResultCache:

@@ -75,10 +75,18 @@ class PoolConfig:
     strategy: str = "PACK"
     image_roots: list[str] = field(default_factory=list)
     max_image_bytes: int = 16 * 1024 * 1024
+    # What one request may make the pool's callers decode (see workers.groups.ImageLimits).
+    max_images_per_group: int = 8
+    max_group_pixels: int = 64_000_000
+    max_request_pixels: int = 128_000_000
     max_pending_groups: int = 4096
     request_timeout_s: float = 600.0
     cache_size: int = 100_000  # scored units (responses for the PRM, groups for the judge); 0 = off
-    max_restarts: int = 3  # per worker slot; after that its work moves to the other workers
+    # Restart budget per worker slot: at most ``max_restarts`` within any ``restart_window_s``;
+    # past it the slot is taken out (its work moves to the other workers) for one window, then
+    # tried again, so a burst of crashes cannot leave the pool dead for good.
+    max_restarts: int = 3
+    restart_window_s: float = 600.0
     detached: bool = False  # survive the driver that created it (for a long-running service)
 
     def __post_init__(self) -> None:
@@ -87,6 +95,11 @@ class PoolConfig:
         if self.strategy not in ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"):
             raise ValueError(
                 f"strategy must be PACK, SPREAD, STRICT_PACK or STRICT_SPREAD, got {self.strategy!r}"
+            )
+        if self.max_restarts < 0 or not self.restart_window_s > 0:
+            raise ValueError(
+                f"need max_restarts >= 0 and restart_window_s > 0, got {self.max_restarts}, "
+                f"{self.restart_window_s}"
             )
         if self.request_timeout_s <= 0:
             raise ValueError(f"request_timeout_s must be > 0, got {self.request_timeout_s}")

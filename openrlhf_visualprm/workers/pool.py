@@ -15,7 +15,8 @@ The router (an async actor) does the scheduling:
   caller's order;
 - a worker that dies is restarted in its placement-group bundle and the batch it held is
   resubmitted first (each request's future is completed once, so nothing is lost or doubled);
-  after ``max_restarts`` its queue moves to the other workers;
+  past ``max_restarts`` within ``restart_window_s`` its queue moves to the other workers and the
+  slot stays out for one window (``stats``/``/health`` say which and why), then is tried again;
 - each request has a timeout (``RewardTimeoutError``) and the queue is bounded: a caller that
   finds it full waits, up to its timeout, then gets ``PoolBusyError``.
 """
@@ -43,7 +44,7 @@ from openrlhf_visualprm.workers.errors import (
     RewardTimeoutError,
     WorkerFailedError,
 )
-from openrlhf_visualprm.workers.groups import ScoreGroup, prepare_group
+from openrlhf_visualprm.workers.groups import ImageLimits, ScoreGroup, prepare_groups
 from openrlhf_visualprm.workers.metrics import LATENCY_BUCKETS, SIZE_BUCKETS, Histogram
 from openrlhf_visualprm.workers.worker import worker_class
 
@@ -67,6 +68,8 @@ class _Slot:
     in_flight: list = field(default_factory=list)
     alive: bool = True
     restarts: int = 0
+    restart_times: collections.deque = field(default_factory=collections.deque)
+    out_reason: str | None = None  # why the slot is out of service (None while alive)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def load(self) -> int:
@@ -170,6 +173,19 @@ class PoolRouter:
         else:
             item.future.set_result(result)
 
+    def _abandon(self, items: list[_Item]) -> int:
+        """Cancel items nobody waits for and release their queue places; returns how many were
+        still unfinished. Waiters for space are woken by a task (this may run while cancelled)."""
+        unfinished = 0
+        for item in items:
+            if not item.released:
+                unfinished += 1
+            item.cancelled = True
+            self._release(item)
+            item.future.cancel()
+        asyncio.get_running_loop().create_task(self._notify_space())
+        return unfinished
+
     async def _notify_space(self) -> None:
         assert self.space is not None
         async with self.space:
@@ -178,8 +194,12 @@ class PoolRouter:
     def _route(self, item: _Item) -> None:
         alive = [s for s in self.slots if s.alive]
         if not alive:
+            reasons = "; ".join(f"worker {s.index} {s.out_reason}" for s in self.slots if s.out_reason)
             self._finish(
-                item, exc=WorkerFailedError("no live reward worker left (all exceeded max_restarts)")
+                item,
+                exc=WorkerFailedError(
+                    f"no live reward worker right now ({reasons or 'all out'}); retry after the window"
+                ),
             )
             return
         slot = min(alive, key=lambda s: (s.load(), s.index))
@@ -193,7 +213,7 @@ class PoolRouter:
         while slot.queue:
             item = slot.queue[0]
             if item.cancelled or item.future.done():
-                slot.queue.popleft()
+                self._release(slot.queue.popleft())  # its caller gave up: give its place back
                 continue
             if batch and used + item.tokens > budget:
                 break
@@ -243,22 +263,46 @@ class PoolRouter:
                 self._finish(item, result=out)
             await self._notify_space()
 
+    def _restart_budget_left(self, slot: _Slot) -> bool:
+        horizon = time.monotonic() - self.config.restart_window_s
+        while slot.restart_times and slot.restart_times[0] < horizon:
+            slot.restart_times.popleft()
+        return len(slot.restart_times) < self.config.max_restarts
+
+    async def _take_out(self, slot: _Slot) -> None:
+        """Out of budget: move the slot's work elsewhere, wait one window, then try it again."""
+        window = self.config.restart_window_s
+        slot.alive = False
+        slot.out_reason = (
+            f"died {len(slot.restart_times) + 1} times within {window:.0f}s (budget: "
+            f"{self.config.max_restarts} restarts per {window:.0f}s); out until "
+            f"{time.strftime('%H:%M:%S', time.localtime(time.time() + window))}"
+        )
+        self.counters["workers_taken_out"] += 1
+        moved = [i for i in slot.queue if not i.cancelled and not i.future.done()]
+        slot.queue.clear()
+        logger.error(
+            "pool %s: worker %d %s; moving %d groups to the other workers",
+            self.config.name,
+            slot.index,
+            slot.out_reason,
+            len(moved),
+        )
+        for item in moved:
+            self._route(item)
+        await asyncio.sleep(window)
+        slot.restart_times.clear()
+        slot.alive = True
+        slot.out_reason = None
+        logger.info(
+            "pool %s: worker %d: restart window over, starting it again", self.config.name, slot.index
+        )
+
     async def _restart(self, slot: _Slot) -> None:
         while True:
-            if slot.restarts >= self.config.max_restarts:
-                slot.alive = False
-                moved = [i for i in slot.queue if not i.cancelled]
-                slot.queue.clear()
-                logger.error(
-                    "pool %s: worker %d exceeded %d restarts; moving %d groups to other workers",
-                    self.config.name,
-                    slot.index,
-                    self.config.max_restarts,
-                    len(moved),
-                )
-                for item in moved:
-                    self._route(item)
-                return
+            if not self._restart_budget_left(slot):
+                await self._take_out(slot)
+            slot.restart_times.append(time.monotonic())
             slot.restarts += 1
             self.counters["restarts"] += 1
             try:
@@ -282,7 +326,8 @@ class PoolRouter:
             if group.reference is None
             else json.dumps([group.config_key(), group.reference])
         )
-        return make_key(self.model_id, group.image_hashes, group.question, text, config)
+        unit = "steps" if group.steps is not None else "text"
+        return make_key(self.model_id, group.image_hashes, group.question, text, config, unit)
 
     async def _reserve(self, n: int, deadline: float) -> None:
         assert self.space is not None
@@ -351,14 +396,14 @@ class PoolRouter:
                     asyncio.gather(*[item.future for _, _, item in waits]),
                     timeout=max(0.0, deadline - time.monotonic()),
                 )
+            except asyncio.CancelledError:
+                # The caller went away (an HTTP client hung up, ray.cancel): give the queue
+                # places of its groups back at once, or they stay taken until a worker drains them.
+                self._abandon([item for _, _, item in waits])
+                self.counters["cancelled"] += 1
+                raise
             except (asyncio.TimeoutError, TimeoutError):
-                unfinished = 0
-                for _, _, item in waits:
-                    if not item.released:
-                        unfinished += 1
-                    item.cancelled = True
-                    self._release(item)
-                    item.future.cancel()
+                unfinished = self._abandon([item for _, _, item in waits])
                 await self._notify_space()
                 self.counters["timeouts"] += 1
                 raise RewardTimeoutError(
@@ -400,6 +445,8 @@ class PoolRouter:
                 "index": s.index,
                 "alive": s.alive,
                 "restarts": s.restarts,
+                "restarts_in_window": len(s.restart_times),
+                "out_reason": s.out_reason,
                 "queued": len(s.queue),
                 "in_flight": len(s.in_flight),
             }
@@ -480,13 +527,15 @@ class RewardPool:
 
     def prepare(self, groups: list[dict | ScoreGroup]) -> list[ScoreGroup]:
         """Validate groups and load their images here (paths confined to the pool's image roots)."""
-        if not isinstance(groups, list):
-            raise BadRequestError(f"groups must be a list, got {type(groups).__name__}")
-        kind = self.config.worker.kind
-        return [
-            prepare_group(g, self.roots, kind, f"groups[{i}]", self.config.max_image_bytes)
-            for i, g in enumerate(groups)
-        ]
+        return prepare_groups(
+            groups, self.roots, self.config.worker.kind, self.config.max_image_bytes, self.image_limits()
+        )
+
+    def image_limits(self) -> ImageLimits:
+        c = self.config
+        return ImageLimits(
+            c.max_images_per_group, c.max_group_pixels, c.max_request_pixels, c.worker.max_tiles
+        )
 
     def score_groups(
         self, groups: list[dict | ScoreGroup], timeout_s: float | None = None
@@ -500,7 +549,12 @@ class RewardPool:
     ) -> list[list[dict]]:
         """``score_groups`` for async callers (vLLM actors, the HTTP service)."""
         prepared = await asyncio.to_thread(self.prepare, groups)
-        return await self.actor.score_groups.remote(prepared, timeout_s)
+        ref = self.actor.score_groups.remote(prepared, timeout_s)
+        try:
+            return await ref
+        except asyncio.CancelledError:
+            ray.cancel(ref)  # the router releases the queue places of a cancelled request
+            raise
 
     def stats(self, include_workers: bool = True) -> dict[str, Any]:
         return ray.get(self.actor.stats.remote(include_workers))

@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from typing import Any
 
 from openrlhf_visualprm.errors import PART_IMAGE, InputError
@@ -193,7 +194,10 @@ def extended_groups(payload: Any, max_image_bytes: int) -> tuple[list[dict], flo
         out.append({**g, "images": _image_refs(g, f"groups[{i}]", max_image_bytes)})
     timeout = payload.get("timeout_s")
     if timeout is not None and (
-        not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0
+        not isinstance(timeout, (int, float))
+        or isinstance(timeout, bool)
+        or not math.isfinite(timeout)
+        or timeout <= 0
     ):
-        raise BadRequestError(f"'timeout_s' must be a positive number, got {timeout!r}")
+        raise BadRequestError(f"'timeout_s' must be a positive, finite number of seconds, got {timeout!r}")
     return out, timeout

@@ -6,7 +6,14 @@ Example::
     # OpenRLHF: --reward.remote_url http://127.0.0.1:8000/
 
 Binds to 127.0.0.1 unless ``--host`` says otherwise; set ``--token-env VAR`` to require
-``Authorization: Bearer $VAR``. Joins a running Ray cluster with ``--ray-address auto``.
+``Authorization: Bearer $VAR``.
+
+Threat model: the bearer token guards HTTP only. Any process inside the Ray cluster can find the
+pool by name and score without a token, and can run arbitrary code on every node: cluster
+membership is full trust. So without ``--address`` the command starts a private single-node Ray
+whose every port (GCS, raylet, object manager, worker gRPC, agents) listens on loopback only, and
+without the dashboard (``--dashboard`` to start it, on loopback). Joining an existing cluster is
+explicit: ``--address auto`` or ``--address HOST:PORT``; that cluster's own network rules apply.
 """
 
 from __future__ import annotations
@@ -16,6 +23,12 @@ import logging
 import os
 import signal
 import threading
+
+from openrlhf_visualprm.workers.groups import (
+    DEFAULT_MAX_GROUP_PIXELS,
+    DEFAULT_MAX_IMAGES_PER_GROUP,
+    DEFAULT_MAX_REQUEST_PIXELS,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,13 +85,92 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     h.add_argument("--max-image-mb", type=float, default=16.0, help="per-image limit in MiB (default 16)")
     h.add_argument(
+        "--max-images-per-group",
+        type=int,
+        default=DEFAULT_MAX_IMAGES_PER_GROUP,
+        help=f"image references per group (default {DEFAULT_MAX_IMAGES_PER_GROUP}; 413 past it)",
+    )
+    h.add_argument(
+        "--max-group-pixels",
+        type=int,
+        default=DEFAULT_MAX_GROUP_PIXELS,
+        help=f"decoded pixels per group, per reference (default {DEFAULT_MAX_GROUP_PIXELS:_})",
+    )
+    h.add_argument(
+        "--max-request-pixels",
+        type=int,
+        default=DEFAULT_MAX_REQUEST_PIXELS,
+        help=f"decoded pixels per request, per reference (default {DEFAULT_MAX_REQUEST_PIXELS:_})",
+    )
+    h.add_argument(
+        "--max-pending-groups",
+        type=int,
+        default=4096,
+        help="groups queued or in flight in the pool; callers wait (then 503) past it (default 4096)",
+    )
+    h.add_argument(
         "--timeout", type=float, default=170.0, help="per-request timeout in seconds (default 170)"
     )
     h.add_argument("--min-replicas", type=int, default=1, help="HTTP front-end replicas, minimum (default 1)")
     h.add_argument("--max-replicas", type=int, default=1, help="HTTP front-end replicas, maximum (autoscale)")
-    parser.add_argument(
-        "--ray-address", default=None, help="Ray cluster to join (e.g. auto); default: start one"
+    r = parser.add_argument_group("Ray")
+    r.add_argument(
+        "--address",
+        "--ray-address",
+        dest="address",
+        default=None,
+        help="join this Ray cluster (auto or HOST:PORT): every member gets full trust; default: start "
+        "a private single-node Ray bound to 127.0.0.1",
     )
+    r.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="start Ray's dashboard (on 127.0.0.1) with the private Ray (default: off)",
+    )
+    r.add_argument("--ray-temp-dir", default=None, help="Ray's temp/log folder for the private Ray")
+    m.add_argument(
+        "--max-restarts",
+        type=int,
+        default=3,
+        help="restarts a worker may use within --restart-window-s before it is taken out (default 3)",
+    )
+    m.add_argument(
+        "--restart-window-s",
+        type=float,
+        default=600.0,
+        help="window of the restart budget in seconds; older restarts stop counting (default 600)",
+    )
+
+
+def init_local_ray(namespace: str, dashboard: bool = False, temp_dir: str | None = None, **kwargs) -> None:
+    """Start a private single-node Ray whose every port listens on loopback only.
+
+    ``ray.init`` replaces a requested ``127.0.0.1`` node address with the machine's external one
+    (so other nodes could join); Ray keeps a loopback-only mode for single machines behind
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (read at import and by every child process), under
+    which the node address is 127.0.0.1 and the gRPC servers, object manager and agents bind it.
+    """
+    os.environ[LOOPBACK_ENV] = "0"
+    import ray
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False  # this process may have imported ray already
+    options: dict = {"address": "local", "namespace": namespace, "include_dashboard": dashboard}
+    if dashboard:
+        options["dashboard_host"] = "127.0.0.1"
+    if temp_dir:
+        options["_temp_dir"] = temp_dir
+    ray.init(**options, **kwargs)
+    node_ip = ray.util.get_node_ip_address()
+    if node_ip not in ("127.0.0.1", "::1"):
+        ray.shutdown()
+        raise RuntimeError(
+            f"the private Ray came up on {node_ip}, not on loopback; refusing to serve "
+            "(join a cluster deliberately with --address instead)"
+        )
+
+
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,6 +218,12 @@ def run(args: argparse.Namespace) -> int:
         max_image_bytes=max_image,
         cache_size=args.cache_size,
         request_timeout_s=args.timeout,
+        max_images_per_group=args.max_images_per_group,
+        max_group_pixels=args.max_group_pixels,
+        max_request_pixels=args.max_request_pixels,
+        max_pending_groups=args.max_pending_groups,
+        max_restarts=args.max_restarts,
+        restart_window_s=args.restart_window_s,
     )
     service_config = ServiceConfig(
         pool_name=name,
@@ -139,11 +237,15 @@ def run(args: argparse.Namespace) -> int:
         request_timeout_s=args.timeout,
         min_replicas=args.min_replicas,
         max_replicas=max(args.max_replicas, args.min_replicas),
+        loopback_only=not args.address,
     )
-    if args.ray_address:
-        ray.init(address=args.ray_address, namespace=namespace)
+    if args.address:
+        log.warning(
+            "joining Ray cluster %s: every member of it can use the pool without the token", args.address
+        )
+        ray.init(address=args.address, namespace=namespace)
     else:
-        ray.init(namespace=namespace, include_dashboard=False)
+        init_local_ray(namespace, dashboard=args.dashboard, temp_dir=args.ray_temp_dir)
     # Installed after ray.init (which sets its own) and before loading: Ctrl-C while loading still
     # ends in a clean shutdown once startup returns.
     stop = threading.Event()

@@ -40,7 +40,7 @@ from openrlhf_visualprm.workers.errors import (
     RewardTimeoutError,
     WorkerFailedError,
 )
-from openrlhf_visualprm.workers.groups import prepare_group
+from openrlhf_visualprm.workers.groups import prepare_groups
 from openrlhf_visualprm.workers.metrics import LATENCY_BUCKETS, Histogram, PromText
 from openrlhf_visualprm.workers.pool import RewardPool
 from openrlhf_visualprm.workers.protocol import extended_groups, openrlhf_groups, openrlhf_reply
@@ -67,6 +67,12 @@ class ServiceConfig:
     replica_num_cpus: float = 0.0
     app_name: str = "visualprm-reward"
     route_prefix: str = "/"
+    # Set by ``serve`` when it runs its own private, loopback-only Ray: the replica's internal
+    # gRPC server (which Serve binds to all interfaces) is confined to 127.0.0.1 as well.
+    loopback_only: bool = False
+
+
+CLIENT_CLOSED = 499  # nginx's "client closed request": the status /metrics records for hang-ups
 
 
 class HTTPError(Exception):
@@ -128,15 +134,14 @@ class ServiceCore:
             return json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise HTTPError(400, f"request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise HTTPError(400, "request body is JSON nested too deeply: flatten it") from None
 
     async def _score(self, groups: list[dict], timeout_s: float | None) -> list[list[dict]]:
         pool = self.pool()
         kind = pool.config.worker.kind
         prepared = await asyncio.to_thread(
-            lambda: [
-                prepare_group(g, self.roots, kind, f"groups[{i}]", self.config.max_image_bytes)
-                for i, g in enumerate(groups)
-            ]
+            prepare_groups, groups, self.roots, kind, self.config.max_image_bytes, pool.image_limits()
         )
         timeout = min(float(timeout_s or self.config.request_timeout_s), self.config.request_timeout_s)
         try:
@@ -158,6 +163,11 @@ class ServiceCore:
                 groups, timeout = extended_groups(payload, self.config.max_image_bytes)
                 body = {"results": await self._score(groups, timeout)}
             return JSONResponse(body)
+        except asyncio.CancelledError:
+            # The client hung up (Serve cancels the handler): counted apart from answers; the pool
+            # handle passes the cancellation on so the router gives the queue places back.
+            status = CLIENT_CLOSED
+            raise
         except HTTPError as exc:
             status, body = exc.status, {"error": exc.message}
         except RequestTooLargeError as exc:
@@ -210,6 +220,13 @@ class ServiceCore:
                 "kind": stats["kind"],
                 "workers_alive": alive,
                 "workers": len(stats["workers"]),
+                # which worker is out of service and why (restart budget spent), so an operator
+                # does not have to read the router's log
+                "workers_out": [
+                    {"index": w["index"], "reason": w.get("out_reason") or "not alive"}
+                    for w in stats["workers"]
+                    if not w["alive"]
+                ],
             },
             status_code=200 if alive else 503,
         )
@@ -275,6 +292,29 @@ class ServiceCore:
         return PlainTextResponse(doc.render(), media_type="text/plain; version=0.0.4")
 
 
+def confine_grpc_to_loopback() -> None:
+    """Make gRPC servers of this process bind 127.0.0.1 where they ask for all interfaces.
+
+    Ray Serve's replica starts an inter-deployment gRPC server on ``[::]:0`` whatever the node
+    address (Ray 2.55); it is created after the deployment's ``__init__``, which calls this, so
+    on a loopback-only Ray no port of the service is reachable from other machines.
+    """
+    from grpc.aio import _server
+
+    original = _server.Server.add_insecure_port
+    if getattr(original, "_loopback_only", False):
+        return
+
+    def add_insecure_port(self, address: str) -> int:
+        host, _, port = address.rpartition(":")
+        if host in ("[::]", "0.0.0.0", "", "::"):
+            address = f"127.0.0.1:{port}"
+        return original(self, address)
+
+    add_insecure_port._loopback_only = True  # type: ignore[attr-defined]
+    _server.Server.add_insecure_port = add_insecure_port
+
+
 # The replica builds its FastAPI app itself (Serve calls ``build_app`` after the deployment's
 # ``__init__``, in the replica process): a FastAPI app object cannot be pickled to the replica.
 _REPLICA_CORE: ServiceCore | None = None
@@ -322,6 +362,8 @@ class RewardService:
     """Ray Serve deployment; see the module docstring."""
 
     def __init__(self, config: ServiceConfig) -> None:
+        if config.loopback_only:
+            confine_grpc_to_loopback()
         self.core = ServiceCore(config)
         _register_core(self.core)
 

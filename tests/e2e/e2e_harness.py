@@ -226,8 +226,8 @@ def samples(records: dict) -> list[Sample]:
             label = exp["labels"][row]
             info = {}
             for key, value in exp["info"].items():
-                if isinstance(value, torch.Tensor) and value.dim() == 1 and value.numel() == batch:
-                    info[key] = float(value[row])
+                if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.numel() == batch:
+                    info[key] = float(value.reshape(batch)[row])  # (B,) or (B, 1) from HTTP rewards
                 elif isinstance(value, list) and len(value) == batch and isinstance(value[row], (int, float)):
                     info[key] = float(value[row])
             out.append(

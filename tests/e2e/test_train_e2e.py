@@ -37,7 +37,8 @@ from e2e_harness import (  # noqa: I001 - on sys.path through tests/e2e/conftest
     token_end_positions,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# a launch takes 1-3 minutes on 2 busy cores; the session cluster starts with the first case
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1200)]
 TOL = 1e-6  # fp32 PRM on CPU, same weights on both sides
 
 
@@ -238,14 +239,16 @@ def assert_logged(run: Launch, rows: list, keys: list[str]) -> dict[str, list[fl
     return scalars
 
 
-def assert_group_norm(rows: list, want_reward: dict[int, float]) -> None:
+def assert_group_norm(rows: list) -> None:
     """group_norm: every action token's advantage and return is (r - mean) / (std + 1e-9) of its
-    group (unbiased std), from the hand-computed rewards."""
+    group's rewards (unbiased std), computed by hand in fp32 from the run's rewards (already
+    checked against direct scoring; a group of near-equal rewards makes this ill-conditioned in
+    anything but the precision OpenRLHF uses)."""
     for members in groups(rows).values():
-        r = torch.tensor([want_reward[s.index] for s in members], dtype=torch.float64)
+        r = torch.tensor([s.reward for s in members], dtype=torch.float32)
         for s, value in zip(members, (r - r.mean()) / (r.std() + 1e-9)):
             for name, got in (("advantages", s.advantages), ("returns", s.returns)):
-                assert torch.allclose(got.double(), torch.full_like(got.double(), float(value)), atol=1e-4), (
+                assert torch.allclose(got, torch.full_like(got, float(value)), atol=1e-5), (
                     f"sample {s.index} {name}: {got[:4].tolist()}..., by hand {float(value)}"
                 )
 
@@ -328,7 +331,7 @@ def test_grpo_prm_min_outcome_judge_relative_roots(
         for i in prm
     }
     assert_close({s.index: s.reward for s in rows}, want, "reward")
-    assert_group_norm(rows, want)
+    assert_group_norm(rows)
     assert_logged(
         run, rows, ["reward/prm", "reward/outcome", "reward/judge", "reward/failed_group", "prm/num_steps"]
     )
@@ -402,7 +405,7 @@ def test_stock_train_ppo_ray_with_reward_fns(e2e_work, ray_cluster, direct_prm, 
     assert_close({s.index: s.info["visualprm.py/reward"] for s in rows}, prm, "reward_fns/visualprm.py")
     want = {i: outcome[i] + prm[i] for i in prm}
     assert_close({s.index: s.reward for s in rows}, want, "reward")
-    assert_group_norm(rows, want)
+    assert_group_norm(rows)
     assert_logged(run, rows, ["outcome.py/reward", "visualprm.py/reward", "visualprm.py/prm_num_steps"])
 
 
@@ -465,7 +468,7 @@ def test_stock_train_with_reward_service(
         for i, r in direct_prm_results(rows, policy_tokenizer, e2e_work, direct_prm, "mean").items()
     }
     assert_close({s.index: s.reward for s in rows}, prm, "reward from the service")
-    assert_group_norm(rows, prm)
+    assert_group_norm(rows)
     assert_logged(run, rows, ["prm_num_steps", "prm_min_step"])
 
 

@@ -48,8 +48,10 @@ class RecordingPolicy(BaseModelActor):
         for exp in self.experiences:
             batch = exp.action_mask.shape[0]
             count += batch
-            for key, value in exp.info.items():
-                if isinstance(value, torch.Tensor) and value.dim() == 1 and value.numel() == batch:
+            for key, value in exp.info.items():  # per-sample values, as PolicyModelActor weighs them
+                if isinstance(value, list):
+                    value = torch.tensor(value, dtype=torch.float)
+                if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.numel() == batch:
                     sums[key] = sums.get(key, 0.0) + float(value.float().sum())
         status = {key: total / max(count, 1) for key, total in sums.items()}
         status["policy_loss"] = 0.0
