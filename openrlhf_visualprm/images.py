@@ -131,12 +131,16 @@ def _decode(data: bytes, what: str, max_pixels: int) -> Image.Image:
 
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/\r\n]+={0,2}")
+# Base64 of the file signatures of PNG, JPEG, GIF, WebP, BMP and TIFF: a long run of base64
+# characters that starts otherwise (``a/a/.../b``) is a path, not an image.
+_IMAGE_BASE64_MAGIC = ("iVBORw0KGgo", "/9j/", "R0lGOD", "UklGR", "Qk", "SUkqAA", "TU0AK")
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
 def image_ref_kind(ref: object) -> str:
     """What an image reference is: ``pil``, ``bytes``, ``data_uri``, ``base64`` (bare, as
-    OpenRLHF's own loader accepts: over 256 base64 characters), ``url`` or ``path``; ``other``
+    OpenRLHF's own loader accepts: over 256 base64 characters, starting with an image file
+    signature), ``url`` or ``path``; ``other``
     for anything else. Classification only: nothing is read."""
     if isinstance(ref, Image.Image):
         return "pil"
@@ -151,7 +155,7 @@ def image_ref_kind(ref: object) -> str:
         return "data_uri"
     if _URL.match(text):
         return "url"
-    if len(text) > 256 and _BASE64.fullmatch(text):
+    if len(text) > 256 and text.startswith(_IMAGE_BASE64_MAGIC) and _BASE64.fullmatch(text):
         return "base64"
     return "path"
 
