@@ -131,12 +131,16 @@ def _decode(data: bytes, what: str, max_pixels: int) -> Image.Image:
 
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/\r\n]+={0,2}")
+# Base64 of the file signatures of PNG, JPEG, GIF, WebP, BMP and TIFF: a long run of base64
+# characters that starts otherwise (``a/a/.../b``) is a path, not an image.
+_IMAGE_BASE64_MAGIC = ("iVBORw0KGgo", "/9j/", "R0lGOD", "UklGR", "Qk", "SUkqAA", "TU0AK")
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
 def image_ref_kind(ref: object) -> str:
     """What an image reference is: ``pil``, ``bytes``, ``data_uri``, ``base64`` (bare, as
-    OpenRLHF's own loader accepts: over 256 base64 characters), ``url`` or ``path``; ``other``
+    OpenRLHF's own loader accepts: over 256 base64 characters, starting with an image file
+    signature), ``url`` or ``path``; ``other``
     for anything else. Classification only: nothing is read."""
     if isinstance(ref, Image.Image):
         return "pil"
@@ -151,27 +155,9 @@ def image_ref_kind(ref: object) -> str:
         return "data_uri"
     if _URL.match(text):
         return "url"
-    if len(text) > 256 and _BASE64.fullmatch(text) and _decodes_to_image_magic(text):
+    if len(text) > 256 and text.startswith(_IMAGE_BASE64_MAGIC) and _BASE64.fullmatch(text):
         return "base64"
     return "path"
-
-
-# Leading bytes of the formats PIL reads here: PNG, JPEG, GIF, WEBP (RIFF), BMP, TIFF (both orders).
-_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*")
-
-
-def _decodes_to_image_magic(text: str) -> bool:
-    """Whether bare base64 starts with an image format's magic bytes.
-
-    A long path made only of base64 characters (``aaaa...``, ``a/b/c...``) must stay a path, to be
-    confined to the roots and refused with its own message, not decoded into garbage.
-    """
-    head = "".join(text[:64].split())[:24]
-    try:
-        data = base64.b64decode(head[: len(head) // 4 * 4])
-    except ValueError:
-        return False
-    return data.startswith(_IMAGE_MAGIC)
 
 
 def load_image(ref: str | os.PathLike | bytes | Image.Image, roots: ImageRoots | None = None) -> Image.Image:

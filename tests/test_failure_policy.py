@@ -135,7 +135,7 @@ def test_a_model_error_in_the_reward_actor_stops_the_run(tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "config.json").write_text(json.dumps({"model_type": "llama"}))
     plan = RewardPlan(prm=PRMConfig(model="prm", path=str(tmp_path / "bad")), weights={"prm": 1.0})
-    with pytest.raises(ModelError, match="VisualPRM needs .internvl."):
+    with pytest.raises(ModelError, match="VisualPRM needs 'internvl'"):
         actor.init_model_from_pretrained(SimpleNamespace(), plan=plan)
 
 

@@ -142,3 +142,23 @@ def test_a_sample_without_an_image_is_an_image_input_error():
         require_images(decode_label("72"))
     assert (info.value.part, info.value.reason) == (PART_IMAGE, "no_image")
     assert require_images(Label(), ["own.png"]) == ["own.png"]  # the sample's own images come first
+
+
+def test_image_references_accepted_as_openrlhf_loads_them_but_no_urls(tmp_path):
+    import base64
+    import io
+
+    from openrlhf_visualprm.images import ImageRoots, image_ref_kind, load_image
+
+    buf = io.BytesIO()
+    image = Image.effect_noise((40, 30), 60).convert("RGB")  # noise: a PNG of more than 256 base64 chars
+    image.save(buf, format="PNG")
+    bare = base64.b64encode(buf.getvalue()).decode()
+    assert len(bare) > 256
+    assert image_ref_kind(bare) == "base64" and image_ref_kind("data:image/png;base64," + bare) == "data_uri"
+    assert image_ref_kind("a/" * 200 + "b" * 300) == "path"  # base64 characters, but no image signature
+    assert image_ref_kind("https://example.com/x.png") == image_ref_kind("http://h/x") == "url"
+    assert load_image(bare).size == (40, 30) and load_image(bare).tobytes() == image.tobytes()
+    with pytest.raises(InputError, match="never fetch") as info:
+        load_image("https://example.com/x.png", ImageRoots.of([tmp_path]))
+    assert (info.value.part, info.value.reason) == (PART_IMAGE, "image_url")
