@@ -152,6 +152,7 @@ class _Pool:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
+        self._exit_hook = False
 
     def get(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -159,6 +160,9 @@ class _Pool:
                 workers = max(1, min(4, os.cpu_count() or 1))
                 ctx = multiprocessing.get_context("spawn")
                 self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+                if not self._exit_hook:  # registered with the first pool, not at import
+                    atexit.register(self.kill)
+                    self._exit_hook = True
             return self._executor
 
     def kill(self) -> None:
@@ -171,7 +175,6 @@ class _Pool:
 
 
 _POOL = _Pool()
-atexit.register(_POOL.kill)
 
 
 def _guard_seconds(alarm: int, chunk: int) -> float:

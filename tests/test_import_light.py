@@ -97,3 +97,26 @@ def test_probe_detects_a_heavy_import():
     # The probe itself must be able to fail: a module that loads torch is reported by name.
     result = _probe([("module", "openrlhf_visualprm.prm.scorer")])
     assert result["culprit"] == ["module", "openrlhf_visualprm.prm.scorer"] and "torch" in result["loaded"]
+
+
+def test_imports_register_no_exit_hooks_and_leave_logging_alone():
+    code = (
+        "import atexit, logging\n"
+        "ours = []\n"
+        "real = atexit.register\n"
+        "def spy(fn, *a, **k):\n"
+        "    if str(getattr(fn, '__module__', None) or '').startswith('openrlhf_visualprm'): ours.append(fn)\n"
+        "    return real(fn, *a, **k)\n"
+        "atexit.register = spy\n"
+        "import openrlhf_visualprm.answers, openrlhf_visualprm.workers.pool, openrlhf_visualprm.workers.service\n"
+        "from openrlhf_visualprm.log import ensure_package_handler\n"
+        "ensure_package_handler()\n"
+        "pkg = logging.getLogger('openrlhf_visualprm')\n"
+        "print('PROBE', len(ours), len(logging.getLogger().handlers), len(pkg.handlers))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    line = [x for x in proc.stdout.splitlines() if x.startswith("PROBE ")]
+    assert line, proc.stderr[-3000:]
+    # none of our exit hooks at import; the root logger untouched;
+    # the package logger got its own handler because nothing else would print its records
+    assert line[-1].split()[1:] == ["0", "0", "1"], line[-1]

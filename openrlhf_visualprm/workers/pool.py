@@ -36,6 +36,7 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from openrlhf_visualprm.images import ImageRoots
+from openrlhf_visualprm.log import ensure_package_handler
 from openrlhf_visualprm.workers.cache import ResultCache, make_key
 from openrlhf_visualprm.workers.config import DEFAULT_NAMESPACE, DEFAULT_POOL_NAME, PoolConfig
 from openrlhf_visualprm.workers.errors import (
@@ -88,7 +89,7 @@ class PoolRouter:
     """The async router actor; use it through ``RewardPool``."""
 
     def __init__(self, config: PoolConfig, pg: Any) -> None:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        ensure_package_handler()
         self.config = config
         self.pg = pg
         self.cache = ResultCache(config.cache_size)

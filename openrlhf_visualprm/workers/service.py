@@ -32,6 +32,7 @@ from ray import serve
 
 from openrlhf_visualprm.errors import InputError
 from openrlhf_visualprm.images import ImageRoots
+from openrlhf_visualprm.log import ensure_package_handler
 from openrlhf_visualprm.workers.config import DEFAULT_NAMESPACE, DEFAULT_POOL_NAME
 from openrlhf_visualprm.workers.errors import (
     BadRequestError,
@@ -92,7 +93,7 @@ class ServiceCore:
     """Request handling without Serve specifics (the deployment delegates to it)."""
 
     def __init__(self, config: ServiceConfig) -> None:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        ensure_package_handler()
         self.config = config
         self.roots = ImageRoots.of(config.image_roots or None, max_bytes=config.max_image_bytes)
         self._pool: RewardPool | None = None

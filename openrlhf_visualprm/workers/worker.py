@@ -24,6 +24,7 @@ from typing import Any
 import ray
 import torch
 
+from openrlhf_visualprm.log import ensure_package_handler
 from openrlhf_visualprm.torch_names import as_dtype
 from openrlhf_visualprm.workers.config import WorkerConfig
 from openrlhf_visualprm.workers.groups import ScoreGroup
@@ -62,7 +63,7 @@ class RewardWorkerImpl:
             raise ValueError(
                 f"{type(self).__name__} needs WorkerConfig.kind={self.expected_kind!r}, got {config.kind!r}"
             )
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        ensure_package_handler()
         self.config = config
         self.index = worker_index
         threads = config.torch_threads or max(1, int(config.num_cpus))
