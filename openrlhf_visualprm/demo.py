@@ -16,6 +16,9 @@ import json
 import time
 from pathlib import Path
 
+from openrlhf_visualprm.prm.aggregate import AGGREGATIONS
+from openrlhf_visualprm.prm.config import METHODS
+
 RANDOM_WEIGHTS_BANNER = (
     "NOTE: scores below come from a tiny model with RANDOM weights; they show the pipeline, not quality.\n"
     '      Run `make demo DEMO_ARGS="--model /path/to/VisualPRM-8B-v1_1"` for real scores.'
@@ -29,10 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--data", default=None, help="demo.jsonl (default: generate the mini set)")
     parser.add_argument("--out", default="demo-output", help="output folder (default demo-output/)")
-    parser.add_argument("--method", default="shared", choices=("shared", "single", "per-step"))
-    parser.add_argument(
-        "--aggregation", default="mean", choices=("mean", "min", "last", "product", "softmin")
-    )
+    parser.add_argument("--method", default="shared", choices=METHODS)
+    parser.add_argument("--aggregation", default="mean", choices=AGGREGATIONS)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument(

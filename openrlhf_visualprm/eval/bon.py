@@ -37,6 +37,7 @@ from openrlhf_visualprm.eval.results import ResultsLog, write_json
 from openrlhf_visualprm.images import ImageRoots
 from openrlhf_visualprm.judge.schedule import Matchup, run_bracket
 from openrlhf_visualprm.prm.aggregate import AGGREGATIONS
+from openrlhf_visualprm.prm.config import METHODS
 from openrlhf_visualprm.prm.template import add_system_message_argument
 
 Extract = Callable[[str], "str | None"]
@@ -209,9 +210,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--judge-max-new-tokens", type=int, default=1024, help="cap on judge reasoning tokens"
     )
-    parser.add_argument(
-        "--method", default="shared", choices=["shared", "single", "per-step"], help="PRM method"
-    )
+    parser.add_argument("--method", default="shared", choices=METHODS, help="PRM method")
     parser.add_argument(
         "--max-n", type=int, default=None, help="use at most the first N responses per question"
     )

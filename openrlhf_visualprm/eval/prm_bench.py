@@ -22,6 +22,7 @@ from openrlhf_visualprm.eval.metrics import default_thresholds, grouped_step_f1,
 from openrlhf_visualprm.eval.plots import plot_f1_sweep
 from openrlhf_visualprm.eval.results import ResultsLog, write_json
 from openrlhf_visualprm.images import ImageRoots
+from openrlhf_visualprm.prm.config import METHODS
 from openrlhf_visualprm.prm.template import add_system_message_argument
 
 # (images, question, steps per response) -> step scores per response
@@ -177,7 +178,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--method",
         default="shared",
-        choices=["shared", "single", "per-step"],
+        choices=METHODS,
         help="scoring method of the PRM (default shared: one image+question prefix per group)",
     )
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
