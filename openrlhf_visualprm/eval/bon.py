@@ -29,7 +29,7 @@ from pathlib import Path
 
 from openrlhf_visualprm.data.benchmarks import BonItem, read_bon
 from openrlhf_visualprm.eval.judge_adapter import PairJudge
-from openrlhf_visualprm.eval.loop import add_run_arguments, require_evaluated, run_items
+from openrlhf_visualprm.eval.loop import add_run_arguments, finish_run, run_items
 from openrlhf_visualprm.eval.metrics import argmax_first, majority_vote, n_values
 from openrlhf_visualprm.eval.plots import plot_bon
 from openrlhf_visualprm.eval.prm_bench import StepScorer
@@ -281,7 +281,4 @@ def run(args: argparse.Namespace) -> int:
         fresh=args.fresh,
         progress=not args.no_progress,
     )
-    require_evaluated(report["counts"], args.data, Path(args.out) / "report.json", report["bad_lines"])
-    print(format_table(report))
-    print(f"report: {Path(args.out) / 'report.json'}  plot: {Path(args.out) / 'accuracy_vs_n.png'}")
-    return 0
+    return finish_run(report, args.data, args.out, format_table(report), "accuracy_vs_n.png")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from openrlhf_visualprm.data.benchmarks import VLRB_CATEGORIES, RewardBenchPair, read_vlrewardbench
 from openrlhf_visualprm.eval.judge_adapter import PairJudge
-from openrlhf_visualprm.eval.loop import add_run_arguments, require_evaluated, run_items
+from openrlhf_visualprm.eval.loop import add_run_arguments, finish_run, run_items
 from openrlhf_visualprm.eval.metrics import accuracy_report, order_stats
 from openrlhf_visualprm.eval.plots import plot_judge_accuracy
 from openrlhf_visualprm.eval.results import ResultsLog, write_json
@@ -207,7 +207,4 @@ def run(args: argparse.Namespace) -> int:
         fresh=args.fresh,
         progress=not args.no_progress,
     )
-    require_evaluated(report["counts"], args.data, Path(args.out) / "report.json", report["bad_lines"])
-    print(format_report(report))
-    print(f"report: {Path(args.out) / 'report.json'}  plot: {Path(args.out) / 'accuracy.png'}")
-    return 0
+    return finish_run(report, args.data, args.out, format_report(report), "accuracy.png")

@@ -15,6 +15,7 @@ import argparse
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -177,3 +178,12 @@ def require_evaluated(counts: dict, data, report_path, bad_lines: dict | None = 
         f"{counts.get('bad_lines', 0)} bad, {counts.get('skipped_items', 0)} skipped{reasons}. "
         f"Every line and its reason is in {report_path}; check that the file is in the released layout"
     )
+
+
+def finish_run(report: dict, data, out_dir, text: str, plot_name: str) -> int:
+    """The end every evaluator CLI shares: refuse an empty run, print the report and its files."""
+    out = Path(out_dir)
+    require_evaluated(report["counts"], data, out / "report.json", report["bad_lines"])
+    print(text)
+    print(f"report: {out / 'report.json'}  plot: {out / plot_name}")
+    return 0

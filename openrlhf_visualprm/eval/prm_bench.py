@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from openrlhf_visualprm.data.benchmarks import ProcessBenchItem, read_processbench
-from openrlhf_visualprm.eval.loop import add_run_arguments, require_evaluated, run_items
+from openrlhf_visualprm.eval.loop import add_run_arguments, finish_run, run_items
 from openrlhf_visualprm.eval.metrics import default_thresholds, grouped_step_f1, threshold_sweep
 from openrlhf_visualprm.eval.plots import plot_f1_sweep
 from openrlhf_visualprm.eval.results import ResultsLog, write_json
@@ -223,7 +223,4 @@ def run(args: argparse.Namespace) -> int:
         fresh=args.fresh,
         progress=not args.no_progress,
     )
-    require_evaluated(report["counts"], args.data, Path(args.out) / "report.json", report["bad_lines"])
-    print(format_report(report))
-    print(f"report: {Path(args.out) / 'report.json'}  plot: {Path(args.out) / 'f1_vs_threshold.png'}")
-    return 0
+    return finish_run(report, args.data, args.out, format_report(report), "f1_vs_threshold.png")
