@@ -51,6 +51,11 @@ _VARS = (
     EnvVar(
         "OPENRLHF_VISUALPRM_PRM_DTYPE", None, "reward_fns: PRM dtype (auto: bfloat16 on GPU, float32 on CPU)"
     ),
+    EnvVar(
+        "OPENRLHF_VISUALPRM_PRM_SYSTEM_MESSAGE",
+        None,
+        "reward_fns: PRM system message (prm, internvl2_5, config or the text)",
+    ),
     EnvVar("OPENRLHF_VISUALPRM_JUDGE_BACKEND", None, "reward_fns/mr_judge.py: hf or vllm"),
     EnvVar("OPENRLHF_VISUALPRM_JUDGE_MAX_NEW_TOKENS", None, "reward_fns/mr_judge.py: reasoning token cap"),
     EnvVar("OPENRLHF_VISUALPRM_OUTCOME_CHECKER", None, "reward_fns/outcome.py: math-verify or exact"),
@@ -69,3 +74,13 @@ def get(name: str) -> str | None:
 
 def is_set(name: str) -> bool:
     return get(name) not in (None, "", "0", "false", "False")
+
+
+def markdown_table() -> str:
+    """The README's table of every variable (a test keeps the two equal)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for var in _VARS:
+        default = "unset" if var.default is None else f"`{var.default}`" if var.default else "empty"
+        rows.append(f"| `{var.name}` | {default} | {var.help} |")
+    return "\n".join(rows)
+

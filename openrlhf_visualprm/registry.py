@@ -23,6 +23,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from openrlhf_visualprm import envs
 from openrlhf_visualprm.errors import ConfigError, ModelNotFoundError
 
 __all__ = [
@@ -56,7 +57,11 @@ class RewardModelSpec:
 
     def target(self) -> str:
         """The hub id or folder this entry stands for now (its env override first)."""
-        override = os.environ.get(self.env, "").strip() if self.env else ""
+        if not self.env:
+            return self.repo_id
+        # the package's own variables are read through envs; a user's alias may name its own
+        value = envs.get(self.env) if self.env in envs.VARS else os.environ.get(self.env)
+        override = (value or "").strip()
         return override or self.repo_id
 
 

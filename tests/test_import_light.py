@@ -120,3 +120,36 @@ def test_imports_register_no_exit_hooks_and_leave_logging_alone():
     # none of our exit hooks at import; the root logger untouched;
     # the package logger got its own handler because nothing else would print its records
     assert line[-1].split()[1:] == ["0", "0", "1"], line[-1]
+
+
+def test_readme_lists_every_environment_variable_as_envs_defines_it():
+    from pathlib import Path
+
+    from openrlhf_visualprm.envs import markdown_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert markdown_table() in readme, "README's environment table differs from envs.markdown_table()"
+
+
+def test_environment_is_read_only_in_envs():
+    import re
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "openrlhf_visualprm"
+    sources = {p: p.read_text(encoding="utf-8") for p in package.rglob("*.py")}
+    # names bound to one of our variables anywhere in the package (PLAN_ENV = "OPENRLHF_VISUALPRM_PLAN")
+    constants = {
+        m.group(1) for t in sources.values() for m in re.finditer(r"(\w+) = \"OPENRLHF_VISUALPRM_", t)
+    }
+    read = re.compile(
+        r"(?:os\.environ\.get|os\.getenv)\(\s*([\"'A-Za-z_][\w\"']*)|os\.environ\[([^\]]+)\](?!\s*=)"
+    )
+    offenders = []
+    for path, text in sources.items():
+        if path.name == "envs.py":
+            continue
+        for match in read.finditer(text):
+            arg = (match.group(1) or match.group(2)).strip("\"'")
+            if arg.startswith("OPENRLHF_VISUALPRM_") or arg in constants:
+                offenders.append(f"{path.relative_to(package)}: {match.group(0)}")
+    assert offenders == [], offenders

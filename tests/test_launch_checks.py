@@ -135,3 +135,22 @@ def test_a_pool_loaded_with_other_model_options_is_refused():
         PRMConfig().with_request({"max_tiles": 6})
     options = PRMConfig().with_request({"splitter": "re:\\n+", "temperature": 0.5}).score_kwargs()
     assert options["temperature"] == 0.5 and options["splitter"].pattern == "\\n+"
+
+
+def test_the_prm_system_message_reaches_the_plan_and_a_pool_cannot_ignore_it(launch_dir):
+    from openrlhf_visualprm.plugin.plan import PRMConfig, RewardPlan
+
+    argv = BASE + [
+        "--reward.model_name_or_path",
+        "OpenGVLab/VisualPRM-8B-v1_1",
+        "--reward.image_roots",
+        "data/images",
+    ]
+    assert launcher.prepare(argv).reward_plan.prm.system_message is None  # the checkpoint's, as released
+    plan = launcher.prepare(argv + ["--reward.prm.system_message", "prm"]).reward_plan
+    assert plan.prm.system_message == "prm"
+    assert RewardPlan.from_json(plan.to_json()).prm.system_message == "prm"  # what the reward actor reads
+    with pytest.raises(ConfigError, match="system_message None \\(asked 'prm'\\)"):
+        plan.prm.check_loaded(12, "auto", "pool 'p'")  # pools load with the checkpoint's message
+    with pytest.raises(ConfigError, match="system_message"):
+        PRMConfig(system_message="  ")

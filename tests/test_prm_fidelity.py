@@ -284,3 +284,25 @@ def test_eval_prm_records_the_system_message_and_refuses_to_mix_runs(
         and "different settings" in err
         and "system_message" in err
     )
+
+
+def test_the_reward_actor_loads_the_prm_with_the_planned_system_message(tiny_prm_path):
+    """`--reward.prm.system_message prm` reaches the model the reward actor scores with."""
+    from types import SimpleNamespace
+
+    import cpu_stubs  # tests/support: OpenRLHF's actor module imports vLLM / flash-attn
+
+    cpu_stubs.install()
+    from openrlhf_visualprm.plugin.plan import PRMConfig, RewardPlan
+    from openrlhf_visualprm.plugin.reward_actor import RewardActor
+    from openrlhf_visualprm.prm.template import PRM_SYSTEM_PROMPT
+
+    actor = RewardActor.__new__(RewardActor)
+    for choice, want in (("prm", PRM_SYSTEM_PROMPT), ("Be terse.", "Be terse.")):
+        plan = RewardPlan(
+            prm=PRMConfig(model="prm", path=str(tiny_prm_path), system_message=choice, dtype="float32"),
+            weights={"prm": 1.0},
+        )
+        actor.init_model_from_pretrained(SimpleNamespace(), plan=plan)
+        prm = actor.rewards.runtime.components["prm"].prm
+        assert prm.system_message == want

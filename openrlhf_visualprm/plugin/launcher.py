@@ -279,6 +279,7 @@ def build_reward_plan(
                 max_tiles=popts.reward_prm_max_tiles,
                 method=popts.reward_prm_method,
                 dtype=popts.reward_prm_dtype,
+                system_message=popts.reward_prm_system_message,
             )
     except ConfigError as exc:
         raise LaunchError(f"--reward.prm.*: {exc}", "--reward.prm") from None

@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=_PRM.dtype,
         help="PRM weights dtype (auto: bfloat16 on GPU, float32 on CPU)",
     )
+    g.add_argument(
+        "--reward.prm.system_message",
+        default=_PRM.system_message,
+        help="prm (the data pipeline's PRM prompt), internvl2_5, config, or the text itself "
+        "(default: the checkpoint config's, else InternVL2.5's; the reward actor logs which)",
+    )
     g = p.add_argument_group("MR. Judge (--reward.judge.*)")
     g.add_argument(
         "--reward.judge.model", default=None, help="judge alias or path (adds the judge component)"

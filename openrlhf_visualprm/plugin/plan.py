@@ -8,9 +8,9 @@ actor and the experience hook read it there), so driver and workers cannot disag
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 
+from openrlhf_visualprm import envs
 from openrlhf_visualprm.errors import ConfigError
 from openrlhf_visualprm.judge.config import BACKENDS as JUDGE_BACKENDS
 from openrlhf_visualprm.judge.config import JudgeConfig
@@ -95,7 +95,7 @@ class RewardPlan:
     @classmethod
     def from_env(cls) -> RewardPlan | None:
         """The plan the launcher exported, or None when the plugin's reward path is not in use."""
-        text = os.environ.get(PLAN_ENV)
+        text = envs.get(PLAN_ENV)
         return cls.from_json(text) if text else None
 
 

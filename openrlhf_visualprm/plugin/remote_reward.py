@@ -99,6 +99,7 @@ def prm_config_from_env():
         "temperature": _typed("OPENRLHF_VISUALPRM_PRM_TEMPERATURE", float),
         "max_tiles": _typed("OPENRLHF_VISUALPRM_PRM_MAX_TILES", int),
         "dtype": envs.get("OPENRLHF_VISUALPRM_PRM_DTYPE"),
+        "system_message": envs.get("OPENRLHF_VISUALPRM_PRM_SYSTEM_MESSAGE"),
     }
     return PRMConfig(**{k: v for k, v in values.items() if v is not None})
 
@@ -151,7 +152,11 @@ def _prm_component():
 
     device = _device()
     prm = VisualPRM.from_pretrained(
-        cfg.model, device=device, dtype=cfg.load_dtype(device), max_tiles=cfg.max_tiles
+        cfg.model,
+        device=device,
+        dtype=cfg.load_dtype(device),
+        max_tiles=cfg.max_tiles,
+        system_message=cfg.system_message,
     )
     return PRMComponent(prm, **cfg.scoring_options())
 

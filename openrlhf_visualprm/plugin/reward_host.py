@@ -68,7 +68,11 @@ class PluginRewards:
 
                 dtype = cfg.load_dtype(self.device)
                 prm = VisualPRM.from_pretrained(
-                    cfg.path, device=self.device, dtype=dtype, max_tiles=cfg.max_tiles
+                    cfg.path,
+                    device=self.device,
+                    dtype=dtype,
+                    max_tiles=cfg.max_tiles,
+                    system_message=cfg.system_message,
                 )
                 components["prm"] = C.PRMComponent(
                     prm,

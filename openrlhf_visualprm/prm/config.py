@@ -47,6 +47,9 @@ class PRMConfig:
     v0: float = 0.5
     max_tiles: int = DEFAULT_MAX_TILES
     dtype: str = "auto"
+    # prm | internvl2_5 | config | the text itself; None: the checkpoint config's, else InternVL2.5's
+    # (prm.template.resolve_system_message). Fixed at load time, like max_tiles and dtype.
+    system_message: str | None = None
 
     def __post_init__(self) -> None:
         _choice("method", self.method, METHODS)
@@ -74,6 +77,13 @@ class PRMConfig:
                 raise ConfigError(f"prm {name} must be a number, got {value!r}")
         if self.temperature <= 0:
             raise ConfigError(f"prm temperature must be > 0, got {self.temperature}")
+        if self.system_message is not None and (
+            not isinstance(self.system_message, str) or not self.system_message.strip()
+        ):
+            raise ConfigError(
+                "prm system_message must be prm, internvl2_5, config or the text itself, "
+                f"got {self.system_message!r}"
+            )
 
     # ------------------------------------------------------------------ views
     def split_pattern(self) -> str | re.Pattern[str]:
@@ -119,9 +129,11 @@ class PRMConfig:
             )
         return replace(self, **dict(options))
 
-    def check_loaded(self, max_tiles: int, dtype: str, where: str) -> None:
+    def check_loaded(self, max_tiles: int, dtype: str, where: str, system_message: str | None = None) -> None:
         """Refuse to score with a model loaded with other model options than these."""
         problems = []
+        if system_message != self.system_message:
+            problems.append(f"system_message {system_message!r} (asked {self.system_message!r})")
         if max_tiles != self.max_tiles:
             problems.append(f"max_tiles {max_tiles} (asked {self.max_tiles})")
         if dtype != self.dtype:
@@ -129,7 +141,7 @@ class PRMConfig:
         if problems:
             raise ConfigError(
                 f"{where} loaded VisualPRM with {', '.join(problems)}; these are fixed at load time, so "
-                "make --reward.prm.max_tiles / --reward.prm.dtype match the pool or start a pool with these values"
+                "make --reward.prm.max_tiles / .dtype / .system_message match the pool or start a pool with these values"
             )
 
 
