@@ -62,7 +62,9 @@ def _maker(cls, estimator: str, kl_coef: float = 0.05, plan: RewardPlan | None =
     maker.advantage_estimator = estimator
     maker.kl_ctl = SimpleNamespace(value=kl_coef)
     if cls is PluginExperienceMaker:
-        maker.reward_plan = plan
+        maker.reward_plan = plan or RewardPlan(
+            prm=PRMConfig("visualprm", None, dense="diff"), estimator=estimator, n_samples_per_prompt=N
+        )
         maker._dense_by_mask = {}
     return maker
 
@@ -90,10 +92,14 @@ def _experiences(seed: int = 0) -> list:
 
 @pytest.mark.parametrize("estimator", ALL_ESTIMATORS)
 def test_scalar_rewards_give_bit_identical_stock_advantages(estimator):
+    """Dense off: the plugin's advantage code must equal stock OpenRLHF bit for bit, even on
+    experiences that carry (non-zero) step rewards, so the override is not the identity by luck."""
     stock, ours = _experiences(), _experiences()
+    for e in ours:
+        setattr(e, STEP_REWARDS_ATTR, torch.rand(e.kl.shape, generator=torch.Generator().manual_seed(7)))
     stock = _maker(RemoteExperienceMaker, estimator).compute_advantages_and_returns(stock)
     plan = RewardPlan(
-        prm=PRMConfig("visualprm", None, dense="diff"), estimator=estimator, n_samples_per_prompt=N
+        prm=PRMConfig("visualprm", None, dense="off"), estimator=estimator, n_samples_per_prompt=N
     )
     ours = _maker(PluginExperienceMaker, estimator, plan=plan).compute_advantages_and_returns(ours)
     for a, b in zip(stock, ours):

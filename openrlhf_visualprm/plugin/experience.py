@@ -225,10 +225,14 @@ class PluginExperienceMaker(RemoteExperienceMaker):
     # ------------------------------------------------------------------ advantages
     @torch.no_grad()
     def compute_advantages_and_returns(self, experiences):
+        plan = getattr(self, "reward_plan", None)
+        dense_on = plan is not None and plan.prm is not None and plan.prm.dense != "off"
+        # Dense off: stock OpenRLHF bit for bit, whatever an experience carries.
         self._dense_by_mask = {
             id(e.action_mask): getattr(e, STEP_REWARDS_ATTR)
             for e in experiences
-            if getattr(e, STEP_REWARDS_ATTR, None) is not None
+            if dense_on
+            and getattr(e, STEP_REWARDS_ATTR, None) is not None
             and self.advantage_estimator in DENSE_ESTIMATORS
         }
         self._dense_used: set[int] = set()
