@@ -85,7 +85,16 @@ _REGISTRY: dict[str, RewardModelSpec] = dict(_BUILTIN)
 
 
 def register(alias: str, spec: RewardModelSpec, overwrite: bool = False) -> None:
-    """Add a name. Refuses to silently replace an existing one unless ``overwrite=True``."""
+    """Add a reward-model alias usable everywhere a model is named (launcher, CLI, reward_fns).
+
+    Args:
+        alias: the name users type (case-insensitive; no ``,`` or path separator).
+        spec: what it stands for: repo id or folder, kind (``prm`` / ``judge``), optional env override.
+        overwrite: replace an existing, different entry instead of refusing.
+
+    Raises:
+        ConfigError: a bad alias, or one already registered to something else.
+    """
     key = alias.strip().lower()
     if not key or "," in key or os.sep in key:
         raise ConfigError(f"alias {alias!r} must be a non-empty name without ',' or path separators")

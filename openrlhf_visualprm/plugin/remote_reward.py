@@ -239,7 +239,19 @@ def _logs(name: str, detail: dict, score: float) -> dict[str, float]:
 
 # ----------------------------------------------------------------------------- the protocol
 def make_reward_func(name: str):
-    """OpenRLHF's batched ``reward_func`` contract on component ``name`` (prm, judge, outcome)."""
+    """OpenRLHF's batched ``reward_func`` contract on component ``name`` (prm, judge, outcome).
+
+    Args:
+        name: the component the function scores with.
+
+    Returns:
+        ``reward_func(queries, prompts, labels, **kwargs) -> {"rewards", "scores", "extra_logs"}``:
+        one float32 tensor entry per sample. A bad sample (an InputError) gets 0 and
+        ``reward_fn/failed = 1``; any other error is logged at ERROR level and raised.
+
+    Raises:
+        ConfigError: an unknown component name.
+    """
     if name not in _BUILDERS:
         raise ConfigError(f"unknown reward component {name!r}; one of {sorted(_BUILDERS)}")
 

@@ -72,7 +72,23 @@ class _Encoded:
 
 
 class VisualPRM:
-    """A loaded VisualPRM (native ``InternVLForConditionalGeneration``) plus its tokenizer."""
+    """A loaded VisualPRM (native ``InternVLForConditionalGeneration``) plus its tokenizer.
+
+    Scores every step of a response to an image + question: P('+') at each step's score token.
+    Three paths give the same scores: ``per-step`` (one forward per step prefix, the early
+    reference), ``single`` (one forward per response, the released method) and ``shared`` (image +
+    question once per group, the responses on its KV cache). Load with :meth:`from_pretrained`.
+
+    Args:
+        model: the native InternVL model.
+        tokenizer: its fast tokenizer (step positions come from character offsets).
+        system_message: the system prompt text (see ``prm.template.resolve_system_message``).
+        model_id: a name for logs and cache keys.
+        max_tiles: InternVL dynamic tiles per image.
+        max_length: token cap of one sequence; longer responses are cut and flagged ``truncated``.
+        empty_score: the neutral score of an empty response.
+        image_roots: folders image paths must resolve into.
+    """
 
     def __init__(
         self,
@@ -358,7 +374,26 @@ class VisualPRM:
         splitter: str | re.Pattern[str] = DEFAULT_SEPARATOR,
         temperature: float = 0.1,
     ) -> list[PRMResult]:
-        """Score one group: responses (or explicit step lists) to the same image(s) + question."""
+        """Score one group: responses (or explicit step lists) to the same image(s) + question.
+
+        Args:
+            images: path(s) under the image roots, bytes, data URIs or PIL images.
+            question: the question the responses answer.
+            responses: whole responses, split into steps by ``splitter``; or
+            steps: explicit step lists (exactly one of the two).
+            method: ``shared`` | ``single`` | ``per-step`` (same scores, different cost).
+            aggregation: step scores -> one score (mean, min, last, product, softmin).
+            max_steps: merge steps into at most this many blocks (16 is reported for v1.1 training).
+            splitter: step separator string or compiled regex.
+            temperature: softmin temperature.
+
+        Returns:
+            One :class:`PRMResult` per response: steps, spans, step_scores, score, truncated, note.
+
+        Raises:
+            ValueError: an unknown method, both or neither of responses/steps.
+            ImageError: an image that is missing, outside the roots or unreadable (an InputError).
+        """
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         if (responses is None) == (steps is None):

@@ -464,7 +464,17 @@ RemotePoolRouter = ray.remote(PoolRouter)
 
 
 class RewardPool:
-    """A handle to a running pool: cheap, picklable, usable from any process in the cluster."""
+    """A handle to a running pool: cheap, picklable, usable from any process in the cluster.
+
+    Start one with :meth:`start` (or find a running one with :meth:`get`), then call
+    :meth:`score_groups` / :meth:`ascore_groups`. A group goes whole to one worker, batches are
+    bounded by tokens, results are cached, OOM splits a group, dead workers restart within a
+    per-window budget, and hung-up callers give their queue places back.
+
+    Args:
+        actor: the router actor (from :meth:`start` / :meth:`get`).
+        config: the pool's configuration.
+    """
 
     def __init__(self, actor: Any, config: PoolConfig) -> None:
         self.actor = actor
@@ -541,7 +551,21 @@ class RewardPool:
     def score_groups(
         self, groups: list[dict | ScoreGroup], timeout_s: float | None = None
     ) -> list[list[dict]]:
-        """Blocking: one list of result dicts (PRMResult fields) per group, in order."""
+        """Blocking: one list of result dicts (PRMResult fields) per group, in order.
+
+        Args:
+            groups: ``{"images", "question", "responses" | "steps", "config"}`` dicts or ScoreGroups.
+            timeout_s: per-request limit (None: the pool's default).
+
+        Returns:
+            One list per group, one dict per response.
+
+        Raises:
+            BadRequestError: a bad group (an InputError: a bad sample).
+            RewardTimeoutError: the request outlived ``timeout_s``.
+            PoolBusyError: the queue stayed full for the whole timeout.
+            WorkerFailedError: no live worker could score it.
+        """
         prepared = self.prepare(groups)
         return ray.get(self.actor.score_groups.remote(prepared, timeout_s))
 
