@@ -84,7 +84,16 @@ def test_math_verify_log_lines_are_truncated(caplog):
 
 def test_a_stuck_checker_is_logged(monkeypatch, caplog):
     """A batch that overruns its wall-clock guard counts as wrong and says so in the log."""
-    monkeypatch.setattr(answers, "_guard_seconds", lambda alarm, chunk: 0.001)
+    from concurrent.futures import Future
+
+    class StuckPool:  # a checker process that never answers (a warm real pool can beat any guard)
+        _max_workers = 1
+
+        def submit(self, *args, **kwargs):
+            return Future()
+
+    monkeypatch.setattr(answers._POOL, "get", lambda: StuckPool())
+    monkeypatch.setattr(answers, "_guard_seconds", lambda alarm, chunk: 0.05)
     with caplog.at_level(logging.WARNING, logger="openrlhf_visualprm.answers"):
         assert answers.verify_answers(["\\frac{1}{2}"], ["0.5"]) == [False]
     assert any("counted as wrong" in r.getMessage() for r in caplog.records), caplog.text
