@@ -61,6 +61,16 @@ _VARS = (
     EnvVar("OPENRLHF_VISUALPRM_OUTCOME_CHECKER", None, "reward_fns/outcome.py: math-verify or exact"),
     EnvVar("OPENRLHF_VISUALPRM_ANSWER_KEY", None, "reward_fns/outcome.py: ground-truth key in the label"),
     EnvVar("OPENRLHF_VISUALPRM_ANSWER_TIMEOUT", None, "reward_fns/outcome.py: seconds per answer check"),
+    EnvVar(
+        "OPENRLHF_VISUALPRM_MAX_FAILED_FRACTION",
+        None,
+        "reward_fns: stop when more of the last window's samples were bad samples (default 0.5; 1: never)",
+    ),
+    EnvVar(
+        "OPENRLHF_VISUALPRM_FAILURE_WINDOW",
+        None,
+        "reward_fns: samples per process the failed fraction is taken over (default 64)",
+    ),
 )
 VARS = {v.name: v for v in _VARS}
 
@@ -83,4 +93,3 @@ def markdown_table() -> str:
         default = "unset" if var.default is None else f"`{var.default}`" if var.default else "empty"
         rows.append(f"| `{var.name}` | {default} | {var.help} |")
     return "\n".join(rows)
-

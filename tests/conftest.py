@@ -29,6 +29,39 @@ def _cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def ray_cluster():
+    """The one Ray instance of the unit tests (``ray.init(num_cpus=2)``), shared by every module.
+
+    Its workers get ``tests/support/`` on ``PYTHONPATH`` (scorer wrappers, CPU import stand-ins)
+    and the stand-ins installed by the setup hook, so OpenRLHF's modules import on CPU. Modules
+    that need something else per actor pass it to the actor (e.g. the reward plan). The e2e tests
+    run their own ``ray start`` cluster: launches are separate processes joining it
+    (``tests/e2e/conftest.py``).
+    """
+    import ray
+
+    if ray.is_initialized():  # pragma: no cover - someone else's instance: do not reconfigure it
+        yield
+        return
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={
+            "worker_process_setup_hook": "cpu_stubs.setup_worker_cpu",
+            "env_vars": {
+                "PYTHONPATH": os.pathsep.join(p for p in (str(SUPPORT), os.environ.get("PYTHONPATH")) if p),
+                "HF_HUB_OFFLINE": "1",
+                "TRANSFORMERS_OFFLINE": "1",
+                "TOKENIZERS_PARALLELISM": "false",
+            },
+        },
+    )
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """``{"visualprm-tiny": Path, "judge-tiny": Path}``, built once per session."""
     from openrlhf_visualprm.tiny_models import make_tiny_models

@@ -297,7 +297,7 @@ def intercepted_train(monkeypatch):
 
 @pytest.mark.parametrize("spelling", ["legacy", "dotted"])
 def test_launch_runs_openrlhf_cli_and_train_gets_the_namespace(intercepted_train, spelling, data_cwd):
-    from openrlhf_visualprm.plugin.reward_actor import PluginRewardActor
+    from openrlhf_visualprm.plugin.reward_actor import plugin_reward_actor
 
     calls, reached = intercepted_train
     argv = (BASE_LEGACY if spelling == "legacy" else BASE_DOTTED) + PLUGIN
@@ -317,8 +317,8 @@ def test_launch_runs_openrlhf_cli_and_train_gets_the_namespace(intercepted_train
     assert args.reward.remote_url is None and args.critic.model_name_or_path is None
     assert not hasattr(args, "dry_run") and not hasattr(args.reward, "prm")
     # train() would build the plugin's reward actor, and every Ray worker gets the hook and the plan
-    assert calls["reward_actor_in_train"] is PluginRewardActor
-    assert calls["launcher_reward_actor"] is PluginRewardActor
+    assert calls["reward_actor_in_train"] is plugin_reward_actor()
+    assert calls["launcher_reward_actor"] is plugin_reward_actor()
     (init,) = calls["init"][:1]
     runtime_env = init["runtime_env"]
     assert runtime_env["worker_process_setup_hook"] == "openrlhf_visualprm.plugin.worker_hook.setup_worker"

@@ -1,14 +1,14 @@
 """The plugin reward actor as a real Ray actor (CPU, tiny models), driven by OpenRLHF's experience maker.
 
-One Ray session for the module. Workers start with ``cpu_stubs.setup_worker_cpu`` (import
-stand-ins for flash-attn / vLLM, then the plugin's own ``setup_worker`` hook).
+The session's Ray (``tests/conftest.py``): workers start with ``cpu_stubs.setup_worker_cpu`` (import
+stand-ins for flash-attn / vLLM, then the plugin's own ``setup_worker`` hook, which acts only where
+the reward plan is in the worker's environment).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from types import SimpleNamespace
 
 import cpu_stubs  # tests/support/, on sys.path through tests/conftest.py
@@ -23,10 +23,9 @@ from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator  # noq
 from openrlhf.trainer.ray.launcher import RayActorGroup  # noqa: E402
 
 from openrlhf_visualprm.plugin.experience import PluginExperienceMaker, build_groups  # noqa: E402
-from openrlhf_visualprm.plugin.reward_actor import PluginRewardActor  # noqa: E402
+from openrlhf_visualprm.plugin.reward_actor import plugin_reward_actor  # noqa: E402
 
 N = 4
-SUPPORT = str(Path(cpu_stubs.__file__).parent)
 
 
 @pytest.fixture(scope="module")
@@ -48,33 +47,19 @@ def plan(tiny_models, demo_data) -> RewardPlan:
 
 
 @pytest.fixture(scope="module")
-def ray_session(plan):
-    os.environ[PLAN_ENV] = plan.to_json()  # the launcher exports it in the driver too
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={
-            "worker_process_setup_hook": "cpu_stubs.setup_worker_cpu",
-            "env_vars": {
-                PLAN_ENV: plan.to_json(),
-                "HF_HUB_OFFLINE": "1",
-                "TOKENIZERS_PARALLELISM": "false",
-                # the hook's module lives in tests/support/ (see tests/conftest.py)
-                "PYTHONPATH": os.pathsep.join(p for p in (SUPPORT, os.environ.get("PYTHONPATH")) if p),
-            },
-        },
-    )
+def ray_session(ray_cluster, plan):
+    """The session's Ray (tests/conftest.py) with the plan in this driver, as the launcher exports it."""
+    os.environ[PLAN_ENV] = plan.to_json()
     yield
-    ray.shutdown()
     os.environ.pop(PLAN_ENV, None)
 
 
 @pytest.fixture(scope="module")
-def reward_group(ray_session):
-    group = RayActorGroup(1, 1, PluginRewardActor, num_gpus_per_actor=0)
+def reward_group(ray_session, plan):
+    group = RayActorGroup(1, 1, plugin_reward_actor(), num_gpus_per_actor=0)
     strategy = SimpleNamespace(is_rank_0=lambda: True)
-    assert ray.get(group.async_init_model_from_pretrained(strategy, "unused")) == [
+    # the launcher hands the plan to workers through the job's env; one shared Ray job here
+    assert ray.get(group.async_init_model_from_pretrained(strategy, "unused", plan=plan)) == [
         ["prm", "judge", "outcome"]
     ]
     return group
@@ -205,9 +190,10 @@ def _experience_maker_seen_by_a_worker() -> str:
     return f"{cls.__module__}.{cls.__name__}"
 
 
-def test_worker_setup_hook_swaps_the_experience_maker_in_trainer_workers(ray_session):
+def test_worker_setup_hook_swaps_the_experience_maker_in_trainer_workers(ray_session, plan):
     """PPOTrainer (and async training's nested actors) build RemoteExperienceMaker by this name."""
-    assert ray.get(_experience_maker_seen_by_a_worker.remote()) == (
+    with_plan = {"env_vars": {PLAN_ENV: plan.to_json()}}  # as the launcher's job env gives it
+    assert ray.get(_experience_maker_seen_by_a_worker.options(runtime_env=with_plan).remote()) == (
         "openrlhf_visualprm.plugin.experience.PluginExperienceMaker"
     )
 

@@ -147,3 +147,30 @@ def test_bad_image_paths_get_the_neutral_reward(tokenizer, env, caplog, reward_f
         _, exp = run_sample(tokenizer, reward_file, label, "x")
     assert exp.rewards.tolist() == [0.0] and exp.info["reward_fn/failed"].tolist() == [1.0]
     assert needle in caplog.text
+
+
+def test_a_process_whose_samples_are_mostly_bad_stops_instead_of_training_on_zeros(
+    tokenizer, env, monkeypatch, caplog
+):
+    """OpenRLHF calls reward_fns one sample at a time, so no step guard sees them: the process's
+    own window of the last samples must stop a run whose samples are all bad (e.g. wrong roots).
+    The error reaches OpenRLHF's executor, which then has no reward for the sample (its experience
+    maker stops the run on that)."""
+    monkeypatch.setenv("OPENRLHF_VISUALPRM_FAILURE_WINDOW", "4")
+    good, bad = {"answer": env["answer"]}, "{bad json"
+    response = f"The answer is {env['answer']}."
+    for label in (good, bad, good, bad):  # a full window at exactly the limit (2 of 4): scored on
+        _, exp = run_sample(tokenizer, "outcome.py", label, response)
+        assert exp.info["reward_fn/failed"].tolist() == [float(label is bad)]
+        assert exp.rewards.tolist() == [float(label is good)]
+    with caplog.at_level(logging.ERROR, logger="openrlhf_visualprm.reward_fn"):
+        out, _ = run_sample(tokenizer, "outcome.py", bad, response)
+    assert out["reward"] is None
+    (record,) = [r for r in caplog.records if r.name == "openrlhf_visualprm.reward_fn" and r.exc_info]
+    error = record.exc_info[1]
+    assert type(error).__name__ == "RewardFailureError"
+    assert "3 of the last 4 samples" in str(error) and "bad_label_json (3)" in str(error)
+    monkeypatch.setenv("OPENRLHF_VISUALPRM_MAX_FAILED_FRACTION", "1")  # the documented way out
+    for _ in range(5):
+        _, exp = run_sample(tokenizer, "outcome.py", bad, response)
+        assert exp.info["reward_fn/failed"].tolist() == [1.0]

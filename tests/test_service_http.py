@@ -1,6 +1,6 @@
 """The HTTP reward service on real Ray Serve, the real tiny VisualPRM, and OpenRLHF's own client.
 
-One Ray instance and one Serve instance for the module: an open app at ``/`` (OpenRLHF's client
+The session's Ray (``tests/conftest.py``) and one Serve instance for the module: an open app at ``/`` (OpenRLHF's client
 sends no auth header) and a token-protected app at ``/secure``, both over one pool.
 """
 
@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import ray
 from PIL import Image
 from ray import serve
 
@@ -46,10 +45,7 @@ def direct_prm(tiny_prm_path):
 
 
 @pytest.fixture(scope="module")
-def service(tiny_prm_path, demo_data):
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+def service(ray_cluster, tiny_prm_path, demo_data):
     root = str(Path(demo_data).parent)
     pool = RewardPool.start(
         PoolConfig(
@@ -72,8 +68,6 @@ def service(tiny_prm_path, demo_data):
     yield url
     serve.shutdown()
     pool.shutdown()
-    if started:
-        ray.shutdown()
 
 
 def _image(demo_data, item) -> Image.Image:

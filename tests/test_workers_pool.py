@@ -1,6 +1,6 @@
 """The reward pool through real Ray (``ray.init(num_cpus=2)``) and the real tiny VisualPRM.
 
-One Ray instance per module; two pools share it: a clean pool (2 workers) and a faulty pool
+The session's Ray instance (``tests/conftest.py``); two pools share it: a clean pool (2 workers) and a faulty pool
 (1 worker whose scorer sleeps and raises the real ``torch.OutOfMemoryError`` above 2 responses).
 Reference scores come from the same tiny model loaded directly in the test process.
 """
@@ -19,7 +19,6 @@ from PIL import Image
 
 from openrlhf_visualprm.workers import (
     BadRequestError,
-    FaultInjection,
     PoolBusyError,
     PoolConfig,
     RewardPool,
@@ -28,16 +27,6 @@ from openrlhf_visualprm.workers import (
 )
 
 TOL = 1e-4
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +85,15 @@ def pool(ray_cluster, tiny_prm_path, demo_data):
 
 @pytest.fixture(scope="module")
 def faulty_pool(ray_cluster, tiny_prm_path, demo_data):
-    faults = FaultInjection(oom_above_responses=2, delay_s=0.3)
+    faults = {"oom_above_responses": 2, "delay_s": 0.3}  # tests/support/scorer_wrappers.py
     config = PoolConfig(
-        WorkerConfig(model=str(tiny_prm_path), num_gpus=0, num_cpus=0.5, faults=faults),
+        WorkerConfig(
+            model=str(tiny_prm_path),
+            num_gpus=0,
+            num_cpus=0.5,
+            scorer_wrapper="scorer_wrappers:inject_faults",
+            scorer_wrapper_options=faults,
+        ),
         num_workers=1,
         name="test-faulty-pool",
         image_roots=[str(Path(demo_data).parent)],
@@ -276,13 +271,25 @@ def test_timeout_and_back_pressure_have_clear_errors(faulty_pool, items):
 def test_judge_pool_through_ray_matches_the_judge_called_directly(
     ray_cluster, tiny_judge_path, items, demo_data
 ):
-    """The judge plugs into the same pool shape: rewards through Ray equal MR. Judge's own."""
+    """The judge plugs into the same pool shape: rewards through Ray equal MR. Judge's own.
+
+    The worker's judge generates with the scripted, content-aware backend of
+    ``tests/support/scorer_wrappers.py`` (the tiny random judge never parses: 0.5 everywhere), so
+    a group routed to another caller, or responses reordered, change the rewards.
+    """
+    from scorer_wrappers import scripted_backend
+
     from openrlhf_visualprm.judge import MRJudge
 
     options = {"max_new_tokens": 4, "schedule": "listwise", "rounds": 2}
     config = PoolConfig(
         WorkerConfig(
-            model=str(tiny_judge_path), kind="judge", num_gpus=0, num_cpus=0.5, judge_options=options
+            model=str(tiny_judge_path),
+            kind="judge",
+            num_gpus=0,
+            num_cpus=0.5,
+            judge_options=options,
+            scorer_wrapper="scorer_wrappers:scripted_judge",
         ),
         num_workers=1,
         name="test-judge-pool",
@@ -290,20 +297,18 @@ def test_judge_pool_through_ray_matches_the_judge_called_directly(
     )
     judge_pool = RewardPool.start(config)
     try:
-        groups = [{k: v for k, v in _group(item).items() if k != "config"} for item in items[:2]]
+        groups = [{k: v for k, v in _group(item).items() if k != "config"} for item in items[:3]]
         got = judge_pool.score_groups(groups, timeout_s=120)
-        direct = MRJudge.from_pretrained(
-            str(tiny_judge_path),
-            backend="hf",
-            device="cpu",
-            dtype="float32",
-            image_roots=[str(Path(demo_data).parent)],
-            **options,
-        )
+        options.pop("max_new_tokens")  # a backend option: the scripted backend has none
+        direct = MRJudge(scripted_backend(), image_roots=[str(Path(demo_data).parent)], **options)
+        wants = []
         for group, results in zip(groups, got):
             want = direct.judge_group(group["images"], group["question"], group["responses"]).rewards
-            assert [r["score"] for r in results] == pytest.approx(want)
             assert len(results) == len(group["responses"])
+            assert [r["score"] for r in results] == pytest.approx(want)
+            wants.append(want)
+        # the scripted verdicts separate responses: a reordered group or a swapped result fails
+        assert all(len(set(w)) > 1 for w in wants) and wants[0] != wants[1]
         again = judge_pool.score_groups(groups[:1], timeout_s=120)
         assert again[0] == got[0]
         assert judge_pool.stats()["cache"]["hits"] >= 1

@@ -8,17 +8,17 @@ import json
 
 import pytest
 from PIL import Image
+from scorer_wrappers import FaultInjectingScorer  # tests/support/
 
 from openrlhf_visualprm.errors import InputError
 from openrlhf_visualprm.images import ImageRoots
 from openrlhf_visualprm.labels import extract_response
 from openrlhf_visualprm.workers.cache import ResultCache, make_key
-from openrlhf_visualprm.workers.config import FaultInjection, PoolConfig, WorkerConfig
+from openrlhf_visualprm.workers.config import PoolConfig, WorkerConfig
 from openrlhf_visualprm.workers.errors import BadRequestError, RequestTooLargeError
 from openrlhf_visualprm.workers.groups import ScoreGroup, prepare_group
 from openrlhf_visualprm.workers.metrics import Histogram, PromText
 from openrlhf_visualprm.workers.protocol import openrlhf_groups, openrlhf_reply
-from openrlhf_visualprm.workers.scorers import FaultInjectingScorer
 from openrlhf_visualprm.workers.worker import PRMWorkerImpl
 
 
@@ -53,7 +53,7 @@ def _group(responses: list[str], question: str = "q?") -> ScoreGroup:
 
 def test_oom_splits_group_and_keeps_order_and_values():
     inner = EchoScorer()
-    scorer = FaultInjectingScorer(inner, FaultInjection(oom_above_responses=2))
+    scorer = FaultInjectingScorer(inner, oom_above_responses=2)
     worker = PRMWorkerImpl(WorkerConfig(model="unused", num_gpus=0), scorer=scorer)
     responses = ["a", "bbbb", "cc", "dddddd", "eee"]
     out = worker.score_batch([_group(responses), _group(["x" * 7])])
@@ -64,7 +64,7 @@ def test_oom_splits_group_and_keeps_order_and_values():
 
 
 def test_oom_on_single_response_is_a_clear_per_group_error():
-    scorer = FaultInjectingScorer(EchoScorer(), FaultInjection(oom_above_responses=0))
+    scorer = FaultInjectingScorer(EchoScorer(), oom_above_responses=0)
     worker = PRMWorkerImpl(WorkerConfig(model="unused", num_gpus=0), scorer=scorer)
     out = worker.score_batch([_group(["only one"])])
     assert "error" in out[0] and "out of memory scoring one response" in out[0]["error"]

@@ -20,6 +20,7 @@ from openrlhf_visualprm.outcome.config import OutcomeConfig
 from openrlhf_visualprm.prm.aggregate import AGGREGATIONS
 from openrlhf_visualprm.prm.config import DENSE_MODES, PRMConfig
 from openrlhf_visualprm.prm.config import METHODS as PRM_METHODS
+from openrlhf_visualprm.rewards.guard import DEFAULT_MAX_FAILED_FRACTION
 
 __all__ = [
     "AGGREGATIONS",
@@ -40,7 +41,6 @@ __all__ = [
 PLAN_ENV = "OPENRLHF_VISUALPRM_PLAN"
 
 COMPONENTS = ("prm", "judge", "outcome")
-DEFAULT_MAX_FAILED_FRACTION = 0.5
 
 # Estimators that receive per-token step rewards in dense mode; the others get the scalar
 # aggregate (their group statistics are defined on one number per response).

@@ -27,7 +27,12 @@ Return value, as OpenRLHF expects: ``{"rewards": tensor(B), "scores": tensor(B),
 "extra_logs": {name: tensor(B)}}``. Failure policy, as on every route: a bad sample
 (:class:`~openrlhf_visualprm.errors.InputError`: no image, image outside the roots, malformed
 label, no ground truth, no reference, a query without its prompt) gets the neutral reward 0, is
-logged at ERROR level with the reason and counted in ``extra_logs["reward_fn/failed"]``. Any
+logged at ERROR level with the reason and counted in ``extra_logs["reward_fn/failed"]``. Samples
+arrive one at a time, so no step-level guard sees them; each process instead keeps the last
+``OPENRLHF_VISUALPRM_FAILURE_WINDOW`` samples per component (64) and raises
+:class:`~openrlhf_visualprm.errors.RewardFailureError` when more than
+``OPENRLHF_VISUALPRM_MAX_FAILED_FRACTION`` (0.5, the launcher's default) of them were bad: a run
+whose samples are all bad stops instead of training on zeros. Any
 other error (missing model or pool, bad setting, model failure) is logged at ERROR level and
 raised: OpenRLHF then has no reward for the sample and its experience maker stops the run.
 """
@@ -129,7 +134,7 @@ def outcome_config_from_env():
 
 # ----------------------------------------------------------------------------- components
 def _prm_component():
-    from openrlhf_visualprm.rewards.components import PRMComponent
+    from openrlhf_visualprm.rewards.components import load_prm_component
 
     cfg = prm_config_from_env()
     pool_name = envs.get("OPENRLHF_VISUALPRM_POOL")
@@ -148,39 +153,19 @@ def _prm_component():
             "reward_fns/visualprm.py needs OPENRLHF_VISUALPRM_POOL (a running reward pool) or "
             "OPENRLHF_VISUALPRM_PRM_MODEL (alias or checkpoint to load in the vLLM actor)"
         )
-    from openrlhf_visualprm.prm.scorer import VisualPRM
-
-    device = _device()
-    prm = VisualPRM.from_pretrained(
-        cfg.model,
-        device=device,
-        dtype=cfg.load_dtype(device),
-        max_tiles=cfg.max_tiles,
-        system_message=cfg.system_message,
-    )
-    return PRMComponent(prm, **cfg.scoring_options())
+    return load_prm_component(cfg, _device())
 
 
 def _judge_component():
-    from openrlhf_visualprm.judge.judge import MRJudge
-    from openrlhf_visualprm.rewards.components import JudgeComponent
+    from openrlhf_visualprm.rewards.components import load_judge_component
 
-    cfg = judge_config_from_env()
-    judge = MRJudge.from_pretrained(
-        cfg.model,
-        backend=cfg.backend,
-        device=_device(),
-        max_new_tokens=cfg.max_new_tokens,
-        **cfg.judge_kwargs(),
-    )
-    return JudgeComponent(judge)
+    return load_judge_component(judge_config_from_env(), _device())
 
 
 def _outcome_component():
-    from openrlhf_visualprm.rewards.components import OutcomeComponent
+    from openrlhf_visualprm.rewards.components import outcome_component
 
-    cfg = outcome_config_from_env()
-    return OutcomeComponent(cfg.checker, cfg.timeout_s, cfg.answer_key)
+    return outcome_component(outcome_config_from_env())
 
 
 _BUILDERS = {"prm": _prm_component, "judge": _judge_component, "outcome": _outcome_component}
@@ -191,6 +176,20 @@ def _runtime(name: str):
 
     settings = "|".join(f"{var}={envs.get(var)}" for var in sorted(envs.VARS))  # a changed setting: rebuild
     return _cached(f"runtime:{name}:{settings}", lambda: RewardRuntime({name: _BUILDERS[name]()}))
+
+
+def _failure_window(name: str):
+    from openrlhf_visualprm.rewards.guard import (
+        DEFAULT_FAILURE_WINDOW,
+        DEFAULT_MAX_FAILED_FRACTION,
+        FailureWindow,
+    )
+
+    size = _typed("OPENRLHF_VISUALPRM_FAILURE_WINDOW", int)
+    fraction = _typed("OPENRLHF_VISUALPRM_MAX_FAILED_FRACTION", float)
+    size = DEFAULT_FAILURE_WINDOW if size is None else size
+    fraction = DEFAULT_MAX_FAILED_FRACTION if fraction is None else fraction
+    return _cached(f"failures:{name}:{size}:{fraction}", lambda: FailureWindow(size, fraction))
 
 
 def score_sample(
@@ -268,6 +267,9 @@ def make_reward_func(name: str):
                     logger.error(
                         "reward_fns %s: sample %d gets the neutral reward %s: %s", name, i, reward, error
                     )
+                window = _failure_window(name)
+                with _LOCK:
+                    window.record(error, f"scored by reward_fns {name} in this process")
                 rewards.append(reward)
                 per_sample.append({**logs, "reward_fn/failed": float(error is not None)})
         except Exception:  # not a bad sample: OpenRLHF would log it at INFO only, so say it loudly

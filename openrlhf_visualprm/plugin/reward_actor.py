@@ -10,6 +10,8 @@ It keeps OpenRLHF's actor contract (constructor, ``init_model_from_pretrained``,
 
 from __future__ import annotations
 
+import functools
+
 import ray
 import torch
 from openrlhf.trainer.ray.launcher import BaseModelActor
@@ -18,7 +20,7 @@ from openrlhf_visualprm.plugin.plan import PLAN_ENV, RewardPlan
 
 
 class RewardActor(BaseModelActor):
-    """Plain class (testable without Ray); :data:`PluginRewardActor` is its Ray actor form."""
+    """Plain class (testable without Ray); :func:`plugin_reward_actor` gives its Ray actor form."""
 
     def init_model_from_pretrained(
         self, strategy, pretrain: str | None = None, plan: RewardPlan | None = None
@@ -53,4 +55,8 @@ class RewardActor(BaseModelActor):
             torch.cuda.synchronize()
 
 
-PluginRewardActor = ray.remote(num_gpus=1)(RewardActor)
+@functools.cache
+def plugin_reward_actor():
+    """:class:`RewardActor` as a Ray actor class (one GPU by default, like OpenRLHF's), made on
+    first use: importing this module does nothing Ray-side."""
+    return ray.remote(num_gpus=1)(RewardActor)

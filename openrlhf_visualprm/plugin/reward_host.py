@@ -15,14 +15,7 @@ from openrlhf_visualprm.labels import DEFAULT_ANSWER_KEY
 from openrlhf_visualprm.plugin.plan import RewardPlan
 from openrlhf_visualprm.rewards.groups import prepare_groups
 from openrlhf_visualprm.rewards.runtime import RewardRuntime
-
-
-def _device(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+from openrlhf_visualprm.torch_names import resolve_device
 
 
 class PluginRewards:
@@ -33,7 +26,7 @@ class PluginRewards:
         from openrlhf_visualprm.rewards import components as C
 
         self.plan = plan
-        self.device = _device(plan.device)
+        self.device = resolve_device(plan.device)
         self.roots = ImageRoots.of(plan.image_roots or None)
         components: dict[str, Any] = {}
         pooled = None
@@ -60,48 +53,17 @@ class PluginRewards:
                 )
             pooled = kind
         if plan.prm is not None:
-            cfg = plan.prm
             if pooled == "prm":
                 components["prm"] = PoolComponent(pool, "prm", config)
             else:
-                from openrlhf_visualprm.prm.scorer import VisualPRM
-
-                dtype = cfg.load_dtype(self.device)
-                prm = VisualPRM.from_pretrained(
-                    cfg.path,
-                    device=self.device,
-                    dtype=dtype,
-                    max_tiles=cfg.max_tiles,
-                    system_message=cfg.system_message,
-                )
-                components["prm"] = C.PRMComponent(
-                    prm,
-                    method=cfg.method,
-                    aggregation=cfg.aggregation,
-                    max_steps=cfg.max_steps,
-                    splitter=cfg.splitter,
-                    temperature=cfg.temperature,
-                    max_batch_tokens=prm_max_batch_tokens,
-                )
+                components["prm"] = C.load_prm_component(plan.prm, self.device, prm_max_batch_tokens)
         if plan.judge is not None:
             if pooled == "judge":
                 components["judge"] = PoolComponent(pool, "judge", None)
             else:
-                from openrlhf_visualprm.judge.judge import MRJudge
-
-                j = plan.judge
-                judge = MRJudge.from_pretrained(
-                    j.path,
-                    backend=j.backend,
-                    device=self.device,
-                    max_new_tokens=j.max_new_tokens,
-                    image_roots=self.roots,
-                    **j.judge_kwargs(),
-                )
-                components["judge"] = C.JudgeComponent(judge)
+                components["judge"] = C.load_judge_component(plan.judge, self.device, self.roots)
         if plan.outcome is not None:
-            o = plan.outcome
-            components["outcome"] = C.OutcomeComponent(o.checker, o.timeout_s, o.answer_key)
+            components["outcome"] = C.outcome_component(plan.outcome)
         self.runtime = RewardRuntime(components)
 
     def score_groups(self, groups: list[dict | None], batched: bool = True) -> list[list[dict] | None]:

@@ -186,10 +186,10 @@ def install_driver_hooks(plan: RewardPlan | None) -> Callable[[], None]:
     check_host("driver")
     import openrlhf.trainer.ray.launcher as launcher_module
 
-    from openrlhf_visualprm.plugin.reward_actor import PluginRewardActor
+    from openrlhf_visualprm.plugin.reward_actor import plugin_reward_actor
 
     original = launcher_module.RewardModelActor
-    launcher_module.RewardModelActor = PluginRewardActor
+    launcher_module.RewardModelActor = plugin_reward_actor()
 
     def undo() -> None:
         launcher_module.RewardModelActor = original

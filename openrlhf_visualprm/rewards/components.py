@@ -147,3 +147,41 @@ class OutcomeComponent:
             ]
             for gi, g in enumerate(groups)
         ]
+
+
+# ----------------------------------------------------------------------------- from the config types
+# One home for "these settings -> this component", so every in-process host (the plugin's reward
+# actor, the reward_fns files) loads a model the same way and gives a sample the same reward.
+def load_prm_component(cfg: Any, device: str, max_batch_tokens: int = 32768) -> PRMComponent:
+    """The VisualPRM a :class:`~openrlhf_visualprm.prm.config.PRMConfig` names, loaded on ``device``
+    with its model options, scoring with its scoring options."""
+    from openrlhf_visualprm.prm.scorer import VisualPRM
+
+    prm = VisualPRM.from_pretrained(
+        cfg.path or cfg.model,
+        device=device,
+        dtype=cfg.load_dtype(device),
+        max_tiles=cfg.max_tiles,
+        system_message=cfg.system_message,
+    )
+    return PRMComponent(prm, max_batch_tokens=max_batch_tokens, **cfg.scoring_options())
+
+
+def load_judge_component(cfg: Any, device: str, image_roots: Any = None) -> JudgeComponent:
+    """MR. Judge as a :class:`~openrlhf_visualprm.judge.config.JudgeConfig` describes it."""
+    from openrlhf_visualprm.judge.judge import MRJudge
+
+    judge = MRJudge.from_pretrained(
+        cfg.path or cfg.model,
+        backend=cfg.backend,
+        device=device,
+        max_new_tokens=cfg.max_new_tokens,
+        image_roots=image_roots,
+        **cfg.judge_kwargs(),
+    )
+    return JudgeComponent(judge)
+
+
+def outcome_component(cfg: Any) -> OutcomeComponent:
+    """The answer check an :class:`~openrlhf_visualprm.outcome.config.OutcomeConfig` describes."""
+    return OutcomeComponent(cfg.checker, cfg.timeout_s, cfg.answer_key)

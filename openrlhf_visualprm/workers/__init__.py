@@ -33,7 +33,6 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "FaultInjection": "config",
     "PoolConfig": "config",
     "WorkerConfig": "config",
     "BadRequestError": "errors",
@@ -42,8 +41,7 @@ _EXPORTS = {
     "RewardTimeoutError": "errors",
     "WorkerFailedError": "errors",
     "RewardPool": "pool",
-    "JudgeWorker": "worker",
-    "PRMWorker": "worker",
+    "worker_class": "worker",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -13,19 +13,6 @@ DEFAULT_NAMESPACE = "openrlhf_visualprm"
 
 
 @dataclass
-class FaultInjection:
-    """Deliberate faults for tests and failure drills; all off by default.
-
-    ``oom_above_responses``: the scorer raises the real ``torch.OutOfMemoryError`` whenever one call
-    holds more responses than this. ``delay_s``: sleep this long before each scorer call (to hold
-    requests in flight).
-    """
-
-    oom_above_responses: int | None = None
-    delay_s: float = 0.0
-
-
-@dataclass
 class WorkerConfig:
     """One reward model worker.
 
@@ -47,13 +34,19 @@ class WorkerConfig:
     judge_backend: str = "hf"  # "hf" or "vllm"
     judge_options: dict = field(default_factory=dict)  # MRJudge.from_pretrained kwargs: schedule, rounds, ...
     torch_threads: int | None = None  # CPU threads per worker; None = num_cpus (at least 1)
-    faults: FaultInjection = field(default_factory=FaultInjection)
+    # "module:function", called in the worker as function(scorer, **scorer_wrapper_options) once the
+    # model is loaded; returns the scorer the worker runs. For instrumentation and failure drills
+    # (the tests inject OOMs and delays this way); the module must be on the workers' PYTHONPATH.
+    scorer_wrapper: str | None = None
+    scorer_wrapper_options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in ("prm", "judge"):
             raise ValueError(f"WorkerConfig.kind must be 'prm' or 'judge', got {self.kind!r}")
         if self.num_gpus < 0 or self.num_cpus < 0:
             raise ValueError(f"num_gpus/num_cpus must be >= 0, got {self.num_gpus}/{self.num_cpus}")
+        if self.scorer_wrapper is not None and ":" not in self.scorer_wrapper:
+            raise ValueError(f"scorer_wrapper must be 'module:function', got {self.scorer_wrapper!r}")
         if self.max_batch_tokens < 1:
             raise ValueError(f"max_batch_tokens must be >= 1, got {self.max_batch_tokens}")
 

@@ -46,7 +46,6 @@ DEFAULT_MAX_GROUP_PIXELS = 64_000_000  # = the per-image limit: a group may hold
 DEFAULT_MAX_REQUEST_PIXELS = 128_000_000
 
 
-
 @dataclass
 class ScoreGroup:
     """One validated group; ``images`` are decoded RGB pictures, ``image_hashes`` their digests."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import json
 import logging
 import time
@@ -460,7 +461,10 @@ class PoolRouter:
         return out
 
 
-RemotePoolRouter = ray.remote(PoolRouter)
+@functools.cache
+def _router_class():
+    """``PoolRouter`` as a Ray actor class, made on first use (nothing Ray-side at import)."""
+    return ray.remote(PoolRouter)
 
 
 class RewardPool:
@@ -515,7 +519,7 @@ class RewardPool:
         }
         if config.detached:
             options["lifetime"] = "detached"
-        actor = RemotePoolRouter.options(**options).remote(config, pg)
+        actor = _router_class().options(**options).remote(config, pg)
         try:
             ray.get(actor.start.remote(), timeout=ready_timeout_s)
         except Exception:

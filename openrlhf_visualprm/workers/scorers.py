@@ -1,8 +1,8 @@
 """The small "scorer" protocol that reward workers run, and its adapters.
 
 A worker never talks to a model class directly: it holds a ``GroupScorer``, so the same worker
-(batching, OOM splitting, logging) runs VisualPRM, MR. Judge, or a fault-injecting wrapper that
-tests and failure drills use. ``score_groups`` scores a whole batch through the reward runtime's
+(batching, OOM splitting, logging) runs VisualPRM, MR. Judge, or whatever ``WorkerConfig.scorer_wrapper`` puts
+around them (the tests' fault injectors and scripted judge live in ``tests/support/``). ``score_groups`` scores a whole batch through the reward runtime's
 components (:mod:`openrlhf_visualprm.rewards`): the PRM batches suffixes of several groups, the
 judge every call of a round; ``score_group`` is the one-group form the worker falls back to (OOM
 splitting). Results are plain dicts so they cross process boundaries and JSON without conversion.
@@ -10,15 +10,13 @@ splitting). Results are plain dicts so they cross process boundaries and JSON wi
 
 from __future__ import annotations
 
+import importlib
 import json
-import threading
-import time
 from dataclasses import asdict, is_dataclass
 from typing import Any, Protocol
 
-import torch
-
-from openrlhf_visualprm.workers.config import FaultInjection, WorkerConfig
+from openrlhf_visualprm.errors import ConfigError
+from openrlhf_visualprm.workers.config import WorkerConfig
 from openrlhf_visualprm.workers.groups import ScoreGroup
 
 
@@ -171,43 +169,24 @@ class JudgeScorer:
         return [self._results(s, g.n_responses) for s, g in zip(scored, groups)]
 
 
-class FaultInjectingScorer:
-    """Wraps a real scorer and injects the faults in ``FaultInjection`` (tests, failure drills)."""
-
-    def __init__(self, inner: GroupScorer, faults: FaultInjection) -> None:
-        self.inner = inner
-        self.faults = faults
-        self.model_id = inner.model_id
-        self.splittable = inner.splittable
-        self.injected_ooms = 0
-        self._lock = threading.Lock()
-
-    @property
-    def call_log(self) -> list[dict[str, Any]]:
-        return getattr(self.inner, "call_log", [])
-
-    def score_group(self, group: ScoreGroup) -> list[dict[str, Any]]:
-        if self.faults.delay_s:
-            time.sleep(self.faults.delay_s)
-        limit = self.faults.oom_above_responses
-        if limit is not None and group.n_responses > limit:
-            with self._lock:
-                self.injected_ooms += 1
-            # The real exception type a CUDA allocation failure raises, so the worker's handler is
-            # exercised exactly as on a GPU.
-            raise torch.OutOfMemoryError(
-                f"CUDA out of memory (injected): {group.n_responses} responses > limit {limit}"
-            )
-        return self.inner.score_group(group)
+def _import_wrapper(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"WorkerConfig.scorer_wrapper {spec!r} cannot be imported in the worker ({exc}): give "
+            "'module:function' with the module on the workers' PYTHONPATH (Ray runtime_env env_vars)"
+        ) from exc
 
 
 def build_scorer(config: WorkerConfig, device: str, dtype: Any) -> GroupScorer:
-    """Load the model named by ``config`` and wrap it with fault injection when configured."""
+    """Load the model named by ``config``; pass it through ``config.scorer_wrapper`` when set."""
     scorer: GroupScorer
     if config.kind == "prm":
         scorer = PRMScorer.load(config, device, dtype)
     else:
         scorer = JudgeScorer.load(config, device, dtype)
-    if config.faults.oom_above_responses is not None or config.faults.delay_s:
-        scorer = FaultInjectingScorer(scorer, config.faults)
+    if config.scorer_wrapper:
+        scorer = _import_wrapper(config.scorer_wrapper)(scorer, **config.scorer_wrapper_options)
     return scorer

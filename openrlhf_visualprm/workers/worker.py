@@ -1,4 +1,4 @@
-"""Reward worker actors: ``PRMWorker`` (VisualPRM) and ``JudgeWorker`` (MR. Judge).
+"""Reward worker actors: a PRM worker (VisualPRM) or a judge worker (MR. Judge).
 
 A worker owns one model on its device and scores batches of groups that the pool sends. Each
 group is scored in one scorer call (one shared prefix). A CUDA out-of-memory error does not fail
@@ -7,13 +7,14 @@ and retried, down to single responses; only a single response that does not fit 
 message saying what to lower. Errors are returned per group, so one bad group never fails the
 other callers' groups in the same batch.
 
-The ``*Impl`` classes are plain Python (usable without Ray); ``PRMWorker`` / ``JudgeWorker`` are
-their Ray actor classes. Resources (``num_gpus``, ``num_cpus``) are set by the pool with
+The ``*Impl`` classes are plain Python (usable without Ray); :func:`worker_class` makes their Ray
+actor classes on first use. Resources (``num_gpus``, ``num_cpus``) are set by the pool with
 ``.options(...)``.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
@@ -193,10 +194,9 @@ class JudgeWorkerImpl(RewardWorkerImpl):
     expected_kind = "judge"
 
 
-PRMWorker = ray.remote(PRMWorkerImpl)
-JudgeWorker = ray.remote(JudgeWorkerImpl)
-
-
+@functools.cache
 def worker_class(kind: str):
-    """The Ray actor class for a worker kind."""
-    return PRMWorker if kind == "prm" else JudgeWorker
+    """The Ray actor class for a worker kind, made on first use (nothing Ray-side at import)."""
+    if kind not in ("prm", "judge"):
+        raise ValueError(f"unknown worker kind {kind!r}: 'prm' or 'judge'")
+    return ray.remote(PRMWorkerImpl if kind == "prm" else JudgeWorkerImpl)
