@@ -13,6 +13,10 @@ STAMP := $(VENV)/.setup-stamp
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+# pytest workers for `make test` (pytest-xdist; 0 = one process). Each test file runs whole on one
+# worker, so module and session fixtures (tiny models, Ray, the e2e cluster) are built once per
+# worker; two workers fill the 2-core CI machine while the other waits on Ray and subprocesses.
+TEST_WORKERS ?= 2
 
 .PHONY: setup test demo bench lint clean
 
@@ -42,7 +46,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP); echo "[setup] done"
 
 test: setup
-	@set -o pipefail; $(PY) -m pytest tests -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	@set -o pipefail; $(PY) -m pytest tests -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "[test] pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 demo: setup

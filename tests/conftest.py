@@ -43,6 +43,9 @@ def ray_cluster():
     if ray.is_initialized():  # pragma: no cover - someone else's instance: do not reconfigure it
         yield
         return
+    # `make test` runs two pytest workers, each with its own instance: OS-assigned worker ports,
+    # not the shared default range 10002-19999 where one instance's driver can take another's port.
+    os.environ.setdefault("RAY_USE_RANDOM_PORTS", "1")
     ray.init(
         num_cpus=2,
         include_dashboard=False,

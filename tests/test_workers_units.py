@@ -188,35 +188,46 @@ def test_config_validation_names_the_bad_value():
 
 
 def test_judge_worker_is_a_thin_adapter_over_mr_judge(tiny_judge_path):
+    """The worker's rewards equal MR. Judge's own, group by group and response by response. The
+    judge generates with the scripted content-aware backend (the tiny random judge would give 0.5
+    to everyone, so swapped groups or reordered responses would pass unseen)."""
+    from scorer_wrappers import scripted_backend
+
     from openrlhf_visualprm.judge import MRJudge
     from openrlhf_visualprm.workers.worker import JudgeWorkerImpl
 
     options = {"max_new_tokens": 4, "schedule": "listwise", "rounds": 1}
-    # Small pictures keep the tiny judge's generation cheap; two groups exercise the batched call.
+    # Small pictures keep the tiny judge's loading cheap; two groups exercise the batched call.
     groups = [
         prepare_group(
             {
                 "images": [Image.new("RGB", (56, 56), color)],
                 "question": f"Which is right? ({color})",
-                "responses": ["The answer is 3.", "The answer is 4."],
+                "responses": [f"The answer is {n}." for n in answers],
             },
             ImageRoots(),
             kind="judge",
         )
-        for color in ("white", "navy")
+        for color, answers in (("white", (3, 4, 5)), ("navy", (6, 7, 8, 9)))
     ]
     worker = JudgeWorkerImpl(
-        WorkerConfig(model=str(tiny_judge_path), kind="judge", num_gpus=0, judge_options=options)
+        WorkerConfig(
+            model=str(tiny_judge_path),
+            kind="judge",
+            num_gpus=0,
+            judge_options=options,
+            scorer_wrapper="scorer_wrappers:scripted_judge",
+        )
     )
     out = worker.score_batch(groups)
-    direct = MRJudge.from_pretrained(
-        str(tiny_judge_path), backend="hf", device="cpu", dtype="float32", **options
-    )
+    direct = MRJudge(scripted_backend(), schedule="listwise", rounds=1)
+    wants = []
     for got, group in zip(out, groups):
         want = direct.judge_group(group.images, group.question, group.responses).rewards
         assert [r["score"] for r in got["results"]] == pytest.approx(want)
-        assert all(0.0 <= r["score"] <= 1.0 for r in got["results"])
-    assert [c["n_responses"] for c in worker.scorer.call_log] == [2, 2]
+        wants.append(want)
+    assert all(len(set(w)) > 1 for w in wants)  # not constant: a reordered group fails the check
+    assert [c["n_responses"] for c in worker.scorer.call_log] == [3, 4]
     assert worker.scorer.model_id.endswith(json.dumps(options, sort_keys=True))
     with pytest.raises(BadRequestError, match="whole responses"):
         prepare_group(
