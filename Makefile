@@ -46,7 +46,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP); echo "[setup] done"
 
 test: setup
-	@set -o pipefail; $(PY) -m pytest tests -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
+	@set -o pipefail; $(PY) -m pytest tests -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "[test] pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 demo: setup

@@ -22,6 +22,25 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+# The longest test files, run first: `make test` hands whole files to two pytest workers in this
+# order (--dist loadfile --no-loadscope-reorder), so the e2e launches start at once on one worker
+# and short files fill in at the end instead of one long file running alone.
+LONGEST_FIRST = (
+    "tests/e2e/",
+    "tests/test_workers_pool.py",
+    "tests/test_service_http.py",
+    "tests/test_serve_loopback.py",
+    "tests/test_plugin_ray.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, p in enumerate(LONGEST_FIRST) if item.nodeid.startswith(p)), len(LONGEST_FIRST))
+
+    items.sort(key=rank)  # stable: each file keeps its own order
+
+
 def _cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # OPENRLHF_VISUALPRM_TEST_CACHE lets a developer keep the tiny models between runs.
     env = os.environ.get("OPENRLHF_VISUALPRM_TEST_CACHE")

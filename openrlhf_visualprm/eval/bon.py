@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import math
 import random
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from openrlhf_visualprm.images import ImageRoots
 from openrlhf_visualprm.judge.schedule import Matchup, run_bracket
 from openrlhf_visualprm.prm.aggregate import AGGREGATIONS
 from openrlhf_visualprm.prm.config import METHODS
-from openrlhf_visualprm.prm.template import add_system_message_argument
+from openrlhf_visualprm.prm.load_options import add_load_arguments, load_prm
 
 Extract = Callable[[str], "str | None"]
 Verify = Callable[[list[str], list[str]], list[bool]]
@@ -214,10 +213,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-n", type=int, default=None, help="use at most the first N responses per question"
     )
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_argument("--dtype", default="float32", help="PRM dtype (default float32)")
-    parser.add_argument("--max-tiles", type=int, default=12, help="PRM image tiles per image (default 12)")
-    add_system_message_argument(parser)
+    add_load_arguments(parser)  # the PRM's (the judge's device is --device too)
     add_run_arguments(parser, default_out="eval-bon-output", outputs="results.jsonl, report.json, the plot")
     parser.add_argument(
         "--judge-fallback",
@@ -238,16 +234,8 @@ def run(args: argparse.Namespace) -> int:
     prm_scorer = pair_judge = None
     if args.prm:
         from openrlhf_visualprm.eval.prm_bench import prm_step_scorer
-        from openrlhf_visualprm.prm.scorer import VisualPRM
 
-        prm = VisualPRM.from_pretrained(
-            args.prm,
-            device=args.device,
-            dtype=args.dtype,
-            max_tiles=args.max_tiles,
-            system_message=args.system_message,
-        )
-        print(prm.describe_system_message(), file=sys.stderr)
+        prm = load_prm(args.prm, args)
         prm_scorer = prm_step_scorer(prm, args.method)
         fingerprint.update(
             prm=prm.model_id,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from openrlhf_visualprm.eval.plots import plot_f1_sweep
 from openrlhf_visualprm.eval.results import ResultsLog, write_json
 from openrlhf_visualprm.images import ImageRoots
 from openrlhf_visualprm.prm.config import METHODS
-from openrlhf_visualprm.prm.template import add_system_message_argument
+from openrlhf_visualprm.prm.load_options import add_load_arguments, load_prm
 
 # (images, question, steps per response) -> step scores per response
 StepScorer = Callable[[list, str, list[list[str]]], list[list[float]]]
@@ -181,27 +180,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=METHODS,
         help="scoring method of the PRM (default shared: one image+question prefix per group)",
     )
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_argument(
-        "--dtype", default="float32", help="model dtype, e.g. bfloat16 on GPU (default float32)"
-    )
-    parser.add_argument(
-        "--max-tiles", type=int, default=12, help="image tiles per image (default 12, the model card's)"
-    )
-    add_system_message_argument(parser)
+    add_load_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from openrlhf_visualprm.prm.scorer import VisualPRM
-
-    prm = VisualPRM.from_pretrained(
-        args.model,
-        device=args.device,
-        dtype=args.dtype,
-        max_tiles=args.max_tiles,
-        system_message=args.system_message,
-    )
-    print(prm.describe_system_message(), file=sys.stderr)
+    prm = load_prm(args.model, args)
     fingerprint = {
         "model": prm.model_id,
         "system_message": prm.system_info.fingerprint(),

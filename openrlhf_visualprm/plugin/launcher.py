@@ -18,7 +18,7 @@ import json
 import os
 import runpy
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -251,6 +251,17 @@ def _explicit_plugin_flags(argv: list[str]) -> list[str]:
     return flags
 
 
+def _component_flags(popts, component: str, config_type) -> dict:
+    """``--reward.<component>.<field>`` values by field name: the flags are named after the config
+    type's fields, so a new field needs only its flag. ``model``/``path`` come from the resolver."""
+    prefix = f"reward_{component}_"
+    return {
+        f.name: getattr(popts, prefix + f.name)
+        for f in fields(config_type)
+        if f.name not in ("model", "path") and hasattr(popts, prefix + f.name)
+    }
+
+
 def build_reward_plan(
     popts, models: list[registry.ResolvedModel], ns: SimpleNamespace, missing: list[str] | None = None
 ) -> RewardPlan:
@@ -268,18 +279,7 @@ def build_reward_plan(
         if "prm" in by_kind:
             r = by_kind["prm"]
             plan.prm = PRMConfig(
-                model=r.name,
-                path=r.path or r.repo_id,
-                aggregation=popts.reward_prm_aggregation,
-                temperature=popts.reward_prm_temperature,
-                max_steps=popts.reward_prm_max_steps,
-                splitter=popts.reward_prm_splitter,
-                dense=popts.reward_prm_dense,
-                v0=popts.reward_prm_v0,
-                max_tiles=popts.reward_prm_max_tiles,
-                method=popts.reward_prm_method,
-                dtype=popts.reward_prm_dtype,
-                system_message=popts.reward_prm_system_message,
+                model=r.name, path=r.path or r.repo_id, **_component_flags(popts, "prm", PRMConfig)
             )
     except ConfigError as exc:
         raise LaunchError(f"--reward.prm.*: {exc}", "--reward.prm") from None
@@ -287,13 +287,7 @@ def build_reward_plan(
         if "judge" in by_kind:
             r = by_kind["judge"]
             plan.judge = JudgeConfig(
-                model=r.name,
-                path=r.path or r.repo_id,
-                schedule=popts.reward_judge_schedule,
-                rounds=popts.reward_judge_rounds,
-                group_size=popts.reward_judge_group_size,
-                backend=popts.reward_judge_backend,
-                max_new_tokens=popts.reward_judge_max_new_tokens,
+                model=r.name, path=r.path or r.repo_id, **_component_flags(popts, "judge", JudgeConfig)
             )
     except ConfigError as exc:
         raise LaunchError(f"--reward.judge.*: {exc}", "--reward.judge") from None

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from openrlhf_visualprm.prm import template as T
+from openrlhf_visualprm.prm.load_options import add_load_arguments
 
 # What the released checkpoints have (spec visualprm.md): InternViT-300M-448px, patch 14,
 # pixel shuffle 0.5 -> 256 tokens per 448 px tile, template internvl2_5.
@@ -220,9 +221,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model", metavar="PATH_OR_ALIAS", help="checkpoint folder or alias (visualprm, visualprm-v1)"
     )
-    T.add_system_message_argument(parser)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
+    add_load_arguments(parser, tiles=False)
     parser.add_argument("--json", action="store_true", help="print the check as JSON")
     parser.add_argument("--strict", action="store_true", help="exit with status 1 when there is a warning")
 

@@ -11,6 +11,7 @@ from openrlhf_visualprm.errors import ConfigError
 from openrlhf_visualprm.prm import template as T
 from openrlhf_visualprm.prm.aggregate import AGGREGATIONS
 from openrlhf_visualprm.prm.config import METHODS
+from openrlhf_visualprm.prm.load_options import add_load_arguments, load_prm
 from openrlhf_visualprm.steps import read_responses_file
 
 
@@ -81,28 +82,16 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="merge steps into at most N blocks (VisualPRM-8B-v1.1's training data: at most 16)",
     )
-    parser.add_argument("--max-tiles", type=int, default=12, help="InternVL tiles per image (default 12)")
-    T.add_system_message_argument(parser)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
+    add_load_arguments(parser)
     parser.add_argument("--json", action="store_true", help="one JSON object per response")
 
 
 def run_score(args: argparse.Namespace) -> int:
     from openrlhf_visualprm.images import ImageRoots
-    from openrlhf_visualprm.prm.scorer import VisualPRM
 
     responses, steps = read_responses_file(args.responses)
     roots = ImageRoots.of([Path(p).resolve().parent for p in args.image])
-    prm = VisualPRM.from_pretrained(
-        args.model,
-        device=args.device,
-        dtype=args.dtype,
-        system_message=args.system_message,
-        max_tiles=args.max_tiles,
-        image_roots=roots,
-    )
-    print(prm.describe_system_message(), file=sys.stderr)
+    prm = load_prm(args.model, args, image_roots=roots)
     results = prm.score(
         [str(Path(p).resolve()) for p in args.image],
         args.question,
