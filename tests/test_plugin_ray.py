@@ -21,9 +21,9 @@ cpu_stubs.install()
 import ray  # noqa: E402
 from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator  # noqa: E402
 from openrlhf.trainer.ray.launcher import RayActorGroup  # noqa: E402
+from scripted_actor import ScriptedJudgeRewardActor  # noqa: E402 - tests/support/
 
 from openrlhf_visualprm.plugin.experience import PluginExperienceMaker, build_groups  # noqa: E402
-from openrlhf_visualprm.plugin.reward_actor import plugin_reward_actor  # noqa: E402
 
 N = 4
 
@@ -56,7 +56,8 @@ def ray_session(ray_cluster, plan):
 
 @pytest.fixture(scope="module")
 def reward_group(ray_session, plan):
-    group = RayActorGroup(1, 1, plugin_reward_actor(), num_gpus_per_actor=0)
+    # the plugin's actor; its judge generates with the scripted content-aware rule (tests/support/)
+    group = RayActorGroup(1, 1, ray.remote(num_gpus=1)(ScriptedJudgeRewardActor), num_gpus_per_actor=0)
     strategy = SimpleNamespace(is_rank_0=lambda: True)
     # the launcher hands the plan to workers through the job's env; one shared Ray job here
     assert ray.get(group.async_init_model_from_pretrained(strategy, "unused", plan=plan)) == [
@@ -128,6 +129,24 @@ def _rollout(tokenizer, demo_data):
     return samples, meta
 
 
+def _judge_directly(plan, meta, demo_data) -> dict[int, float]:
+    """MR. Judge with the same scripted backend, called here on each prompt group of the rollout."""
+    from PIL import Image
+    from scorer_wrappers import scripted_backend
+
+    from openrlhf_visualprm.judge import MRJudge
+
+    judge = MRJudge(scripted_backend(), **plan.judge.judge_kwargs())
+    out = {}
+    for start in range(0, len(meta), N):
+        item = meta[start][0]
+        image = Image.open(demo_data.parent / item["image"]).convert("RGB")
+        responses = [cand["response"] for _, cand in meta[start : start + N]]
+        for j, reward in enumerate(judge.judge_group([image], item["question"], responses).rewards):
+            out[start + j] = reward
+    return out
+
+
 def test_reward_actor_scores_groups_through_openrlhf_experience_maker(
     reward_group, tokenizer, demo_data, plan
 ):
@@ -152,8 +171,10 @@ def test_reward_actor_scores_groups_through_openrlhf_experience_maker(
     order = torch.cat([torch.tensor(e.index) for e in experiences])
     expected_outcome = torch.tensor([float(meta[i][1]["correct"]) for i in order.tolist()])
     assert torch.equal(info["reward/outcome"], expected_outcome)
-    assert torch.all(info["judge/parse_failure_rate"] == 1.0)  # random weights: the judge's neutral 0.5
-    assert torch.allclose(info["reward/judge"], torch.full_like(rewards, 0.5))
+    assert torch.all(info["judge/parse_failure_rate"] == 0.0)
+    expected_judge = _judge_directly(plan, meta, demo_data)
+    assert torch.allclose(info["reward/judge"], torch.tensor([expected_judge[i] for i in order.tolist()]))
+    assert len(set(expected_judge.values())) > 1  # not constant: a misrouted group would show
     # dense mode: the scalar reward leaves the PRM out ...
     assert torch.allclose(rewards, 0.5 * info["reward/judge"] + expected_outcome)
     # ... the score keeps its aggregate, and the step rewards telescope to last step - v0

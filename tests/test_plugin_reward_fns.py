@@ -106,6 +106,32 @@ def test_mr_judge_reward_fn_judges_against_the_reference(tokenizer, env, caplog)
     assert '"reference"' in caplog.text
 
 
+def test_mr_judge_reward_fn_equals_the_judge_called_directly(tokenizer, env, demo_data, monkeypatch):
+    """The reward_fns judge route with a scripted, content-aware backend (the tiny random judge
+    gives 0.5 to everything): each response's reward equals MR. Judge's own on the label's image,
+    question and reference, and the rewards differ by response, so a mixed-up sample would show."""
+    from PIL import Image
+    from scorer_wrappers import scripted_backend  # tests/support/
+
+    import openrlhf_visualprm.judge.judge as judge_module
+    from openrlhf_visualprm.judge import MRJudge
+    from openrlhf_visualprm.plugin.remote_reward import judge_config_from_env
+
+    monkeypatch.setattr(judge_module, "make_backend", lambda *args, **kwargs: scripted_backend())
+    image = Image.open(demo_data.parent / env["image"]).convert("RGB")
+    direct = MRJudge(scripted_backend(), **judge_config_from_env().judge_kwargs())
+    texts = [c["response"] for c in env["candidates"]]
+    got, want = [], []
+    for reference, response in ((r, c) for r in texts for c in texts if r != c):
+        label = {"image": env["image"], "question": env["question"], "reference": reference}
+        _, exp = run_sample(tokenizer, "mr_judge.py", label, response)
+        assert exp.info["reward_fn/failed"].tolist() == [0.0]
+        got.append(exp.rewards.item())
+        want.append(direct.judge_group([image], env["question"], [response], reference=reference).rewards[0])
+    assert got == pytest.approx(want, abs=1e-6)
+    assert len(set(want)) > 1, want  # each pair is met both ways round: not constant
+
+
 def test_image_outside_roots_gets_the_neutral_reward_and_is_reported(
     tokenizer, env, tmp_path, caplog, monkeypatch
 ):
