@@ -114,10 +114,12 @@ def test_mr_judge_reward_fn_equals_the_judge_called_directly(tokenizer, env, dem
     from scorer_wrappers import scripted_backend  # tests/support/
 
     import openrlhf_visualprm.judge.judge as judge_module
+    import openrlhf_visualprm.plugin.remote_reward as remote_reward
     from openrlhf_visualprm.judge import MRJudge
     from openrlhf_visualprm.plugin.remote_reward import judge_config_from_env
 
     monkeypatch.setattr(judge_module, "make_backend", lambda *args, **kwargs: scripted_backend())
+    monkeypatch.setattr(remote_reward, "_CACHE", {})  # not the HF judge another test loaded
     image = Image.open(demo_data.parent / env["image"]).convert("RGB")
     direct = MRJudge(scripted_backend(), **judge_config_from_env().judge_kwargs())
     texts = [c["response"] for c in env["candidates"]]
