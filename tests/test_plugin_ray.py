@@ -335,3 +335,47 @@ def test_reward_actor_batched_call_equals_one_call_per_group(reward_group, demo_
             assert b["prm"]["step_scores"] == pytest.approx(p["prm"]["step_scores"], abs=1e-5)
             assert b["components"]["outcome"] == p["components"]["outcome"] == float(cand["correct"])
             assert b["components"]["judge"] == p["components"]["judge"]
+
+
+def test_a_pool_loaded_with_a_system_message_serves_the_plan_that_asks_for_it(
+    ray_session, tiny_models, demo_data, plan
+):
+    """``serve --system-message prm`` / ``WorkerConfig.system_message``: the pool's PRM reads that
+    system message, a plan asking for it is served with the scores of a PRM loaded that way, and a
+    plan asking for another one is refused by name (it would change every step score)."""
+    from PIL import Image
+
+    from openrlhf_visualprm.errors import ConfigError
+    from openrlhf_visualprm.plugin.reward_host import PluginRewards
+    from openrlhf_visualprm.prm.scorer import VisualPRM
+    from openrlhf_visualprm.workers.config import PoolConfig, WorkerConfig
+    from openrlhf_visualprm.workers.pool import RewardPool
+
+    path = str(tiny_models["visualprm-tiny"])
+    worker = WorkerConfig(model=path, kind="prm", device="cpu", num_gpus=0, num_cpus=0, system_message="prm")
+    pool = RewardPool.start(PoolConfig(worker=worker, name="plugin-system-message-pool", cache_size=0))
+    try:
+        item = json.loads(demo_data.read_text().splitlines()[1])
+        responses = [c["response"] for c in item["candidates"][:2]]
+        group = {
+            "prompt": "p",
+            "label": {"answer": item["answer"], "question": item["question"]},
+            "images": [item["image"]],
+            "responses": responses,
+        }
+        base = {**plan.to_dict(), "judge": None, "pool": "plugin-system-message-pool"}
+        asks_prm = RewardPlan.from_dict({**base, "prm": {**plan.prm.to_dict(), "system_message": "prm"}})
+        (rows,) = PluginRewards(asks_prm).score_groups([group])
+        image = Image.open(demo_data.parent / item["image"]).convert("RGB")
+        prm = VisualPRM.from_pretrained(path, device="cpu", dtype="float32", system_message="prm")
+        direct = prm.score([image], item["question"], responses, aggregation=plan.prm.aggregation)
+        default = VisualPRM.from_pretrained(path, device="cpu", dtype="float32").score(
+            [image], item["question"], responses
+        )
+        for row, want, other in zip(rows, direct, default):
+            assert row["prm"]["step_scores"] == pytest.approx(want.step_scores, abs=1e-4)
+            assert row["prm"]["step_scores"] != pytest.approx(other.step_scores, abs=1e-4)
+        with pytest.raises(ConfigError, match=r"system_message 'prm' \(asked None\)"):
+            PluginRewards(RewardPlan.from_dict(base))
+    finally:
+        pool.shutdown()

@@ -250,3 +250,26 @@ def test_explicit_steps_and_a_response_that_reads_like_them_do_not_share_a_cache
     assert text.unit_texts() == steps.unit_texts()  # the texts coincide ...
     keys = {router._cache_key(g, t) for g in (steps, text) for t in g.unit_texts()}
     assert len(keys) == 2  # ... their keys must not
+
+
+def test_prm_worker_loads_the_configured_system_message(tiny_prm_path):
+    """A pool's PRM reads ``WorkerConfig.system_message`` (it changes every step score)."""
+    from openrlhf_visualprm.prm.scorer import VisualPRM
+
+    group = prepare_group(
+        {
+            "images": [Image.new("RGB", (56, 56), "white")],
+            "question": "Find x.",
+            "responses": ["x is 2.\n\nSo x = 2.", "x is 3."],
+        },
+        ImageRoots(),
+    )
+    worker = PRMWorkerImpl(WorkerConfig(model=str(tiny_prm_path), num_gpus=0, system_message="prm"))
+    (out,) = worker.score_batch([group])
+    direct = VisualPRM.from_pretrained(str(tiny_prm_path), dtype="float32", system_message="prm")
+    default = VisualPRM.from_pretrained(str(tiny_prm_path), dtype="float32")
+    want = direct.score(group.images, group.question, list(group.responses))
+    other = default.score(group.images, group.question, list(group.responses))
+    for got, w, o in zip(out["results"], want, other):
+        assert got["step_scores"] == pytest.approx(w.step_scores, abs=1e-5)
+        assert got["step_scores"] != pytest.approx(o.step_scores, abs=1e-5)

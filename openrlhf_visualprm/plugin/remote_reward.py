@@ -146,7 +146,7 @@ def _prm_component():
         worker = pool.config.worker
         if worker.kind != "prm":
             raise ConfigError(f"OPENRLHF_VISUALPRM_POOL={pool_name!r} runs {worker.kind} workers, not a PRM")
-        cfg.check_loaded(worker.max_tiles, worker.dtype, f"reward pool {pool_name!r}")
+        cfg.check_loaded(worker.max_tiles, worker.dtype, f"reward pool {pool_name!r}", worker.system_message)
         return PoolComponent(pool, "prm", cfg.scoring_options())
     if not envs.get("OPENRLHF_VISUALPRM_PRM_MODEL"):
         raise ConfigError(

@@ -44,7 +44,9 @@ class PluginRewards:
             config = None
             if kind == "prm":  # every scoring option travels; load-time ones must match the pool's
                 worker = pool.config.worker
-                plan.prm.check_loaded(worker.max_tiles, worker.dtype, f"--reward.pool {plan.pool!r}")
+                plan.prm.check_loaded(
+                    worker.max_tiles, worker.dtype, f"--reward.pool {plan.pool!r}", worker.system_message
+                )
                 config = plan.prm.scoring_options()
             else:
                 worker = pool.config.worker

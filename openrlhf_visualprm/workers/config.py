@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from openrlhf_visualprm.images import DEFAULT_MAX_TILES
+
 DEFAULT_POOL_NAME = "visualprm-reward-pool"
 DEFAULT_NAMESPACE = "openrlhf_visualprm"
 
@@ -30,7 +32,10 @@ class WorkerConfig:
     num_cpus: float = 1.0
     max_batch_tokens: int = 32768
     image_tokens_per_image: int = 1792  # estimate used for batching: 7 tiles x 256 tokens
-    max_tiles: int = 12
+    max_tiles: int = DEFAULT_MAX_TILES
+    # PRM system message: prm | internvl2_5 | config | the text; None: the checkpoint config's, else
+    # InternVL2.5's (prm.template.resolve_system_message). Fixed at load, like max_tiles and dtype.
+    system_message: str | None = None
     judge_backend: str = "hf"  # "hf" or "vllm"
     judge_options: dict = field(default_factory=dict)  # MRJudge.from_pretrained kwargs: schedule, rounds, ...
     torch_threads: int | None = None  # CPU threads per worker; None = num_cpus (at least 1)

@@ -56,7 +56,12 @@ class PRMScorer:
     def load(cls, config: WorkerConfig, device: str, dtype: Any) -> PRMScorer:
         from openrlhf_visualprm.prm.scorer import VisualPRM
 
-        kwargs: dict[str, Any] = {"device": device, "dtype": dtype, "max_tiles": config.max_tiles}
+        kwargs: dict[str, Any] = {
+            "device": device,
+            "dtype": dtype,
+            "max_tiles": config.max_tiles,
+            "system_message": config.system_message,
+        }
         if config.attn_implementation:
             kwargs["attn_implementation"] = config.attn_implementation
         return cls(VisualPRM.from_pretrained(config.model, **kwargs), config.max_batch_tokens)

@@ -24,6 +24,8 @@ import os
 import signal
 import threading
 
+from openrlhf_visualprm.images import DEFAULT_MAX_TILES
+from openrlhf_visualprm.prm.template import add_system_message_argument
 from openrlhf_visualprm.workers.groups import (
     DEFAULT_MAX_GROUP_PIXELS,
     DEFAULT_MAX_IMAGES_PER_GROUP,
@@ -54,6 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--attn-implementation", default=None, help="e.g. sdpa, flash_attention_2 (default: model's)"
     )
     m.add_argument("--max-batch-tokens", type=int, default=32768, help="token budget of one worker batch")
+    m.add_argument(
+        "--max-tiles",
+        type=int,
+        default=DEFAULT_MAX_TILES,
+        help=f"PRM: InternVL tiles per image (default {DEFAULT_MAX_TILES}); fixed for the pool's lifetime",
+    )
+    add_system_message_argument(m)
     m.add_argument(
         "--strategy",
         default="PACK",
@@ -209,6 +218,8 @@ def run(args: argparse.Namespace) -> int:
             dtype=args.dtype,
             attn_implementation=args.attn_implementation,
             max_batch_tokens=args.max_batch_tokens,
+            max_tiles=args.max_tiles,
+            system_message=args.system_message,
         ),
         num_workers=args.num_workers,
         name=name,

@@ -13,8 +13,9 @@ from openrlhf_visualprm.plugin.reward_actor import RewardActor
 
 class ScriptedJudgeRewardActor(RewardActor):
     def init_model_from_pretrained(self, strategy, pretrain=None, plan=None):
-        import openrlhf_visualprm.judge.judge as judge_module
         from scorer_wrappers import scripted_backend
+
+        import openrlhf_visualprm.judge.judge as judge_module
 
         judge_module.make_backend = lambda *args, **kwargs: scripted_backend()
         return super().init_model_from_pretrained(strategy, pretrain, plan)
