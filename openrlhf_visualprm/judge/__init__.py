@@ -10,7 +10,7 @@ and schedule stay free of torch, which only the backends and ``MRJudge`` load.
 
 from __future__ import annotations
 
-import importlib
+from openrlhf_visualprm.lazy import lazy_exports
 
 from .aggregate import AGGREGATORS, CHANCE, aggregate
 from .parse import ParsedVerdict, parse_verdict
@@ -64,7 +64,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

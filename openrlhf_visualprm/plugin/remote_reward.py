@@ -143,11 +143,10 @@ def _prm_component():
         from openrlhf_visualprm.workers.pool import RewardPool
 
         pool = RewardPool.get(pool_name)
-        worker = pool.config.worker
-        if worker.kind != "prm":
-            raise ConfigError(f"OPENRLHF_VISUALPRM_POOL={pool_name!r} runs {worker.kind} workers, not a PRM")
-        cfg.check_loaded(worker.max_tiles, worker.dtype, f"reward pool {pool_name!r}", worker.system_message)
-        return PoolComponent(pool, "prm", cfg.scoring_options())
+        kind = pool.config.worker.kind
+        if kind != "prm":
+            raise ConfigError(f"OPENRLHF_VISUALPRM_POOL={pool_name!r} runs {kind} workers, not a PRM")
+        return PoolComponent.for_config(pool, cfg, f"reward pool {pool_name!r}")
     if not envs.get("OPENRLHF_VISUALPRM_PRM_MODEL"):
         raise ConfigError(
             "reward_fns/visualprm.py needs OPENRLHF_VISUALPRM_POOL (a running reward pool) or "

@@ -29,7 +29,7 @@ class PluginRewards:
         self.device = resolve_device(plan.device)
         self.roots = ImageRoots.of(plan.image_roots or None)
         components: dict[str, Any] = {}
-        pooled = None
+        pooled = None  # the component a named reward pool serves (--reward.pool), if any
         if plan.pool:
             from openrlhf_visualprm.workers.component import PoolComponent
             from openrlhf_visualprm.workers.pool import RewardPool
@@ -41,27 +41,15 @@ class PluginRewards:
                     f"--reward.pool {plan.pool!r} runs {kind} workers but the plan has no {kind} component: "
                     f"add a {kind} model to --reward.model_name_or_path or point --reward.pool at another pool"
                 )
-            config = None
-            if kind == "prm":  # every scoring option travels; load-time ones must match the pool's
-                worker = pool.config.worker
-                plan.prm.check_loaded(
-                    worker.max_tiles, worker.dtype, f"--reward.pool {plan.pool!r}", worker.system_message
-                )
-                config = plan.prm.scoring_options()
-            else:
-                worker = pool.config.worker
-                plan.judge.check_loaded(
-                    worker.judge_options, worker.judge_backend, f"--reward.pool {plan.pool!r}"
-                )
-            pooled = kind
+            pooled = PoolComponent.for_config(pool, getattr(plan, kind), f"--reward.pool {plan.pool!r}")
         if plan.prm is not None:
-            if pooled == "prm":
-                components["prm"] = PoolComponent(pool, "prm", config)
+            if pooled is not None and pooled.name == "prm":
+                components["prm"] = pooled
             else:
                 components["prm"] = C.load_prm_component(plan.prm, self.device, prm_max_batch_tokens)
         if plan.judge is not None:
-            if pooled == "judge":
-                components["judge"] = PoolComponent(pool, "judge", None)
+            if pooled is not None and pooled.name == "judge":
+                components["judge"] = pooled
             else:
                 components["judge"] = C.load_judge_component(plan.judge, self.device, self.roots)
         if plan.outcome is not None:

@@ -8,26 +8,22 @@ and the weighted combination. Imports are lazy so the package loads without torc
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from openrlhf_visualprm.lazy import lazy_exports
 
 _EXPORTS = {
-    "RewardGroup": "openrlhf_visualprm.rewards.groups",
-    "prepare_groups": "openrlhf_visualprm.rewards.groups",
-    "Component": "openrlhf_visualprm.rewards.components",
-    "PRMComponent": "openrlhf_visualprm.rewards.components",
-    "JudgeComponent": "openrlhf_visualprm.rewards.components",
-    "OutcomeComponent": "openrlhf_visualprm.rewards.components",
-    "RewardRuntime": "openrlhf_visualprm.rewards.runtime",
-    "combine": "openrlhf_visualprm.rewards.combine",
-    "step_rewards": "openrlhf_visualprm.rewards.combine",
-    "sample_logs": "openrlhf_visualprm.rewards.combine",
+    "RewardGroup": "groups",
+    "prepare_groups": "groups",
+    "Component": "components",
+    "PRMComponent": "components",
+    "JudgeComponent": "components",
+    "OutcomeComponent": "components",
+    "RewardRuntime": "runtime",
+    "combine": "combine",
+    "step_rewards": "combine",
+    "sample_logs": "combine",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

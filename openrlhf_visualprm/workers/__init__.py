@@ -30,7 +30,7 @@ Names are imported lazily, so ``workers.errors`` and ``workers.config`` load nei
 
 from __future__ import annotations
 
-import importlib
+from openrlhf_visualprm.lazy import lazy_exports
 
 _EXPORTS = {
     "PoolConfig": "config",
@@ -47,7 +47,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

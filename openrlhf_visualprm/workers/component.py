@@ -24,6 +24,21 @@ class PoolComponent:
         ref = PRMComponent if name == "prm" else JudgeComponent
         self.needs, self.neutral = ref.needs, ref.neutral
 
+    @classmethod
+    def for_config(cls, pool: Any, cfg: Any, where: str) -> PoolComponent:
+        """The component of ``pool``'s kind for ``cfg`` (its ``PRMConfig`` / ``JudgeConfig``).
+
+        Load-time options the pool's workers were started with (PRM tiles, dtype, system message;
+        judge options and backend) must equal the asked ones, else a ``ConfigError`` names them:
+        they change every reward. PRM scoring options travel with each request.
+        """
+        worker = pool.config.worker
+        if worker.kind == "prm":
+            cfg.check_loaded(worker.max_tiles, worker.dtype, where, worker.system_message)
+            return cls(pool, "prm", cfg.scoring_options())
+        cfg.check_loaded(worker.judge_options, worker.judge_backend, where)
+        return cls(pool, "judge")
+
     def score_groups(self, groups: Sequence[RewardGroup]) -> list[list[Scored]]:
         payload = []
         for g in groups:
