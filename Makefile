@@ -18,7 +18,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # worker; two workers fill the 2-core CI machine while the other waits on Ray and subprocesses.
 TEST_WORKERS ?= 2
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup test test-fast demo bench gpu-check lint clean
 
 setup: $(STAMP)
 
@@ -49,11 +49,22 @@ test: setup
 	@set -o pipefail; $(PY) -m pytest tests -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "[test] pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
+# The inner loop: everything but the e2e launches and the tests marked slow (tests/conftest.py
+# SLOW_FILES), one process; under 3 minutes on 2 cores.
+test-fast: setup
+	@$(PY) -m pytest tests -q -p no:cacheprovider -n 0 -m "not e2e and not slow" $(PYTEST_ARGS)
+
 demo: setup
 	$(VENV)/bin/openrlhf-visualprm demo $(DEMO_ARGS)
 
 bench: setup
 	$(PY) benchmarks/prm_throughput.py --tiny
+
+# The prepared run for a lent GPU (no setup: the GPU machine has torch + transformers, not our venv).
+# One JSON of figures; `GPU_CHECK_ARGS=--tiny` proves it on CPU.
+GPU_CHECK_PY := $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+gpu-check:
+	$(GPU_CHECK_PY) benchmarks/gpu_check.py --out gpu-check.json $(GPU_CHECK_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check openrlhf_visualprm reward_fns tests benchmarks examples

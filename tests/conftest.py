@@ -34,10 +34,32 @@ LONGEST_FIRST = (
 )
 
 
+# Marked `slow` here (one list, not markers scattered over files): the Ray-pool and service files
+# and single tests over ~8 s on 2 cores (`--durations`). `make test-fast` leaves them and e2e out.
+SLOW = (
+    "tests/e2e/",
+    "tests/test_workers_pool.py",
+    "tests/test_service_http.py",
+    "tests/test_serve_loopback.py",
+    "tests/test_plugin_ray.py",
+    "tests/test_gpu_check.py",
+    "tests/test_prm_scorer.py::test_three_paths_agree",
+    "tests/test_prm_scorer.py::test_bfloat16_paths_run_and_agree",
+    "tests/test_prm_cli.py::test_demo_writes_report_with_prm_and_judge",
+    "tests/test_failure_policy.py::test_same_image_sample_same_prm_scores_on_actor_reward_fn_and_http",
+    "tests/test_workers_units.py::test_prm_worker_loads_the_configured_system_message",
+    "tests/test_rewards_runtime.py::test_prm_batches_suffixes_of_several_groups_and_equals_per_group",
+    "tests/test_judge_hf.py::test_batched_generation_matches_one_by_one",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         return next((i for i, p in enumerate(LONGEST_FIRST) if item.nodeid.startswith(p)), len(LONGEST_FIRST))
 
+    for item in items:
+        if item.nodeid.startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
     items.sort(key=rank)  # stable: each file keeps its own order
 
 
