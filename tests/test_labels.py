@@ -67,7 +67,7 @@ def test_label_decoder_rules():
 def _routes(label, query: str, prompt: str, demo_roots):
     """The same sample through the three routes' label handling: (actor, reward_fns, http)."""
     from openrlhf_visualprm.plugin.plan import OutcomeConfig, RewardPlan
-    from openrlhf_visualprm.plugin.remote_reward import make_reward_func
+    from openrlhf_visualprm.workers.reward_func import make_reward_func
     from openrlhf_visualprm.plugin.reward_host import PluginRewards
     from openrlhf_visualprm.workers.protocol import openrlhf_groups
 

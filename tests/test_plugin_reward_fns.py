@@ -114,9 +114,9 @@ def test_mr_judge_reward_fn_equals_the_judge_called_directly(tokenizer, env, dem
     from scorer_wrappers import scripted_backend  # tests/support/
 
     import openrlhf_visualprm.judge.judge as judge_module
-    import openrlhf_visualprm.plugin.remote_reward as remote_reward
+    import openrlhf_visualprm.workers.reward_func as remote_reward
     from openrlhf_visualprm.judge import MRJudge
-    from openrlhf_visualprm.plugin.remote_reward import judge_config_from_env
+    from openrlhf_visualprm.workers.reward_func import judge_config_from_env
 
     monkeypatch.setattr(judge_module, "make_backend", lambda *args, **kwargs: scripted_backend())
     monkeypatch.setattr(remote_reward, "_CACHE", {})  # not the HF judge another test loaded
@@ -145,7 +145,7 @@ def test_image_outside_roots_gets_the_neutral_reward_and_is_reported(
 
 def test_reward_fn_without_a_model_or_pool_raises_a_clear_error(monkeypatch):
     from openrlhf_visualprm.errors import ConfigError
-    from openrlhf_visualprm.plugin.remote_reward import make_reward_func
+    from openrlhf_visualprm.workers.reward_func import make_reward_func
 
     monkeypatch.delenv("OPENRLHF_VISUALPRM_POOL", raising=False)
     monkeypatch.delenv("OPENRLHF_VISUALPRM_PRM_MODEL", raising=False)
