@@ -26,7 +26,7 @@ class SlowPool:
         self.workers = workers or []
         self.scored: list[int] = []
 
-    def score_groups(self, groups, timeout_s=None):
+    def score_rows(self, groups, timeout_s=None):
         """What the pool's workers answer: the runtime's rows (every response 0.75)."""
         self.scored.append(sum(g.n for g in groups))
         return [

@@ -54,7 +54,7 @@ class PoolComponent:
         from dataclasses import replace
 
         sent = [replace(g, options={**self.options, **g.options}) if self.options else g for g in groups]
-        rows = self.pool.score_groups(sent)  # one request: the pool batches across groups
+        rows = self.pool.score_rows(sent)  # one request: the pool batches across groups
         return [
             [{"score": float(r["components"][self.name]), "detail": r.get(self.name)} for r in group]
             for group in rows

@@ -471,6 +471,12 @@ class PoolRouter:
         return out
 
 
+def flat_results(rows: list[list[dict]], kind: str) -> list[list[dict]]:
+    """Runtime rows -> the pool's public results: the component's detail with its score (PRM:
+    steps, spans, step_scores, truncated, note; judge: the group statistics and ``best``)."""
+    return [[{**(r.get(kind) or {}), "score": float(r["components"][kind])} for r in group] for group in rows]
+
+
 @functools.cache
 def _router_class():
     """``PoolRouter`` as a Ray actor class, made on first use (nothing Ray-side at import)."""
@@ -567,27 +573,35 @@ class RewardPool:
             raise BadRequestError("groups must be a list of dicts (or of prepared RewardGroups), not a mix")
         return prepare_groups(groups, self.roots, kind=self.config.worker.kind, strict=True, limits=limits)
 
+    def score_rows(
+        self, groups: list[dict | RewardGroup], timeout_s: float | None = None
+    ) -> list[list[dict]]:
+        """Blocking: the reward runtime's rows the workers returned, one list per group, in order
+        (``{"components": {kind: score}, kind: detail, "error", ...}``): what a host's runtime
+        (:class:`~openrlhf_visualprm.workers.component.PoolComponent`) reads."""
+        prepared = self.prepare(groups)
+        return ray.get(self.actor.score_groups.remote(prepared, timeout_s))
+
     def score_groups(
         self, groups: list[dict | RewardGroup], timeout_s: float | None = None
     ) -> list[list[dict]]:
-        """Blocking: one list of result rows per group, in order (the reward runtime's rows:
-        ``{"components": {kind: score}, kind: detail, "error", "failed", "reasons", ...}``).
+        """Blocking: one list of results per group, one dict per response, in order.
 
         Args:
             groups: ``{"images", "question", "responses" | "steps", "config"}`` dicts, or RewardGroups.
             timeout_s: per-request limit (None: the pool's default).
 
         Returns:
-            One list per group, one dict per response.
+            PRM: ``{"steps", "spans", "step_scores", "score", "truncated", "note"}``; judge:
+            ``{"score", "best", <group statistics>}`` (:func:`flat_results`).
 
         Raises:
-            BadRequestError: a bad group (an InputError: a bad sample).
+            InputError: a bad group, naming its field (``RequestTooLargeError`` past a size limit).
             RewardTimeoutError: the request outlived ``timeout_s``.
             PoolBusyError: the queue stayed full for the whole timeout.
             WorkerFailedError: no live worker could score it.
         """
-        prepared = self.prepare(groups)
-        return ray.get(self.actor.score_groups.remote(prepared, timeout_s))
+        return flat_results(self.score_rows(groups, timeout_s), self.config.worker.kind)
 
     async def ascore_groups(
         self, groups: list[dict | RewardGroup], timeout_s: float | None = None
@@ -596,7 +610,7 @@ class RewardPool:
         prepared = await asyncio.to_thread(self.prepare, groups)
         ref = self.actor.score_groups.remote(prepared, timeout_s)
         try:
-            return await ref
+            return flat_results(await ref, self.config.worker.kind)
         except asyncio.CancelledError:
             ray.cancel(ref)  # the router releases the queue places of a cancelled request
             raise

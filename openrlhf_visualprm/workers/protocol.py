@@ -186,12 +186,6 @@ def openrlhf_reply(rows: list[dict[str, Any]], names: list[str]) -> dict:
     }
 
 
-def score_results(rows: list[list[dict[str, Any]]], kind: str) -> list[list[dict[str, Any]]]:
-    """``/score``'s answer: the component's detail with its score (PRM: steps, spans,
-    step_scores, truncated, note; judge: the group statistics and ``best``)."""
-    return [[{**(r.get(kind) or {}), "score": float(r["components"][kind])} for r in group] for group in rows]
-
-
 def extended_groups(payload: Any, max_image_bytes: int) -> tuple[list[dict], float | None]:
     if not isinstance(payload, dict):
         raise BadRequestError(f"request body must be a JSON object, got {type(payload).__name__}")

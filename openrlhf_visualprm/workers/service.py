@@ -54,7 +54,6 @@ from openrlhf_visualprm.workers.protocol import (
     openrlhf_reply,
     openrlhf_samples,
     score_openrlhf,
-    score_results,
 )
 
 logger = logging.getLogger("openrlhf_visualprm.workers")
@@ -176,11 +175,10 @@ class ServiceCore:
         pool = self.pool()
         timeout = min(float(timeout_s or self.config.request_timeout_s), self.config.request_timeout_s)
         try:
-            rows = await pool.ascore_groups(groups, timeout)
+            return await pool.ascore_groups(groups, timeout)
         except ray.exceptions.RayActorError:
             self._pool = None  # the pool was restarted: look it up again next time
             raise HTTPError(503, "the reward pool is unavailable (restarting?); retry shortly") from None
-        return score_results(rows, pool.config.worker.kind)
 
     def _check_one_sample_route(self) -> None:
         """OpenRLHF sends one sample per request: a judge needs a schedule that judges one."""

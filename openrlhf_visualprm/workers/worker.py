@@ -105,7 +105,7 @@ class RewardWorkerImpl:
         self.model_id = config.model
         self.counters = {"batches": 0, "groups": 0, "responses": 0, "oom_splits": 0, "errors": 0}
         self.busy_s = 0.0
-        self.call_log: list[dict[str, Any]] = []  # the last groups scored, so routing can be checked
+        self.call_log: list[dict[str, Any]] = []  # the last groups the model scored (routing checks)
         logger.info(
             "worker %d: %s model %s loaded on %s in %.1fs, pid %d",
             worker_index,
@@ -143,6 +143,10 @@ class RewardWorkerImpl:
                 raise RuntimeError(
                     f"the runtime returned {0 if r is None else len(r)} results for {g.n} responses"
                 )
+        for g in groups:  # the groups the model scored (an attempt that ran out of memory is not)
+            method = g.options.get("method", getattr(self.component, "method", self.config.kind))
+            self.call_log.append({"question": g.question[:80], "n_responses": g.n, "method": method})
+        del self.call_log[:-256]
         return rows  # type: ignore[return-value]
 
     def _score_splitting(self, group: RewardGroup) -> list[dict[str, Any]]:
@@ -198,10 +202,6 @@ class RewardWorkerImpl:
     def score_batch(self, groups: list[RewardGroup]) -> list[dict[str, Any]]:
         """Score each group; returns ``{"results": [row, ...]}`` or ``{"error": msg}`` per group, in order."""
         start = time.perf_counter()
-        for g in groups:
-            method = g.options.get("method", getattr(self.component, "method", self.config.kind))
-            self.call_log.append({"question": g.question[:80], "n_responses": g.n, "method": method})
-        del self.call_log[:-256]
         out = self._score_together(groups)
         if out is None:
             out = [self._score_one(g) for g in groups]
