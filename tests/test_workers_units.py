@@ -294,3 +294,45 @@ def test_prm_worker_loads_the_configured_system_message(tiny_prm_path):
     for got, w, o in zip(out["results"], want, other):
         assert got["prm"]["step_scores"] == pytest.approx(w.step_scores, abs=1e-5)
         assert got["prm"]["step_scores"] != pytest.approx(o.step_scores, abs=1e-5)
+
+
+def _fake_pool(component) -> object:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(config=PoolConfig(WorkerConfig(component, num_gpus=0)))
+
+
+def test_a_pool_with_another_checkpoint_is_refused_by_name(tiny_prm_path, tiny_judge_path):
+    """Issue 21 item 3: the pool's checkpoint was never compared with --reward.model_name_or_path."""
+    from openrlhf_visualprm.errors import ConfigError
+    from openrlhf_visualprm.workers.component import PoolComponent
+
+    pool = _fake_pool(PRMConfig(model="visualprm-tiny", path=str(tiny_prm_path)))
+    served = PoolComponent.for_config(pool, PRMConfig(path=str(tiny_prm_path) + "/", aggregation="min"), "p")
+    assert served.options["aggregation"] == "min"  # scoring options travel with each request
+    other = PRMConfig(model="other", path=str(tiny_judge_path))
+    with pytest.raises(ConfigError, match=r"--reward.pool 'p' runs its prm with checkpoint .*judge"):
+        PoolComponent.for_config(pool, other, "--reward.pool 'p'")
+    with pytest.raises(ConfigError, match=r"max_tiles 12 \(asked 6\).*dtype 'auto' \(asked 'float32'\)"):
+        PoolComponent.for_config(pool, PRMConfig(path=str(tiny_prm_path), max_tiles=6, dtype="float32"), "p")
+
+
+def test_a_judge_pool_with_another_max_new_tokens_is_refused_by_name(tiny_judge_path):
+    """Issue 21 item 3: --reward.judge.max_new_tokens was never compared with the pool's value."""
+    from openrlhf_visualprm.errors import ConfigError
+    from openrlhf_visualprm.judge.config import JudgeConfig
+    from openrlhf_visualprm.workers.component import PoolComponent
+
+    pool = _fake_pool(JudgeConfig(path=str(tiny_judge_path), max_new_tokens=512, schedule="reference"))
+    served = PoolComponent.for_config(
+        pool, JudgeConfig(path=str(tiny_judge_path), max_new_tokens=512, schedule="reference"), "j"
+    )
+    assert served.needs[-1] == "reference"  # the pool's schedule decides what a sample must carry
+    for asked, needle in [
+        ({"max_new_tokens": 1024}, r"max_new_tokens 512 \(asked 1024\)"),
+        ({"max_new_tokens": 512, "schedule": "listwise"}, r"schedule 'reference' \(asked 'listwise'\)"),
+        ({"max_new_tokens": 512, "backend": "vllm"}, r"backend 'hf' \(asked 'vllm'\)"),
+    ]:
+        plan = JudgeConfig(path=str(tiny_judge_path), **{"schedule": "reference", **asked})
+        with pytest.raises(ConfigError, match=needle):
+            PoolComponent.for_config(pool, plan, "--reward.pool 'j'")

@@ -107,12 +107,17 @@ class _Images:
         self.request_pixels = 0
 
     def _key(self, ref: Any) -> Any:
+        from openrlhf_visualprm.images import image_ref_kind
+
         if isinstance(ref, (bytes, bytearray)):
             return ("bytes", hashlib.sha256(ref).hexdigest())
-        if isinstance(ref, str) and not ref.startswith("data:"):
-            return ("path", str(self.roots.resolve(ref)))  # the same file under two spellings
+        if isinstance(ref, str) and image_ref_kind(ref) == "path":
+            try:  # the same file under two spellings is one image
+                return ("path", str(self.roots.resolve(ref)))
+            except InputError:  # refused: loading it reports why
+                return ("path", ref)
         if isinstance(ref, str):
-            return ("data", hashlib.sha256(ref.encode()).hexdigest())
+            return ("text", hashlib.sha256(ref.encode("utf-8", "surrogatepass")).hexdigest())
         return ("object", id(ref))
 
     def load(self, ref: Any) -> tuple[Any, str, int]:
