@@ -167,6 +167,8 @@ class ServiceCore:
             return json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise HTTPError(400, f"request body is not valid JSON: {exc}") from None
+        except ValueError as exc:  # valid JSON Python refuses: an integer of over 4300 digits
+            raise HTTPError(400, f"request body holds a number too large to read: {exc}") from None
         except RecursionError:
             raise HTTPError(400, "request body is JSON nested too deeply: flatten it") from None
 
