@@ -336,3 +336,20 @@ def test_a_judge_pool_with_another_max_new_tokens_is_refused_by_name(tiny_judge_
         plan = JudgeConfig(path=str(tiny_judge_path), **{"schedule": "reference", **asked})
         with pytest.raises(ConfigError, match=needle):
             PoolComponent.for_config(pool, plan, "--reward.pool 'j'")
+
+
+def test_serve_refuses_a_port_that_is_taken_even_with_so_reuseport():
+    """Issue 22 item 1: Serve's proxy shares its port (SO_REUSEPORT); the check binds without it."""
+    import socket
+
+    from openrlhf_visualprm.errors import ConfigError
+    from openrlhf_visualprm.workers.serve_cli import check_port_free
+
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=rf"--port {port}: 127.0.0.1:{port} is already in use"):
+            check_port_free("127.0.0.1", port)
+    check_port_free("127.0.0.1", port)  # free again
