@@ -37,9 +37,7 @@ from typing import Any
 from openrlhf_visualprm.errors import (
     PART_IMAGE,
     PART_LABEL,
-    PART_REFERENCE,
     PART_RESPONSE,
-    PART_TRUTH,
     InputError,
 )
 
@@ -63,25 +61,6 @@ class Label:
             return None
         text = str(value).strip()
         return text or None
-
-    def require_truth(self, key: str = DEFAULT_ANSWER_KEY) -> str:
-        truth = self.truth(key)
-        if truth is None:
-            raise InputError(
-                f"label has no ground truth: add {key!r} to the label column (got keys {sorted(self.raw)})",
-                PART_TRUTH,
-                "no_truth",
-            )
-        return truth
-
-    def require_reference(self) -> str:
-        if not self.reference:
-            raise InputError(
-                'label has no "reference" response, which the judge schedule "reference" compares against',
-                PART_REFERENCE,
-                "no_reference",
-            )
-        return self.reference
 
 
 def _optional_text(data: Mapping, key: str, where: str) -> str | None:

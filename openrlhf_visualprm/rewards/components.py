@@ -11,10 +11,10 @@ Hosts that keep the model elsewhere (a Ray pool) implement the same protocol in 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from openrlhf_visualprm.prm.config import PRMConfig
 from openrlhf_visualprm.rewards.groups import RewardGroup
 
 Scored = dict[str, Any]  # {"score": float, "detail": dict | None}
@@ -28,11 +28,6 @@ class Component(Protocol):
     neutral: float
 
     def score_groups(self, groups: Sequence[RewardGroup]) -> list[list[Scored]]: ...
-
-
-def splitter_of(text: str) -> str | re.Pattern[str]:
-    """``re:PATTERN`` is a regular expression, anything else a literal separator."""
-    return re.compile(text[3:]) if text.startswith("re:") else text
 
 
 class PRMComponent:
@@ -75,8 +70,8 @@ class PRMComponent:
         for i, g in enumerate(groups):
             by_options.setdefault(json.dumps(g.options, sort_keys=True), []).append(i)
         for indices in by_options.values():
-            opts = {**self.options(), **groups[indices[0]].options}
-            kwargs = {**opts, "splitter": splitter_of(opts["splitter"])}
+            # the one parser of these options (a "re:" splitter is a regular expression)
+            kwargs = PRMConfig(**{**self.options(), **groups[indices[0]].options}).score_kwargs()
             stepped = [i for i in indices if groups[i].steps is not None]
             for i in stepped:
                 g = groups[i]
