@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from openrlhf_visualprm import images as images_mod
+from openrlhf_visualprm.errors import RequestTooLargeError
 from openrlhf_visualprm.images import (
     TILE_SIZE,
     ImageRoots,
@@ -16,7 +17,6 @@ from openrlhf_visualprm.images import (
     preprocess_image,
     shrink_for_tiling,
 )
-from openrlhf_visualprm.errors import RequestTooLargeError
 from openrlhf_visualprm.rewards.groups import ImageLimits, prepare_groups
 
 
