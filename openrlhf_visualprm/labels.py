@@ -9,7 +9,8 @@ The label schema (``--data.label_key``'s column; OpenRLHF passes it through unto
                                        # data: URIs and bare base64 work; http(s) URLs are refused
      "question": "Find the area ...",  # the raw question (else taken from the prompt's last user turn)
      "reference": "...",               # optional reference response (judge schedule "reference")
-     "config": {...}}                  # HTTP service only: per-request PRM options
+     "config": {...}}                  # optional PRM scoring options for this sample (every route;
+                                       # a judge takes none: refused, a bad sample)
 
 Decoding rules, the same everywhere:
 

@@ -29,8 +29,9 @@ class SlowPool:
     def score_rows(self, groups, timeout_s=None):
         """What the pool's workers answer: the runtime's rows (every response 0.75)."""
         self.scored.append(sum(g.n for g in groups))
+        kind = self.config.worker.kind
         return [
-            [{"components": {"prm": 0.75}, "prm": {"step_scores": [0.75]}, "error": None} for _ in range(g.n)]
+            [{"components": {kind: 0.75}, kind: {"step_scores": [0.75]}, "error": None} for _ in range(g.n)]
             for g in groups
         ]
 
@@ -157,4 +158,15 @@ def test_reward_on_a_group_judge_answers_400_naming_the_schedule():
     status, body = _reward(core, [{"image": _png_uri(), "reference": "x = 2"}])
     assert (
         status == 400 and "schedule 'listwise'" in body["error"] and "--schedule reference" in body["error"]
+    )
+
+
+def test_reward_on_a_reference_judge_scores_one_sample_against_its_reference():
+    core = ServiceCore(ServiceConfig())
+    core._pool = SlowPool(component=JudgeConfig(model="j", schedule="reference"))
+    status, body = _reward(core, [{"image": _png_uri(), "reference": "x = 2"}, {"image": _png_uri()}])
+    assert status == 200 and body["rewards"] == [0.75, 0.0]  # no reference: a bad sample, counted
+    assert (
+        body["extra_logs"]["reward/failed_group"] == [0.0, 1.0]
+        and "judge/parse_failure_rate" in body["extra_logs"]
     )

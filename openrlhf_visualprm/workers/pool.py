@@ -571,7 +571,19 @@ class RewardPool:
             return list(groups)  # type: ignore[arg-type]
         if not isinstance(groups, list) or any(isinstance(g, RewardGroup) for g in groups):
             raise BadRequestError("groups must be a list of dicts (or of prepared RewardGroups), not a mix")
-        return prepare_groups(groups, self.roots, kind=self.config.worker.kind, strict=True, limits=limits)
+        prepared = prepare_groups(
+            groups, self.roots, kind=self.config.worker.kind, strict=True, limits=limits
+        )
+        if getattr(self.config.worker.component, "schedule", None) == "reference":
+            missing = [i for i, g in enumerate(prepared) if g.reference is None]
+            if missing:
+                raise BadRequestError(
+                    f"groups[{missing[0]}] has no 'reference': this judge pool runs schedule 'reference', which "
+                    "compares each response with it",
+                    "reference",
+                    "no_reference",
+                )
+        return prepared
 
     def score_rows(
         self, groups: list[dict | RewardGroup], timeout_s: float | None = None
