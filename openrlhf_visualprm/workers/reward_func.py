@@ -198,7 +198,8 @@ def _failure_window(name: str):
     fraction = _typed("OPENRLHF_VISUALPRM_MAX_FAILED_FRACTION", float)
     size = DEFAULT_FAILURE_WINDOW if size is None else size
     fraction = DEFAULT_MAX_FAILED_FRACTION if fraction is None else fraction
-    return _cached(f"failures:{name}:{size}:{fraction}", lambda: FailureWindow(size, fraction))
+    names = ("OPENRLHF_VISUALPRM_FAILURE_WINDOW", "OPENRLHF_VISUALPRM_MAX_FAILED_FRACTION")
+    return _cached(f"failures:{name}:{size}:{fraction}", lambda: FailureWindow(size, fraction, names))
 
 
 def score_samples(name: str, queries: list[str], prompts: list[str], labels: list[Any]) -> list[dict]:

@@ -325,7 +325,11 @@ def _run(args: argparse.Namespace, log: logging.Logger) -> int:
     )
     from openrlhf_visualprm.rewards.guard import FailureWindow
 
-    FailureWindow(window, max_failed)  # refuses out-of-range values by name before anything starts
+    names = (
+        "--failure-window (default $OPENRLHF_VISUALPRM_FAILURE_WINDOW)",
+        "--max-failed-fraction (default $OPENRLHF_VISUALPRM_MAX_FAILED_FRACTION)",
+    )
+    FailureWindow(window, max_failed, names)  # refuses out-of-range values by name before anything starts
     check_port_free(args.host, args.port)
     if getattr(component, "schedule", "reference") != "reference":
         log.warning(

@@ -118,7 +118,11 @@ class ServiceCore:
         self._runtime: RewardRuntime | None = None
         self.requests: Counter = Counter()
         self.latency: dict[str, Histogram] = {}
-        self.window = FailureWindow(config.failure_window, config.max_failed_fraction)
+        self.window = FailureWindow(
+            config.failure_window,
+            config.max_failed_fraction,
+            ("ServiceConfig.failure_window", "ServiceConfig.max_failed_fraction"),
+        )
         self.tripped: tuple[float, str] | None = None  # (until, why) once the guard stopped /reward
 
     def pool(self) -> RewardPool:
