@@ -63,6 +63,7 @@ def main() -> int:
     from tqdm import tqdm
 
     from openrlhf_visualprm.data.demo_data import make_demo_data
+    from openrlhf_visualprm.prm.config import PRMConfig
     from openrlhf_visualprm.prm.scorer import VisualPRM
     from openrlhf_visualprm.workers import PoolConfig, RewardPool, WorkerConfig
 
@@ -103,11 +104,10 @@ def main() -> int:
 
     ray.init(num_cpus=max(2, args.threads + 1), include_dashboard=False, log_to_driver=False)
     worker = WorkerConfig(
-        model=args.model,
+        PRMConfig(path=args.model, dtype=args.dtype),  # the component config, whole
         num_gpus=args.num_gpus,
         num_cpus=args.threads,
         device=args.device,
-        dtype=args.dtype,
         torch_threads=args.threads,
         max_batch_tokens=10**9,
     )

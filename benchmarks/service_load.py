@@ -196,6 +196,7 @@ def main() -> int:
         import ray
         from ray import serve
 
+        from openrlhf_visualprm.prm.config import PRMConfig
         from openrlhf_visualprm.tiny_models import make_tiny_models
         from openrlhf_visualprm.workers import PoolConfig, RewardPool, WorkerConfig
         from openrlhf_visualprm.workers.service import ServiceConfig, start_service
@@ -204,7 +205,7 @@ def main() -> int:
         ray.init(num_cpus=max(2, args.workers), include_dashboard=False, log_to_driver=False)
         pool = RewardPool.start(
             PoolConfig(
-                WorkerConfig(model=model, num_gpus=0, num_cpus=1),
+                WorkerConfig(PRMConfig(path=model), num_gpus=0, num_cpus=1),
                 num_workers=args.workers,
                 image_roots=[str(demo.parent)],
             )

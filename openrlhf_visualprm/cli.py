@@ -21,7 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("openrlhf_visualprm.demo", "score the bundled mini multimodal-math set and write a report"),
     "score": ("openrlhf_visualprm.prm.cli_score", "score responses to an image + question with VisualPRM"),
     "check-model": (
-        "openrlhf_visualprm.prm.check",
+        "openrlhf_visualprm.prm.cli_check",
         "load a VisualPRM strictly and check it against the released checkpoints",
     ),
     "prm-prompt": (

@@ -82,3 +82,11 @@ class HostError(VisualPRMError, RuntimeError):
 
 class RewardFailureError(VisualPRMError, RuntimeError):
     """Too many groups of one RL step could not be scored (``--reward.max_failed_fraction``)."""
+
+
+class RequestTooLargeError(InputError):
+    """A request or one of its images is over a configured size limit (HTTP 413; on a recorded
+    route, a bad sample like any unreadable image)."""
+
+    def __init__(self, message: str, part: str = PART_IMAGE, reason: str = "too_large") -> None:
+        super().__init__(message, part, reason)

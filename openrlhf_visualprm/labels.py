@@ -9,7 +9,8 @@ The label schema (``--data.label_key``'s column; OpenRLHF passes it through unto
                                        # data: URIs and bare base64 work; http(s) URLs are refused
      "question": "Find the area ...",  # the raw question (else taken from the prompt's last user turn)
      "reference": "...",               # optional reference response (judge schedule "reference")
-     "config": {...}}                  # HTTP service only: per-request PRM options
+     "config": {...}}                  # optional PRM scoring options for this sample (every route;
+                                       # a judge takes none: refused, a bad sample)
 
 Decoding rules, the same everywhere:
 
@@ -37,9 +38,7 @@ from typing import Any
 from openrlhf_visualprm.errors import (
     PART_IMAGE,
     PART_LABEL,
-    PART_REFERENCE,
     PART_RESPONSE,
-    PART_TRUTH,
     InputError,
 )
 
@@ -63,25 +62,6 @@ class Label:
             return None
         text = str(value).strip()
         return text or None
-
-    def require_truth(self, key: str = DEFAULT_ANSWER_KEY) -> str:
-        truth = self.truth(key)
-        if truth is None:
-            raise InputError(
-                f"label has no ground truth: add {key!r} to the label column (got keys {sorted(self.raw)})",
-                PART_TRUTH,
-                "no_truth",
-            )
-        return truth
-
-    def require_reference(self) -> str:
-        if not self.reference:
-            raise InputError(
-                'label has no "reference" response, which the judge schedule "reference" compares against',
-                PART_REFERENCE,
-                "no_reference",
-            )
-        return self.reference
 
 
 def _optional_text(data: Mapping, key: str, where: str) -> str | None:

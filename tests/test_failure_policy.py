@@ -229,9 +229,10 @@ def test_dense_step_rewards_not_consumed_by_openrlhf_stop_the_run(monkeypatch):
 
 # ----------------------------------------------------------------------------- one sample, one reward
 def test_same_image_sample_same_prm_scores_on_actor_reward_fn_and_http(tiny_models, demo_data, monkeypatch):
-    """A sample built with the real Qwen2.5-VL processor (the policy's), scored by the reward actor
-    (what the experience hook sends), reward_fns/visualprm.py (what OpenRLHF's executor sends) and
-    the HTTP service's OpenRLHF endpoint (protocol -> pool worker scorer -> reply)."""
+    """A sample built with the real Qwen2.5-VL processor (the policy's), scored by one runtime
+    through three transports: the reward actor (what the experience hook sends),
+    reward_fns/visualprm.py (what OpenRLHF's executor sends) and the HTTP service's OpenRLHF
+    endpoint (protocol -> the one preparation -> a pool worker's runtime -> reply)."""
     import importlib.util
 
     from transformers import AutoProcessor
@@ -239,9 +240,10 @@ def test_same_image_sample_same_prm_scores_on_actor_reward_fn_and_http(tiny_mode
     from openrlhf_visualprm.images import ImageRoots
     from openrlhf_visualprm.plugin.reward_actor import RewardActor
     from openrlhf_visualprm.prm.scorer import VisualPRM
-    from openrlhf_visualprm.workers.groups import prepare_group as service_group
-    from openrlhf_visualprm.workers.protocol import openrlhf_groups, openrlhf_reply
-    from openrlhf_visualprm.workers.scorers import PRMScorer
+    from openrlhf_visualprm.rewards.combine import sample_logs
+    from openrlhf_visualprm.workers.config import WorkerConfig
+    from openrlhf_visualprm.workers.protocol import openrlhf_reply, openrlhf_samples, score_openrlhf
+    from openrlhf_visualprm.workers.worker import PRMWorkerImpl
 
     item = json.loads(demo_data.read_text().splitlines()[0])
     response = item["candidates"][0]["response"]
@@ -282,23 +284,21 @@ def test_same_image_sample_same_prm_scores_on_actor_reward_fn_and_http(tiny_mode
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     by_fn = module.reward_func([query], [prompt], [label])
-    # 3. the HTTP service's OpenRLHF endpoint: protocol -> the pool worker's scorer -> reply
-    groups, where_of, failed = openrlhf_groups(
-        {"query": [query], "prompts": [prompt], "labels": [label]}, 1 << 24
-    )
-    assert failed == {}
-    scorer = PRMScorer(VisualPRM.from_pretrained(prm_path, device="cpu", dtype="float32"))
-    scored = scorer.score_groups([service_group(groups[0], ImageRoots.of([roots]))])
-    by_http = openrlhf_reply(scored, where_of)
+    # 3. the HTTP service's OpenRLHF endpoint: protocol -> preparation -> a pool worker's runtime -> reply
+    samples = openrlhf_samples({"query": [query], "prompts": [prompt], "labels": [label]}, 1 << 24)
+    worker = PRMWorkerImpl(WorkerConfig(plan.prm, num_gpus=0, device="cpu"))
+    rows = score_openrlhf(samples, worker.runtime, ImageRoots.of([roots]), "prm")
+    by_http = openrlhf_reply(rows, worker.runtime.names)
     # the reference: the scorer called directly on the dataset's image and question
     direct = VisualPRM.from_pretrained(prm_path, device="cpu", dtype="float32")
     expected = direct.score([image.convert("RGB")], item["question"], responses=[response])[0]
     assert len(by_actor) == len(expected.step_scores) == len(item["candidates"][0]["steps"])
     assert by_actor == pytest.approx(expected.step_scores, abs=1e-6)
-    assert scored[0][0]["step_scores"] == pytest.approx(expected.step_scores, abs=1e-6)
+    assert rows[0]["prm"]["step_scores"] == pytest.approx(expected.step_scores, abs=1e-6)
+    assert set(by_fn["extra_logs"]) == set(by_http["extra_logs"]) == set(sample_logs(rows[0]))  # one schema
     for reply in (by_fn, by_http):
         logs = reply["extra_logs"]
         assert float(reply["rewards"][0]) == pytest.approx(expected.score, abs=1e-6)
-        assert float(logs["prm_min_step"][0]) == pytest.approx(min(expected.step_scores), abs=1e-6)
-        assert float(logs["prm_num_steps"][0]) == len(expected.step_scores)
-        assert float(logs["reward_fn/failed"][0]) == 0.0
+        assert float(logs["prm/min_step_score"][0]) == pytest.approx(min(expected.step_scores), abs=1e-6)
+        assert float(logs["prm/num_steps"][0]) == len(expected.step_scores)
+        assert float(logs["reward/failed_group"][0]) == 0.0

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from openrlhf_visualprm import images as images_mod
+from openrlhf_visualprm.errors import RequestTooLargeError
 from openrlhf_visualprm.images import (
     TILE_SIZE,
     ImageRoots,
@@ -16,8 +17,7 @@ from openrlhf_visualprm.images import (
     preprocess_image,
     shrink_for_tiling,
 )
-from openrlhf_visualprm.workers.errors import RequestTooLargeError
-from openrlhf_visualprm.workers.groups import ImageLimits, prepare_groups
+from openrlhf_visualprm.rewards.groups import ImageLimits, prepare_groups
 
 
 def _noise(w: int, h: int, seed: int = 0) -> Image.Image:
@@ -73,12 +73,18 @@ def test_the_pixel_bomb_request_is_refused_and_one_bomb_ships_small(tmp_path):
     bomb = _bomb(tmp_path)
     roots = ImageRoots.of(tmp_path)
     group = {"images": [bomb] * 4, "question": "q", "responses": ["x"]}
+    pool = ImageLimits(shrink_tiles=12)  # a PRM pool's limits
     with pytest.raises(RequestTooLargeError, match=r"groups\[0\]\.images\[1\] brings the group to 128000000"):
-        prepare_groups([group], roots)
+        prepare_groups([group], roots, strict=True, limits=pool)
     with pytest.raises(RequestTooLargeError, match=r"groups\[2\]\.images\[0\] .* per request"):
-        prepare_groups([{**group, "images": [bomb]}] * 3, roots)
+        prepare_groups([{**group, "images": [bomb]}] * 3, roots, strict=True, limits=pool)
     with pytest.raises(RequestTooLargeError, match=r"3 images, over the limit of 2 per group"):
-        prepare_groups([{**group, "images": [bomb] * 3}], roots, limits=ImageLimits(max_images_per_group=2))
-    (one,) = prepare_groups([{**group, "images": [bomb]}], roots)
+        prepare_groups(
+            [{**group, "images": [bomb] * 3}], roots, strict=True, limits=ImageLimits(max_images_per_group=2)
+        )
+    # on a route that records bad samples, the same bomb is a bad sample, reason too_large
+    (recorded,) = prepare_groups([group], roots, limits=pool)
+    assert recorded.broken["image"].startswith("too_large:")
+    (one,) = prepare_groups([{**group, "images": [bomb]}], roots, strict=True, limits=pool)
     assert one.images[0].size == (3 * TILE_SIZE, 3 * TILE_SIZE)  # a square: the 3x3 grid
     assert len(pickle.dumps(one)) < 10 * 1024 * 1024  # 192 MB as full RGB

@@ -51,10 +51,12 @@ def test_a_qwen_vl_prompt_as_question_is_judged(judge):
     assert len(result.rewards) == 2
 
 
-def test_the_service_takes_the_question_from_a_qwen_vl_prompt():
-    from openrlhf_visualprm.workers.protocol import openrlhf_groups
+def test_the_service_takes_the_question_from_a_qwen_vl_prompt(tmp_path):
+    from openrlhf_visualprm.rewards.groups import prepare_groups
+    from openrlhf_visualprm.workers.protocol import openrlhf_samples
 
-    groups, _, failed = openrlhf_groups(
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    samples = openrlhf_samples(
         {
             "query": [QWEN_VL_PROMPT + "12<|im_end|>"],
             "prompts": [QWEN_VL_PROMPT],
@@ -62,5 +64,6 @@ def test_the_service_takes_the_question_from_a_qwen_vl_prompt():
         },
         1024,
     )
-    assert groups[0]["question"] == "What is the area of the rectangle?"
-    assert groups[0]["responses"] == ["12"] and failed == {}
+    (group,) = prepare_groups(samples, [tmp_path], kind="judge")
+    assert group.question == "What is the area of the rectangle?"
+    assert group.responses == ["12"] and "image" not in group.broken

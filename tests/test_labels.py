@@ -65,46 +65,49 @@ def test_label_decoder_rules():
 
 
 def _routes(label, query: str, prompt: str, demo_roots):
-    """The same sample through the three routes' label handling: (actor, reward_fns, http)."""
+    """The same sample through the three routes' transports: (actor, reward_fns, http)."""
+    from openrlhf_visualprm.images import ImageRoots
     from openrlhf_visualprm.plugin.plan import OutcomeConfig, RewardPlan
-    from openrlhf_visualprm.plugin.remote_reward import make_reward_func
     from openrlhf_visualprm.plugin.reward_host import PluginRewards
-    from openrlhf_visualprm.workers.protocol import openrlhf_groups
+    from openrlhf_visualprm.rewards.components import outcome_component
+    from openrlhf_visualprm.rewards.runtime import RewardRuntime
+    from openrlhf_visualprm.workers.protocol import openrlhf_samples, score_openrlhf
+    from openrlhf_visualprm.workers.reward_func import make_reward_func
 
     plan = RewardPlan(outcome=OutcomeConfig(), weights={"outcome": 1.0}, image_roots=[str(demo_roots)])
     actor = PluginRewards(plan).score_groups(
         [{"prompt": prompt, "label": label, "images": None, "responses": [extract_response(query, prompt)]}]
     )[0][0]
     fn = make_reward_func("outcome")([query], [prompt], [label])
-    _, _, failed = openrlhf_groups({"query": [query], "prompts": [prompt], "labels": [label]}, 1 << 20)
+    samples = openrlhf_samples({"query": [query], "prompts": [prompt], "labels": [label]}, 1 << 20)
+    runtime = RewardRuntime({"outcome": outcome_component(OutcomeConfig())})
+    (http,) = score_openrlhf(samples, runtime, ImageRoots.of([demo_roots]))
     return (
         (actor["components"]["outcome"], actor["reasons"]),
-        (fn["rewards"].item(), fn["extra_logs"]["reward_fn/failed"].item()),
-        failed.get(0, "").split(":")[0] or None,
+        (fn["rewards"].item(), fn["extra_logs"]["reward/failed_group"].item()),
+        (http["components"]["outcome"], http["reasons"]),
     )
 
 
 @pytest.mark.parametrize(
-    "label, outcome, actor_reasons, http_reason",
+    "label, outcome, actor_reasons",
     [
-        ("72", 1.0, [], "no_image"),  # a plain string is the answer; without an image the PRM cannot score
-        ("{bad json", 0.0, ["bad_label_json"], "bad_label_json"),  # never an answer
-        ({"answer": "72", "image": "images/rect-000.png"}, 1.0, [], None),
-        (json.dumps({"answer": "72", "image": "images/rect-000.png"}), 1.0, [], None),
-        ({"image": "images/rect-000.png"}, 0.0, ["no_truth"], None),  # missing answer: neutral, counted
-        ({"answer": "71"}, 0.0, [], "no_image"),
+        ("72", 1.0, []),  # a plain string is the answer; the outcome check needs no image
+        ("{bad json", 0.0, ["bad_label_json"]),  # never an answer
+        ({"answer": "72", "image": "images/rect-000.png"}, 1.0, []),
+        (json.dumps({"answer": "72", "image": "images/rect-000.png"}), 1.0, []),
+        ({"image": "images/rect-000.png"}, 0.0, ["no_truth"]),  # missing answer: neutral, counted
+        ({"answer": "71"}, 0.0, []),
     ],
 )
-def test_label_matrix_is_identical_across_routes(
-    label, outcome, actor_reasons, http_reason, demo_data, monkeypatch
-):
+def test_label_matrix_is_identical_across_routes(label, outcome, actor_reasons, demo_data, monkeypatch):
     monkeypatch.setenv("OPENRLHF_VISUALPRM_IMAGE_ROOTS", str(demo_data.parent))
     prompt = f"<|im_start|>user\n<image>{QUESTION}<|im_end|>\n<|im_start|>assistant\n"
     query = prompt + RESPONSE + "<|im_end|>"
     actor, fn, http = _routes(label, query, prompt, demo_data.parent)
     assert actor == (outcome, actor_reasons)
     assert fn == (outcome, float(bool(actor_reasons)))  # reward_fns: same reward, same failure count
-    assert http == http_reason
+    assert http == actor  # the HTTP route's preparation and runtime: the same reward, the same reasons
 
 
 # ----------------------------------------------------------------------------- question and response

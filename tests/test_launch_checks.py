@@ -5,6 +5,7 @@ launch, and an option a route cannot honour is refused."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -125,12 +126,11 @@ def test_every_route_shares_the_judge_rounds_default():
 def test_a_pool_loaded_with_other_model_options_is_refused():
     from openrlhf_visualprm.judge.config import JudgeConfig
     from openrlhf_visualprm.plugin.plan import PRMConfig
+    from openrlhf_visualprm.rewards.components import loaded_config_diff
 
-    PRMConfig().check_loaded(12, "auto", "pool")
-    with pytest.raises(ConfigError, match="max_tiles 6 \\(asked 12\\)"):
-        PRMConfig().check_loaded(6, "auto", "pool 'p'")
-    with pytest.raises(ConfigError, match="rounds 1 \\(asked 4\\)"):
-        JudgeConfig().check_loaded({"rounds": 1}, "hf", "pool 'j'")
+    assert loaded_config_diff(PRMConfig(), PRMConfig(aggregation="min")) == []  # scoring options travel
+    assert loaded_config_diff(PRMConfig(max_tiles=6), PRMConfig()) == ["max_tiles 6 (asked 12)"]
+    assert loaded_config_diff(JudgeConfig(rounds=1), JudgeConfig()) == ["rounds 1 (asked 4)"]
     with pytest.raises(ConfigError, match="unknown keys \\['max_tiles'\\]"):
         PRMConfig().with_request({"max_tiles": 6})
     options = PRMConfig().with_request({"splitter": "re:\\n+", "temperature": 0.5}).score_kwargs()
@@ -150,7 +150,9 @@ def test_the_prm_system_message_reaches_the_plan_and_a_pool_cannot_ignore_it(lau
     plan = launcher.prepare(argv + ["--reward.prm.system_message", "prm"]).reward_plan
     assert plan.prm.system_message == "prm"
     assert RewardPlan.from_json(plan.to_json()).prm.system_message == "prm"  # what the reward actor reads
-    with pytest.raises(ConfigError, match="system_message None \\(asked 'prm'\\)"):
-        plan.prm.check_loaded(12, "auto", "pool 'p'")  # pools load with the checkpoint's message
+    from openrlhf_visualprm.rewards.components import loaded_config_diff
+
+    pool_default = replace(plan.prm, system_message=None)  # pools load with the checkpoint's message
+    assert loaded_config_diff(pool_default, plan.prm) == ["system_message None (asked 'prm')"]
     with pytest.raises(ConfigError, match="system_message"):
         PRMConfig(system_message="  ")

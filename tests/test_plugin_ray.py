@@ -227,9 +227,7 @@ def test_reward_plan_with_a_pool_scores_the_prm_through_the_named_pool(
     from openrlhf_visualprm.workers.config import PoolConfig, WorkerConfig
     from openrlhf_visualprm.workers.pool import RewardPool
 
-    worker = WorkerConfig(
-        model=str(tiny_models["visualprm-tiny"]), kind="prm", device="cpu", num_gpus=0, num_cpus=0
-    )
+    worker = WorkerConfig(plan.prm, device="cpu", num_gpus=0, num_cpus=0)  # the plan's config, whole
     pool = RewardPool.start(PoolConfig(worker=worker, name="plugin-test-pool", cache_size=0))
     try:
         item = json.loads(demo_data.read_text().splitlines()[0])
@@ -340,9 +338,11 @@ def test_reward_actor_batched_call_equals_one_call_per_group(reward_group, demo_
 def test_a_pool_loaded_with_a_system_message_serves_the_plan_that_asks_for_it(
     ray_session, tiny_models, demo_data, plan
 ):
-    """``serve --system-message prm`` / ``WorkerConfig.system_message``: the pool's PRM reads that
+    """``serve --system-message prm`` / the pool's ``PRMConfig.system_message``: the pool's PRM reads that
     system message, a plan asking for it is served with the scores of a PRM loaded that way, and a
     plan asking for another one is refused by name (it would change every step score)."""
+    from dataclasses import replace
+
     from PIL import Image
 
     from openrlhf_visualprm.errors import ConfigError
@@ -352,7 +352,7 @@ def test_a_pool_loaded_with_a_system_message_serves_the_plan_that_asks_for_it(
     from openrlhf_visualprm.workers.pool import RewardPool
 
     path = str(tiny_models["visualprm-tiny"])
-    worker = WorkerConfig(model=path, kind="prm", device="cpu", num_gpus=0, num_cpus=0, system_message="prm")
+    worker = WorkerConfig(replace(plan.prm, system_message="prm"), device="cpu", num_gpus=0, num_cpus=0)
     pool = RewardPool.start(PoolConfig(worker=worker, name="plugin-system-message-pool", cache_size=0))
     try:
         item = json.loads(demo_data.read_text().splitlines()[1])

@@ -74,24 +74,24 @@ def test_outcome_reward_fn_end_to_end(tokenizer, env):
     assert (
         out["reward"] is not None and exp.rewards.tolist() == [1.0] and exp.info["reward"].tolist() == [1.0]
     )
-    assert exp.info["reward_fn/failed"].tolist() == [0.0]
+    assert exp.info["reward/failed_group"].tolist() == [0.0]
     _, exp = run_sample(tokenizer, "outcome.py", json.dumps(label), "The answer is 5.")
     assert exp.rewards.tolist() == [0.0]
 
 
 def test_visualprm_reward_fn_matches_the_scorer_on_the_label_image(tokenizer, env, tiny_models, demo_data):
     from openrlhf_visualprm.images import ImageRoots, load_image
-    from openrlhf_visualprm.plugin import remote_reward
+    from openrlhf_visualprm.workers import reward_func
 
     response = env["candidates"][0]["response"]
     label = {"answer": env["answer"], "images": [env["image"]], "question": env["question"]}
     out, exp = run_sample(tokenizer, "visualprm.py", label, response)
-    prm = remote_reward._runtime("prm").components["prm"].prm  # the model the reward_fn loaded
+    prm = reward_func._runtime("prm").components["prm"].prm  # the model the reward_fn loaded
     image = load_image(env["image"], ImageRoots.of([demo_data.parent]))
     expected = prm.score([image], env["question"], responses=[response])[0]
     assert exp.rewards.item() == pytest.approx(expected.score, abs=1e-5)
-    assert exp.info["prm_num_steps"].item() == len(env["candidates"][0]["steps"]) == len(expected.step_scores)
-    assert exp.info["prm_min_step"].item() == pytest.approx(min(expected.step_scores), abs=1e-5)
+    assert exp.info["prm/num_steps"].item() == len(env["candidates"][0]["steps"]) == len(expected.step_scores)
+    assert exp.info["prm/min_step_score"].item() == pytest.approx(min(expected.step_scores), abs=1e-5)
 
 
 def test_mr_judge_reward_fn_judges_against_the_reference(tokenizer, env, caplog):
@@ -99,10 +99,10 @@ def test_mr_judge_reward_fn_judges_against_the_reference(tokenizer, env, caplog)
     _, exp = run_sample(tokenizer, "mr_judge.py", label, env["candidates"][0]["response"])
     # the tiny judge's random weights never write a parsable verdict: the judge's neutral 0.5
     assert exp.rewards.tolist() == [0.5]
-    assert exp.info["judge_parse_failure_rate"].tolist() == [1.0]
+    assert exp.info["judge/parse_failure_rate"].tolist() == [1.0]
     with caplog.at_level(logging.ERROR, logger="openrlhf_visualprm.reward_fn"):
         _, exp = run_sample(tokenizer, "mr_judge.py", {"image": env["image"]}, "anything")
-    assert exp.rewards.tolist() == [0.0] and exp.info["reward_fn/failed"].tolist() == [1.0]
+    assert exp.rewards.tolist() == [0.0] and exp.info["reward/failed_group"].tolist() == [1.0]
     assert '"reference"' in caplog.text
 
 
@@ -114,12 +114,12 @@ def test_mr_judge_reward_fn_equals_the_judge_called_directly(tokenizer, env, dem
     from scorer_wrappers import scripted_backend  # tests/support/
 
     import openrlhf_visualprm.judge.judge as judge_module
-    import openrlhf_visualprm.plugin.remote_reward as remote_reward
+    import openrlhf_visualprm.workers.reward_func as reward_func
     from openrlhf_visualprm.judge import MRJudge
-    from openrlhf_visualprm.plugin.remote_reward import judge_config_from_env
+    from openrlhf_visualprm.workers.reward_func import judge_config_from_env
 
     monkeypatch.setattr(judge_module, "make_backend", lambda *args, **kwargs: scripted_backend())
-    monkeypatch.setattr(remote_reward, "_CACHE", {})  # not the HF judge another test loaded
+    monkeypatch.setattr(reward_func, "_CACHE", {})  # not the HF judge another test loaded
     image = Image.open(demo_data.parent / env["image"]).convert("RGB")
     direct = MRJudge(scripted_backend(), **judge_config_from_env().judge_kwargs())
     texts = [c["response"] for c in env["candidates"]]
@@ -127,7 +127,7 @@ def test_mr_judge_reward_fn_equals_the_judge_called_directly(tokenizer, env, dem
     for reference, response in ((r, c) for r in texts for c in texts if r != c):
         label = {"image": env["image"], "question": env["question"], "reference": reference}
         _, exp = run_sample(tokenizer, "mr_judge.py", label, response)
-        assert exp.info["reward_fn/failed"].tolist() == [0.0]
+        assert exp.info["reward/failed_group"].tolist() == [0.0]
         got.append(exp.rewards.item())
         want.append(direct.judge_group([image], env["question"], [response], reference=reference).rewards[0])
     assert got == pytest.approx(want, abs=1e-6)
@@ -139,13 +139,13 @@ def test_image_outside_roots_gets_the_neutral_reward_and_is_reported(
 ):
     with caplog.at_level(logging.ERROR, logger="openrlhf_visualprm.reward_fn"):
         _, exp = run_sample(tokenizer, "visualprm.py", {"image": "../../etc/passwd"}, "x")
-    assert exp.rewards.tolist() == [0.0] and exp.info["reward_fn/failed"].tolist() == [1.0]
+    assert exp.rewards.tolist() == [0.0] and exp.info["reward/failed_group"].tolist() == [1.0]
     assert "outside the allowed image roots" in caplog.text
 
 
 def test_reward_fn_without_a_model_or_pool_raises_a_clear_error(monkeypatch):
     from openrlhf_visualprm.errors import ConfigError
-    from openrlhf_visualprm.plugin.remote_reward import make_reward_func
+    from openrlhf_visualprm.workers.reward_func import make_reward_func
 
     monkeypatch.delenv("OPENRLHF_VISUALPRM_POOL", raising=False)
     monkeypatch.delenv("OPENRLHF_VISUALPRM_PRM_MODEL", raising=False)
@@ -173,7 +173,7 @@ def test_bad_image_paths_get_the_neutral_reward(tokenizer, env, caplog, reward_f
     label = {"image": path, "reference": "r"}
     with caplog.at_level(logging.ERROR, logger="openrlhf_visualprm.reward_fn"):
         _, exp = run_sample(tokenizer, reward_file, label, "x")
-    assert exp.rewards.tolist() == [0.0] and exp.info["reward_fn/failed"].tolist() == [1.0]
+    assert exp.rewards.tolist() == [0.0] and exp.info["reward/failed_group"].tolist() == [1.0]
     assert needle in caplog.text
 
 
@@ -189,7 +189,7 @@ def test_a_process_whose_samples_are_mostly_bad_stops_instead_of_training_on_zer
     response = f"The answer is {env['answer']}."
     for label in (good, bad, good, bad):  # a full window at exactly the limit (2 of 4): scored on
         _, exp = run_sample(tokenizer, "outcome.py", label, response)
-        assert exp.info["reward_fn/failed"].tolist() == [float(label is bad)]
+        assert exp.info["reward/failed_group"].tolist() == [float(label is bad)]
         assert exp.rewards.tolist() == [float(label is good)]
     with caplog.at_level(logging.ERROR, logger="openrlhf_visualprm.reward_fn"):
         out, _ = run_sample(tokenizer, "outcome.py", bad, response)
@@ -201,4 +201,68 @@ def test_a_process_whose_samples_are_mostly_bad_stops_instead_of_training_on_zer
     monkeypatch.setenv("OPENRLHF_VISUALPRM_MAX_FAILED_FRACTION", "1")  # the documented way out
     for _ in range(5):
         _, exp = run_sample(tokenizer, "outcome.py", bad, response)
-        assert exp.info["reward_fn/failed"].tolist() == [1.0]
+        assert exp.info["reward/failed_group"].tolist() == [1.0]
+
+
+@pytest.mark.parametrize("reward_file", ["visualprm.py", "outcome.py", "mr_judge.py"])
+def test_a_micro_batch_mixing_good_and_bad_samples_splits_in_openrlhf(tokenizer, env, reward_file):
+    """Issue 20 item 1: a bad sample returned only the failure key, a good one also its stats;
+    OpenRLHF made per-sample ``info`` entries of both, and a micro-batch mixing them failed in its
+    own ``split_experience_batch`` ("Size of info[prm_min_step] (3) does not match batch_size (4)").
+    The samples go through OpenRLHF's real executor, ``_process_response_into_experience``, the
+    micro-batching of ``split_rollout_samples`` and ``split_experience_batch``."""
+    from openrlhf.trainer.ppo_utils.experience import split_experience_batch
+    from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
+
+    good = {"answer": env["answer"], "image": env["image"], "reference": env["candidates"][0]["response"]}
+    bad = {"answer": env["answer"]}  # no image, no reference: a bad sample for the PRM and the judge
+    if reward_file == "outcome.py":
+        bad = {"image": env["image"]}  # no ground truth: a bad sample for the outcome check
+    response = env["candidates"][0]["response"]
+    samples = [run_sample(tokenizer, reward_file, label, response)[1] for label in (good, bad, good, bad)]
+    assert [s.info["reward/failed_group"].item() for s in samples] == [0.0, 1.0, 0.0, 1.0]
+    assert len({frozenset(s.info) for s in samples}) == 1  # the same keys for every sample
+    maker = RemoteExperienceMaker.__new__(RemoteExperienceMaker)
+    maker.tokenizer = tokenizer
+    maker.args = SimpleNamespace(
+        train=SimpleNamespace(dynamic_batch_enable=False), rollout=SimpleNamespace(micro_batch_size=4)
+    )
+    (batch,) = maker.split_rollout_samples(samples)
+    items = split_experience_batch(batch)
+    assert [i.info["reward/failed_group"].item() for i in items] == [0.0, 1.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    "var, value, needle",
+    [
+        (
+            "OPENRLHF_VISUALPRM_MAX_FAILED_FRACTION",
+            "-0.1",
+            "OPENRLHF_VISUALPRM_MAX_FAILED_FRACTION must be a fraction",
+        ),
+        (
+            "OPENRLHF_VISUALPRM_MAX_FAILED_FRACTION",
+            "nan",
+            "OPENRLHF_VISUALPRM_MAX_FAILED_FRACTION must be a fraction",
+        ),
+        (
+            "OPENRLHF_VISUALPRM_FAILURE_WINDOW",
+            "0",
+            "OPENRLHF_VISUALPRM_FAILURE_WINDOW must be a whole number",
+        ),
+        (
+            "OPENRLHF_VISUALPRM_FAILURE_WINDOW",
+            "x",
+            "OPENRLHF_VISUALPRM_FAILURE_WINDOW='x' is not a valid int",
+        ),
+    ],
+)
+def test_an_out_of_range_guard_setting_is_refused_naming_the_variable(monkeypatch, var, value, needle):
+    """Issue 22 item 10: the error named neither variable (-0.1, nan, 0 ...)."""
+    from openrlhf_visualprm.errors import ConfigError
+    from openrlhf_visualprm.workers import reward_func
+
+    monkeypatch.setattr(reward_func, "_CACHE", {})
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError, match=needle):
+        reward_func._failure_window("outcome")

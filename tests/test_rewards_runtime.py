@@ -228,51 +228,67 @@ def test_prm_batches_suffixes_of_several_groups_and_equals_per_group(tiny_prm, m
 
 # ----------------------------------------------------------------------------- worker host
 def _score_groups_for_pool(groups: list[RewardGroup], kind: str):
-    from openrlhf_visualprm.images import ImageRoots
-    from openrlhf_visualprm.workers.groups import prepare_group as pool_group
+    """The groups as a pool receives them: the one preparation, strict (a pool answers 4xx)."""
+    from openrlhf_visualprm.rewards.groups import prepare_groups
 
-    return [
-        pool_group({"images": g.images, "question": g.question, "responses": g.responses}, ImageRoots(), kind)
-        for g in groups
-    ]
+    raws = [{"images": g.images, "question": g.question, "responses": g.responses} for g in groups]
+    return prepare_groups(raws, kind=kind, strict=True)
 
 
 def test_judge_worker_batch_equals_group_by_group_and_the_runtime():
+    """The worker hosts the same runtime and component the actor hosts: the same rows."""
+    from openrlhf_visualprm.judge.config import JudgeConfig
     from openrlhf_visualprm.workers.config import WorkerConfig
-    from openrlhf_visualprm.workers.scorers import JudgeScorer
     from openrlhf_visualprm.workers.worker import JudgeWorkerImpl
 
     judge, backend = scripted_judge(rounds=2)
-    worker = JudgeWorkerImpl(
-        WorkerConfig(model="scripted", kind="judge", num_gpus=0), scorer=JudgeScorer(judge, "scripted")
-    )
+    config = WorkerConfig(JudgeConfig(model="scripted", rounds=2), num_gpus=0)
+    worker = JudgeWorkerImpl(config, component=JudgeComponent(judge))
     groups = judge_groups()
     batch = worker.score_batch(_score_groups_for_pool(groups, "judge"))
     assert backend.stats["batches"] == 1  # the worker's batch is one runtime call
     one_by_one = [worker.score_batch(_score_groups_for_pool([g], "judge"))[0] for g in groups]
     direct = RewardRuntime({"judge": JudgeComponent(judge)}).score_groups(groups, batched=False)
     for b, o, d, g in zip(batch, one_by_one, direct, groups):
-        assert [r["score"] for r in b["results"]] == [r["score"] for r in o["results"]]
-        assert [r["score"] for r in b["results"]] == [r["components"]["judge"] for r in d]
-        assert [r["score"] for r in b["results"]] == pytest.approx(hand_win_rates(g, judge))
-        best = [r["note"] for r in b["results"]].index("best in group")
-        assert b["results"][best]["score"] == 1.0
+        scores = [r["components"]["judge"] for r in b["results"]]
+        assert scores == [r["components"]["judge"] for r in o["results"]]
+        assert scores == [r["components"]["judge"] for r in d]
+        assert scores == pytest.approx(hand_win_rates(g, judge))
+        assert [r["judge"] for r in b["results"]] == [r["judge"] for r in d]  # judge logs survive the pool
+        best = [r["judge"]["best"] for r in b["results"]].index(True)
+        assert scores[best] == 1.0
 
 
 def test_prm_worker_batch_equals_group_by_group(tiny_prm):
+    from openrlhf_visualprm.prm.config import PRMConfig
     from openrlhf_visualprm.workers.config import WorkerConfig
-    from openrlhf_visualprm.workers.scorers import PRMScorer
     from openrlhf_visualprm.workers.worker import PRMWorkerImpl
 
-    worker = PRMWorkerImpl(WorkerConfig(model="tiny", num_gpus=0), scorer=PRMScorer(tiny_prm))
+    worker = PRMWorkerImpl(
+        WorkerConfig(PRMConfig(model="tiny"), num_gpus=0), component=PRMComponent(tiny_prm)
+    )
     groups = prm_groups()
     pool_groups = _score_groups_for_pool(groups, "prm")
     batch = worker.score_batch(pool_groups)
     one_by_one = [worker.score_batch([g])[0] for g in pool_groups]
     for b, o, g in zip(batch, one_by_one, groups):
         direct = tiny_prm.score(g.images, g.question, responses=g.responses)
-        assert [r["score"] for r in b["results"]] == pytest.approx(
-            [r["score"] for r in o["results"]], abs=1e-5
-        )
-        assert [r["score"] for r in b["results"]] == pytest.approx([d.score for d in direct], abs=1e-5)
-        assert [r["steps"] for r in b["results"]] == [d.steps for d in direct]
+        scores = [r["components"]["prm"] for r in b["results"]]
+        assert scores == pytest.approx([r["components"]["prm"] for r in o["results"]], abs=1e-5)
+        assert scores == pytest.approx([d.score for d in direct], abs=1e-5)
+        assert [r["prm"]["steps"] for r in b["results"]] == [d.steps for d in direct]
+
+
+def test_prm_component_honours_request_options_and_explicit_steps(tiny_prm):
+    """A request's options (``RewardGroup.options``) and step lists reach the one PRM component."""
+    (group,) = prm_groups()[:1]
+    component = PRMComponent(tiny_prm)
+    asked = RewardGroup(group.question, group.responses, group.images, options={"aggregation": "min"})
+    stepped = RewardGroup(group.question, [], group.images, steps=[["First add 3 and 4.", "That is 7."]])
+    (mins, steps) = component.score_groups([asked, stepped])
+    direct = tiny_prm.score(group.images, group.question, responses=group.responses, aggregation="min")
+    assert [r["score"] for r in mins] == pytest.approx([d.score for d in direct], abs=1e-5)
+    assert [r["score"] for r in mins] == pytest.approx([min(d.step_scores) for d in direct], abs=1e-5)
+    (by_steps,) = tiny_prm.score(group.images, group.question, steps=[["First add 3 and 4.", "That is 7."]])
+    assert steps[0]["detail"]["steps"] == ["First add 3 and 4.", "That is 7."]
+    assert steps[0]["detail"]["step_scores"] == pytest.approx(by_steps.step_scores, abs=1e-6)

@@ -91,6 +91,17 @@ def test_serve_listens_on_loopback_only(tiny_prm_path, tmp_path):
         exposed = [s for s in sockets if not _is_loopback(s[2])]
         assert not exposed, f"listening beyond loopback: {exposed}"
         assert port in {p for _, _, _, p in sockets}
+        # Issue 22 item 1: a second service on the same port used to start and take half the traffic
+        second = subprocess.run(
+            [*cmd[:-3], "second-pool", "--ray-temp-dir", ray_dir],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
+        assert f"--port {port}: 127.0.0.1:{port} is already in use" in second.stdout + second.stderr
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

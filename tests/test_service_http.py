@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 from ray import serve
 
+from openrlhf_visualprm.prm.config import PRMConfig
 from openrlhf_visualprm.workers import PoolConfig, RewardPool, WorkerConfig
 from openrlhf_visualprm.workers.service import ServiceConfig, start_service
 
@@ -49,7 +50,7 @@ def service(ray_cluster, tiny_prm_path, demo_data):
     root = str(Path(demo_data).parent)
     pool = RewardPool.start(
         PoolConfig(
-            WorkerConfig(model=str(tiny_prm_path), num_gpus=0, num_cpus=0.5),
+            WorkerConfig(PRMConfig(path=str(tiny_prm_path)), num_gpus=0, num_cpus=0.5),
             name="test-service-pool",
             image_roots=[root],
         )
@@ -89,7 +90,7 @@ def test_openrlhf_remote_reward_client_gets_correct_rewards(service, items, dire
         query = PROMPT + response + "<|im_end|>"
         infos = asyncio.run(executor._fetch_rewards_via_http([query], [PROMPT], [label]))
         assert infos[0]["rewards"] == pytest.approx([expected], abs=TOL)
-        assert infos[0]["scores"] == infos[0]["rewards"] and infos[0]["extra_logs"]["prm_num_steps"][0] >= 1
+        assert infos[0]["scores"] == infos[0]["rewards"] and infos[0]["extra_logs"]["prm/num_steps"][0] >= 1
     # The same request shape with a whole group (labels as JSON strings, as some datasets store them).
     body = {
         "query": [PROMPT + r for r in responses],
@@ -167,6 +168,11 @@ def test_bad_requests_get_4xx_with_clear_messages_and_service_keeps_serving(serv
         (b'{"groups": []}', 400, "non-empty list"),
         (b'{"query": ["x"], "prompts": ["x"], "labels": "not a list"}', 400, "'labels' must be a list"),
         (b"x" * (300 * 1024), 413, "over the limit"),
+        # valid JSON that used to be a 500 (issue 22 item 4)
+        (b'{"groups": [], "n": ' + b"9" * 5000 + b"}", 400, "number too large"),
+        (json.dumps({**good, "timeout_s": 10**400}).encode(), 400, "'timeout_s' must be a positive, finite"),
+        (group(question="area \ud800?"), 400, "groups[0].question is not valid Unicode"),
+        (group(responses=["ok", "\udfff"]), 400, "groups[0].responses[1] is not valid Unicode"),
     ]
     for body, status, needle in cases:
         path = "/reward" if body.startswith(b'{"query"') else "/score"
@@ -181,19 +187,26 @@ def test_bad_requests_get_4xx_with_clear_messages_and_service_keeps_serving(serv
     prompt = "<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n"
     response = item["candidates"][0]["response"]
     body = {
-        "query": [prompt + "x", prompt + response, prompt + "y"],
-        "prompts": [prompt] * 3,
+        "query": [prompt + "x", prompt + response, prompt + "y", prompt + "z\ud800"],
+        "prompts": [prompt] * 4,
         "labels": [
             "no image here",
             {"image": item["image"], "question": item["question"]},
             {"image": "../../../../etc/passwd"},
+            {"image": item["image"], "question": item["question"]},  # its response: a lone surrogate
         ],
     }
-    reply = httpx.post(service + "/reward", json=body, timeout=120)
+    raw = json.dumps(body).encode()  # "\\ud800" in the JSON text, as a client may send it
+    reply = httpx.post(
+        service + "/reward", content=raw, headers={"content-type": "application/json"}, timeout=120
+    )
     assert reply.status_code == 200, reply.text
     out = reply.json()
-    assert out["extra_logs"]["reward_fn/failed"] == [1.0, 0.0, 1.0]
-    assert out["rewards"][0] == out["rewards"][2] == 0.0 and 0.0 < out["rewards"][1] < 1.0
+    assert out["extra_logs"]["reward/failed_group"] == [1.0, 0.0, 1.0, 1.0]
+    assert (
+        out["rewards"][0] == out["rewards"][2] == out["rewards"][3] == 0.0 and 0.0 < out["rewards"][1] < 1.0
+    )
+    assert all(len(v) == 4 for v in out["extra_logs"].values())  # one schema, the same keys per sample
     ok = httpx.post(service + "/score", json=good, timeout=60)
     assert ok.status_code == 200 and len(ok.json()["results"][0]) == 1
 

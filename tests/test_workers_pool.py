@@ -17,8 +17,10 @@ import pytest
 import ray
 from PIL import Image
 
+from openrlhf_visualprm.errors import InputError
+from openrlhf_visualprm.judge.config import JudgeConfig
+from openrlhf_visualprm.prm.config import PRMConfig
 from openrlhf_visualprm.workers import (
-    BadRequestError,
     PoolBusyError,
     PoolConfig,
     RewardPool,
@@ -73,7 +75,7 @@ def _assert_same(got: list[dict], want: list[dict]) -> None:
 @pytest.fixture(scope="module")
 def pool(ray_cluster, tiny_prm_path, demo_data):
     config = PoolConfig(
-        WorkerConfig(model=str(tiny_prm_path), num_gpus=0, num_cpus=0.5),
+        WorkerConfig(PRMConfig(path=str(tiny_prm_path)), num_gpus=0, num_cpus=0.5),
         num_workers=2,
         name="test-clean-pool",
         image_roots=[str(Path(demo_data).parent)],
@@ -88,7 +90,7 @@ def faulty_pool(ray_cluster, tiny_prm_path, demo_data):
     faults = {"oom_above_responses": 2, "delay_s": 0.3}  # tests/support/scorer_wrappers.py
     config = PoolConfig(
         WorkerConfig(
-            model=str(tiny_prm_path),
+            PRMConfig(path=str(tiny_prm_path)),
             num_gpus=0,
             num_cpus=0.5,
             scorer_wrapper="scorer_wrappers:inject_faults",
@@ -201,7 +203,7 @@ def test_bad_requests_raise_clear_errors_and_pool_keeps_serving(pool, items):
         ({"images": [items[0]["image"]], "question": "", "responses": ["a"]}, "question"),
     ]
     for group, needle in bad:
-        with pytest.raises(BadRequestError, match=needle):
+        with pytest.raises(InputError, match=needle):
             pool.score_groups([group])
     assert len(pool.score_groups([_group(items[0], n=1)])[0]) == 1
 
@@ -284,11 +286,9 @@ def test_judge_pool_through_ray_matches_the_judge_called_directly(
     options = {"max_new_tokens": 4, "schedule": "listwise", "rounds": 2}
     config = PoolConfig(
         WorkerConfig(
-            model=str(tiny_judge_path),
-            kind="judge",
+            JudgeConfig(path=str(tiny_judge_path), **options),
             num_gpus=0,
             num_cpus=0.5,
-            judge_options=options,
             scorer_wrapper="scorer_wrappers:scripted_judge",
         ),
         num_workers=1,
@@ -306,6 +306,8 @@ def test_judge_pool_through_ray_matches_the_judge_called_directly(
             want = direct.judge_group(group["images"], group["question"], group["responses"]).rewards
             assert len(results) == len(group["responses"])
             assert [r["score"] for r in results] == pytest.approx(want)
+            assert [r["best"] for r in results].count(True) == 1  # the judge's detail, not a PRM's
+            assert all(0.0 <= r["parse_failure_rate"] <= 1.0 for r in results)
             wants.append(want)
         # the scripted verdicts separate responses: a reordered group or a swapped result fails
         assert all(len(set(w)) > 1 for w in wants) and wants[0] != wants[1]
@@ -366,7 +368,7 @@ def test_restart_budget_is_per_window_and_a_worker_comes_back(ray_cluster, tiny_
     window = 20.0  # longer than a restart (model load) on a busy 2-CPU machine
     p = RewardPool.start(
         PoolConfig(
-            WorkerConfig(model=str(tiny_prm_path), num_gpus=0, num_cpus=0.5),
+            WorkerConfig(PRMConfig(path=str(tiny_prm_path)), num_gpus=0, num_cpus=0.5),
             num_workers=1,
             name="test-restart-window-pool",
             image_roots=[str(Path(demo_data).parent)],

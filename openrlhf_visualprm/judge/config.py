@@ -66,22 +66,6 @@ class JudgeConfig:
             "on_failure": self.on_failure,
         }
 
-    def check_loaded(self, options: Mapping[str, Any], backend: str, where: str) -> None:
-        """Refuse a judge loaded (by a pool) with other options than these: they change rewards."""
-        loaded = {
-            **JudgeConfig().judge_kwargs(),
-            **{k: v for k, v in options.items() if k in self.judge_kwargs()},
-        }
-        wanted = self.judge_kwargs()
-        diff = [f"{k} {loaded[k]!r} (asked {wanted[k]!r})" for k in wanted if loaded[k] != wanted[k]]
-        if backend != self.backend:
-            diff.append(f"backend {backend!r} (asked {self.backend!r})")
-        if diff:
-            raise ConfigError(
-                f"{where} runs the judge with {', '.join(diff)}; make --reward.judge.* match the pool or start a "
-                "pool with these options"
-            )
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -182,11 +182,6 @@ class PluginExperienceMaker(RemoteExperienceMaker):
                 exp.info[key] = torch.tensor(values[start : start + size], dtype=torch.float32)
             start += size
 
-    def compute_plugin_rewards(self, samples_list) -> None:
-        """Score the step's groups on the reward actors and attach the rewards (no overlap)."""
-        pending = self.submit_plugin_rewards(samples_list)
-        self.collect_plugin_rewards(samples_list, pending)
-
     def submit_plugin_rewards(self, samples_list):
         n = self.strategy.args.rollout.n_samples_per_prompt
         groups, where = build_groups(samples_list, self.tokenizer, n, self.reward_plan.dense_active)

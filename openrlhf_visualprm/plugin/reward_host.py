@@ -60,8 +60,8 @@ class PluginRewards:
         """``groups``: ``{"prompt", "label", "images", "responses"}`` each (None: padding -> None)."""
         answer_key = self.plan.outcome.answer_key if self.plan.outcome else DEFAULT_ANSWER_KEY
         needs_images = self.plan.prm is not None or self.plan.judge is not None
-        prepared = [
-            None if g is None else prepare_groups([g], self.roots, answer_key, needs_images)[0]
-            for g in groups
-        ]
-        return self.runtime.score_groups(prepared, batched=batched)
+        real = [g for g in groups if g is not None]
+        prepared = iter(prepare_groups(real, self.roots, answer_key, needs_images))  # images decoded once
+        return self.runtime.score_groups(
+            [None if g is None else next(prepared) for g in groups], batched=batched
+        )

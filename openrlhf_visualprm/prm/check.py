@@ -9,21 +9,17 @@ VisualPRM-8B-v1.1 (Qwen2) checkpoints.
 
 :func:`check_loaded` runs on an already loaded :class:`~openrlhf_visualprm.prm.scorer.VisualPRM`
 (no forward pass); ``VisualPRM.from_pretrained`` calls it on every load, so reward workers,
-evaluators and the CLI all log the same lines. :func:`check_model` loads and checks in one call
-(for a launcher's pre-flight on the reward nodes). Weights always load strictly: the loader
-raises on any missing or unexpected tensor.
+evaluators and the CLI all log the same lines; the ``check-model`` command is
+:mod:`openrlhf_visualprm.prm.cli_check`. Weights always load strictly: the loader raises on any
+missing or unexpected tensor.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from openrlhf_visualprm.prm import template as T
-from openrlhf_visualprm.prm.load_options import add_load_arguments
 
 # What the released checkpoints have (spec visualprm.md): InternViT-300M-448px, patch 14,
 # pixel shuffle 0.5 -> 256 tokens per 448 px tile, template internvl2_5.
@@ -202,37 +198,3 @@ def _raw_config_of(prm) -> dict | None:
         return read_config(resolve_checkpoint(prm.model_id))
     except (OSError, ValueError):
         return None
-
-
-def check_model(path_or_alias: str, system_message: str | None = None, device: str = "cpu", dtype="float32"):
-    """Load ``path_or_alias`` strictly and return its :class:`ModelCheck` (for pre-flight checks)."""
-    from openrlhf_visualprm.prm.scorer import VisualPRM
-
-    prm = VisualPRM.from_pretrained(path_or_alias, device=device, dtype=dtype, system_message=system_message)
-    return prm.check_report
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = (
-        "Load a VisualPRM checkpoint strictly and print what the scorer relies on (architecture, image "
-        "tokens per tile, '+'/'-' ids, BOS rule, system message and its source), with a warning for "
-        "anything that differs from the released checkpoints."
-    )
-    parser.add_argument(
-        "model", metavar="PATH_OR_ALIAS", help="checkpoint folder or alias (visualprm, visualprm-v1)"
-    )
-    add_load_arguments(parser, tiles=False)
-    parser.add_argument("--json", action="store_true", help="print the check as JSON")
-    parser.add_argument("--strict", action="store_true", help="exit with status 1 when there is a warning")
-
-
-def run(args: argparse.Namespace) -> int:
-    report = check_model(args.model, system_message=args.system_message, device=args.device, dtype=args.dtype)
-    if args.json:
-        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
-    else:
-        print(report.format())
-    if args.strict and report.warnings:
-        print(f"{len(report.warnings)} warning(s) with --strict", file=sys.stderr)
-        return 1
-    return 0

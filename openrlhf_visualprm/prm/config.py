@@ -7,9 +7,10 @@ the same thing everywhere and an option a route cannot honour is an error, never
 Two kinds of fields:
 - *scoring* options (:data:`SCORING_FIELDS`: method, aggregation, max_steps, splitter,
   temperature) travel with each request and every host honours them;
-- *model* options (``max_tiles``, ``dtype``) are fixed when the model is loaded. A host that loaded
-  the model with other values (a running reward pool) refuses the request
-  (:meth:`PRMConfig.check_loaded`) rather than silently scoring with its own.
+- *model* options (``max_tiles``, ``dtype``, ``system_message``, the checkpoint) are fixed when
+  the model is loaded. A plan served by a running reward pool whose config differs in any of them
+  is refused by name (``rewards.components.loaded_config_diff``) rather than silently scored
+  with the pool's.
 Torch-free.
 """
 
@@ -128,21 +129,6 @@ class PRMConfig:
                 "(max_tiles / dtype are fixed when the model is loaded)"
             )
         return replace(self, **dict(options))
-
-    def check_loaded(self, max_tiles: int, dtype: str, where: str, system_message: str | None = None) -> None:
-        """Refuse to score with a model loaded with other model options than these."""
-        problems = []
-        if system_message != self.system_message:
-            problems.append(f"system_message {system_message!r} (asked {self.system_message!r})")
-        if max_tiles != self.max_tiles:
-            problems.append(f"max_tiles {max_tiles} (asked {self.max_tiles})")
-        if dtype != self.dtype:
-            problems.append(f"dtype {dtype} (asked {self.dtype})")
-        if problems:
-            raise ConfigError(
-                f"{where} loaded VisualPRM with {', '.join(problems)}; these are fixed at load time, so "
-                "make --reward.prm.max_tiles / .dtype / .system_message match the pool or start a pool with these values"
-            )
 
 
 def _choice(name: str, value: Any, choices: tuple) -> None:

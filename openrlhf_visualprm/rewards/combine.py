@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 
 def combine(
@@ -42,26 +42,36 @@ def step_rewards(prm: dict | None, weight: float, mode: str, v0: float) -> list[
     return [weight * r for r in dense_rewards(prm["step_scores"], mode, v0)]
 
 
-def sample_logs(result: dict) -> dict[str, float]:
-    """Numbers to log for one response (``reward/<component>``, PRM / judge / outcome stats)."""
-    logs = {f"reward/{name}": float(value) for name, value in result["components"].items()}
+JUDGE_LOG_STATS = ("parse_failure_rate", "first_position_pick_rate", "swap_flip_rate", "reward_spread")
+
+
+def sample_logs(result: dict, components: Iterable[str] | None = None) -> dict[str, float]:
+    """The one log schema: numbers to log for one response, on every route.
+
+    The keys depend only on ``components`` (default: the result's own), never on the sample:
+    OpenRLHF turns each key into a per-sample ``info`` entry and splits them by batch size, so a
+    bad sample must return the same keys as a good one. A value a sample does not have (a bad
+    sample's step statistics, a statistic the judge's schedule does not measure) is 0.0;
+    ``reward/failed_group`` says which samples those are.
+    """
+    names = list(result["components"] if components is None else components)
+    logs = {f"reward/{name}": float(result["components"].get(name, 0.0)) for name in names}
     logs["reward/failed_group"] = float(bool(result.get("error")))
-    prm = result.get("prm")
-    if prm is not None:
+    if "prm" in names:
+        prm = result.get("prm") or {}
         steps = prm.get("step_scores") or []
         logs["prm/num_steps"] = float(len(steps))
-        if steps:
-            logs["prm/min_step_score"] = float(min(steps))
-            logs["prm/first_step_score"] = float(steps[0])
-            logs["prm/last_step_score"] = float(steps[-1])
+        logs["prm/min_step_score"] = float(min(steps)) if steps else 0.0
+        logs["prm/first_step_score"] = float(steps[0]) if steps else 0.0
+        logs["prm/last_step_score"] = float(steps[-1]) if steps else 0.0
         logs["prm/truncated"] = float(bool(prm.get("truncated")))
         logs["prm/noted"] = float(prm.get("note") is not None)
-    judge = result.get("judge")
-    if judge:
-        for key in ("parse_failure_rate", "first_position_pick_rate", "swap_flip_rate", "reward_spread"):
-            if isinstance(judge.get(key), (int, float)):
-                logs[f"judge/{key}"] = float(judge[key])
-    outcome = result.get("outcome")
-    if outcome is not None:
-        logs["outcome/no_answer"] = float(outcome.get("answer") is None)
+    if "judge" in names:
+        judge = result.get("judge") or {}
+        for key in JUDGE_LOG_STATS:
+            value = judge.get(key)
+            logs[f"judge/{key}"] = float(value) if isinstance(value, (int, float)) else 0.0
+    if "outcome" in names:
+        outcome = result.get("outcome")
+        logs["outcome/no_answer"] = float(outcome is None or outcome.get("answer") is None)
     return logs

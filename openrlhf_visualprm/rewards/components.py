@@ -10,10 +10,11 @@ Hosts that keep the model elsewhere (a Ray pool) implement the same protocol in 
 
 from __future__ import annotations
 
-import re
+import json
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from openrlhf_visualprm.prm.config import PRMConfig
 from openrlhf_visualprm.rewards.groups import RewardGroup
 
 Scored = dict[str, Any]  # {"score": float, "detail": dict | None}
@@ -29,17 +30,16 @@ class Component(Protocol):
     def score_groups(self, groups: Sequence[RewardGroup]) -> list[list[Scored]]: ...
 
 
-def splitter_of(text: str) -> str | re.Pattern[str]:
-    """``re:PATTERN`` is a regular expression, anything else a literal separator."""
-    return re.compile(text[3:]) if text.startswith("re:") else text
-
-
 class PRMComponent:
-    """VisualPRM step scores aggregated to one number per response (details keep the steps)."""
+    """VisualPRM step scores aggregated to one number per response (details keep the steps).
+
+    A group's request options (``RewardGroup.options``) override these scoring options for that
+    group; explicit step lists (``RewardGroup.steps``) are scored as given, without splitting."""
 
     name = "prm"
     needs = ("label", "image", "response")
     neutral = 0.0
+    splittable = True  # a response's score does not depend on its siblings
 
     def __init__(
         self,
@@ -55,17 +55,38 @@ class PRMComponent:
         self.method, self.aggregation, self.max_steps = method, aggregation, max_steps
         self.splitter, self.temperature, self.max_batch_tokens = splitter, temperature, max_batch_tokens
 
+    def options(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "aggregation": self.aggregation,
+            "max_steps": self.max_steps,
+            "splitter": self.splitter,
+            "temperature": self.temperature,
+        }
+
     def score_groups(self, groups: Sequence[RewardGroup]) -> list[list[Scored]]:
-        results = self.prm.score_groups(
-            [(g.images, g.question, g.responses) for g in groups],
-            method=self.method,
-            aggregation=self.aggregation,
-            max_steps=self.max_steps,
-            splitter=splitter_of(self.splitter),
-            temperature=self.temperature,
-            max_batch_tokens=self.max_batch_tokens,
-        )
-        return [[prm_scored(r.to_dict()) for r in group] for group in results]
+        out: list[list[Scored] | None] = [None] * len(groups)
+        by_options: dict[str, list[int]] = {}
+        for i, g in enumerate(groups):
+            by_options.setdefault(json.dumps(g.options, sort_keys=True), []).append(i)
+        for indices in by_options.values():
+            # the one parser of these options (a "re:" splitter is a regular expression)
+            kwargs = PRMConfig(**{**self.options(), **groups[indices[0]].options}).score_kwargs()
+            stepped = [i for i in indices if groups[i].steps is not None]
+            for i in stepped:
+                g = groups[i]
+                results = self.prm.score(g.images, g.question, steps=g.steps, **kwargs)
+                out[i] = [prm_scored(r.to_dict()) for r in results]
+            whole = [i for i in indices if groups[i].steps is None]
+            if whole:
+                results = self.prm.score_groups(
+                    [(groups[i].images, groups[i].question, groups[i].responses) for i in whole],
+                    max_batch_tokens=self.max_batch_tokens,
+                    **kwargs,
+                )
+                for i, group in zip(whole, results, strict=True):
+                    out[i] = [prm_scored(r.to_dict()) for r in group]
+        return [o or [] for o in out]
 
 
 def prm_scored(result: dict[str, Any]) -> Scored:
@@ -80,6 +101,7 @@ class JudgeComponent:
     name = "judge"
     needs: tuple[str, ...] = ("label", "image", "question", "response")
     neutral = 0.0
+    splittable = False  # rewards compare the responses of a group
 
     def __init__(self, judge: Any) -> None:
         self.judge = judge
@@ -114,6 +136,7 @@ class OutcomeComponent:
     name = "outcome"
     needs = ("label", "truth", "response")
     neutral = 0.0
+    splittable = True
 
     def __init__(
         self, checker: str = "math-verify", timeout_s: float = 5.0, answer_key: str = "answer"
@@ -150,19 +173,23 @@ class OutcomeComponent:
 
 
 # ----------------------------------------------------------------------------- from the config types
-# One home for "these settings -> this component", so every in-process host (the plugin's reward
-# actor, the reward_fns files) loads a model the same way and gives a sample the same reward.
-def load_prm_component(cfg: Any, device: str, max_batch_tokens: int = 32768) -> PRMComponent:
+# One home for "these settings -> this component", so every host (the plugin's reward actor, the
+# pool workers, the reward_fns files) loads a model the same way and gives a sample the same reward.
+def load_prm_component(
+    cfg: Any, device: str, max_batch_tokens: int = 32768, attn_implementation: str | None = None
+) -> PRMComponent:
     """The VisualPRM a :class:`~openrlhf_visualprm.prm.config.PRMConfig` names, loaded on ``device``
     with its model options, scoring with its scoring options."""
     from openrlhf_visualprm.prm.scorer import VisualPRM
 
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     prm = VisualPRM.from_pretrained(
-        cfg.path or cfg.model,
+        checkpoint_of(cfg),
         device=device,
         dtype=cfg.load_dtype(device),
         max_tiles=cfg.max_tiles,
         system_message=cfg.system_message,
+        **extra,
     )
     return PRMComponent(prm, max_batch_tokens=max_batch_tokens, **cfg.scoring_options())
 
@@ -172,7 +199,7 @@ def load_judge_component(cfg: Any, device: str, image_roots: Any = None) -> Judg
     from openrlhf_visualprm.judge.judge import MRJudge
 
     judge = MRJudge.from_pretrained(
-        cfg.path or cfg.model,
+        checkpoint_of(cfg),
         backend=cfg.backend,
         device=device,
         max_new_tokens=cfg.max_new_tokens,
@@ -185,3 +212,49 @@ def load_judge_component(cfg: Any, device: str, image_roots: Any = None) -> Judg
 def outcome_component(cfg: Any) -> OutcomeComponent:
     """The answer check an :class:`~openrlhf_visualprm.outcome.config.OutcomeConfig` describes."""
     return OutcomeComponent(cfg.checker, cfg.timeout_s, cfg.answer_key)
+
+
+def checkpoint_of(cfg: Any) -> str:
+    """The checkpoint a PRM / judge config loads: its resolved ``path``, else its ``model``."""
+    return cfg.path or cfg.model
+
+
+# Fields a host sets apart from the loaded model: ``model`` is the name as typed (the resolved
+# checkpoint is compared instead); PRM scoring options travel with each request; dense / v0 are
+# applied by the host to the step scores.
+_HOST_SIDE = {"model", "path", "method", "aggregation", "max_steps", "splitter", "temperature", "dense", "v0"}
+
+
+def loaded_config_diff(loaded: Any, asked: Any) -> list[str]:
+    """Every field of two component configs (PRMConfig / JudgeConfig) that changes a score and
+    differs, checkpoint included, as ``"field <loaded> (asked <asked>)"``; empty when they agree.
+    A field added to a config type later is compared too, unless it is declared host-side above."""
+    from dataclasses import fields
+
+    if type(loaded) is not type(asked):
+        return [f"kind {type(loaded).__name__} (asked {type(asked).__name__})"]
+    diff = []
+    a, b = _checkpoint_id(loaded), _checkpoint_id(asked)
+    if a != b:
+        diff.append(f"checkpoint {a!r} (asked {b!r})")
+    for f in fields(loaded):
+        if f.name in _HOST_SIDE:
+            continue
+        x, y = getattr(loaded, f.name), getattr(asked, f.name)
+        if x != y:
+            diff.append(f"{f.name} {x!r} (asked {y!r})")
+    return diff
+
+
+def _checkpoint_id(cfg: Any) -> str:
+    """The checkpoint folder a config loads, resolved through the one resolver when it can be."""
+    import os
+
+    from openrlhf_visualprm.registry import resolve_model
+
+    name = checkpoint_of(cfg)
+    try:
+        path = resolve_model(name).path or name
+    except (OSError, ValueError):
+        path = name
+    return os.path.realpath(path) if os.path.isdir(path) else path

@@ -58,12 +58,22 @@ class FailureWindow:
     """
 
     def __init__(
-        self, size: int = DEFAULT_FAILURE_WINDOW, max_fraction: float = DEFAULT_MAX_FAILED_FRACTION
+        self,
+        size: int = DEFAULT_FAILURE_WINDOW,
+        max_fraction: float = DEFAULT_MAX_FAILED_FRACTION,
+        names: tuple[str, str] = ("failure window", "max failed fraction"),
     ) -> None:
-        if size < 1 or not 0 <= max_fraction <= 1:
+        """``names``: what the user set the two values with (a flag, an env var), for the error."""
+        size_name, fraction_name = names
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"{size_name} must be a whole number of samples >= 1, got {size!r}")
+        if (
+            isinstance(max_fraction, bool)
+            or not isinstance(max_fraction, (int, float))
+            or not 0 <= max_fraction <= 1  # NaN fails this too
+        ):
             raise ConfigError(
-                f"failure window of {size} samples with max fraction {max_fraction}: need size >= 1 and a "
-                "fraction in [0, 1]"
+                f"{fraction_name} must be a fraction in [0, 1] (1: never stop), got {max_fraction!r}"
             )
         self.size = size
         self.max_fraction = max_fraction

@@ -31,10 +31,26 @@ logger = logging.getLogger("openrlhf_visualprm.rewards")
 class RewardRuntime:
     """Components by name (``prm`` / ``judge`` / ``outcome``), scored over many groups at once."""
 
-    def __init__(self, components: Mapping[str, Component]) -> None:
+    def __init__(self, components: Mapping[str, Component], log_interval_s: float = 0.0) -> None:
         self.components = dict(components)
         self.last_timings: dict[str, float] = {}
         self.failed_groups = 0
+        # Bad groups are logged at ERROR with their reason; a host that takes a stream of single
+        # samples (the HTTP service) logs at most one line per interval, counting the rest.
+        self.log_interval_s = log_interval_s
+        self._last_log = float("-inf")
+        self._unlogged = 0
+
+    def _log_bad(self, index: int, failed: list[str], reason: str) -> None:
+        now = time.monotonic()
+        if now - self._last_log < self.log_interval_s:
+            self._unlogged += 1
+            return
+        more = f" ({self._unlogged} more bad groups since the last line)" if self._unlogged else ""
+        logger.error(
+            "prompt group %d: bad sample, neutral reward for %s: %s%s", index, ", ".join(failed), reason, more
+        )
+        self._last_log, self._unlogged = now, 0
 
     @property
     def names(self) -> list[str]:
@@ -70,12 +86,7 @@ class RewardRuntime:
             if failed:  # a broken part no component needs (no reference without that schedule) is fine
                 parts = {need for n in failed for need in self.components[n].needs if need in g.broken}
                 reason = "; ".join(dict.fromkeys(g.broken[p] for p in sorted(parts)))
-                logger.error(
-                    "prompt group %d: bad sample, neutral reward for %s: %s",
-                    i,
-                    ", ".join(failed) or "none",
-                    reason,
-                )
+                self._log_bad(i, failed, reason)
                 self.failed_groups += 1
                 tags = sorted({g.broken[p].split(":", 1)[0] for p in parts})
                 for row in rows[i]:

@@ -3,11 +3,12 @@
 Public API (everything else is internal)::
 
     import ray
+    from openrlhf_visualprm.prm.config import PRMConfig
     from openrlhf_visualprm.workers import PoolConfig, RewardPool, WorkerConfig
 
     ray.init(...)                                    # or ray.init(address="auto") in a cluster
-    pool = RewardPool.start(PoolConfig(
-        WorkerConfig(model="/ckpt/VisualPRM-8B", kind="prm", num_gpus=1, max_batch_tokens=32768),
+    pool = RewardPool.start(PoolConfig(              # the component config whole: PRMConfig / JudgeConfig
+        WorkerConfig(PRMConfig(path="/ckpt/VisualPRM-8B"), num_gpus=1, max_batch_tokens=32768),
         num_workers=4, strategy="SPREAD", image_roots=["/data/images"]))
 
     # from any process in the same cluster (e.g. a reward function in a vLLM actor):
@@ -18,10 +19,16 @@ Public API (everything else is internal)::
     ], timeout_s=120)
     # -> one list per group, one dict per response (PRMResult fields):
     #    {"steps", "spans", "step_scores", "score", "truncated", "note"}
+    # (a judge pool: {"score", "best", <group statistics>}); hosts read the runtime's rows: score_rows
     await pool.ascore_groups(...)                    # the same, for async callers
     pool.stats(); pool.shutdown()
 
-Errors: ``BadRequestError`` (a ``ValueError``: bad group, image missing or outside the roots),
+Workers host the reward runtime (:mod:`openrlhf_visualprm.rewards`) the plugin's reward actor hosts;
+this package adds only Ray's and HTTP's business (placement, routing, token batching, cache,
+restarts, auth, limits), and ``reward_func.py``, the host behind ``reward_fns/``.
+
+Errors: an ``InputError`` (a ``ValueError``: bad group, image missing or outside the roots; ``BadRequestError``
+for a malformed request, ``RequestTooLargeError`` past a size limit),
 ``RewardTimeoutError`` (a ``TimeoutError``), ``PoolBusyError`` (queue full for the whole timeout),
 ``WorkerFailedError``. The HTTP service (``openrlhf-visualprm serve``) is in ``service.py``.
 

@@ -1,8 +1,10 @@
 """A reward-runtime component whose model runs in a reward pool (Ray workers).
 
-The plugin's reward actor and ``reward_fns`` use it for the component of the pool's kind, so
-that component gets the pool's batching across groups, cache, OOM splitting and restarts while
-the runtime (error policy, combination) stays the same as with a local model.
+The plugin's reward actor, ``reward_fns`` and the HTTP service use it for the component of the
+pool's kind, so that component gets the pool's batching across groups, cache, OOM splitting and
+restarts while the runtime (error policy, combination, logs) stays the same as with a local
+model. The workers run the same runtime on the same component config, so a row comes back with
+the same score and detail (judge statistics included) a local component would give.
 """
 
 from __future__ import annotations
@@ -10,49 +12,50 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from openrlhf_visualprm.rewards.components import JudgeComponent, PRMComponent, Scored, prm_scored
+from openrlhf_visualprm.errors import ConfigError
+from openrlhf_visualprm.rewards.components import Scored, loaded_config_diff
 from openrlhf_visualprm.rewards.groups import RewardGroup
 
 
 class PoolComponent:
-    """``name``: ``prm`` or ``judge`` (the pool's worker kind); ``config``: PRM request options."""
+    """The pool's component (``prm`` or ``judge``) in a host's runtime.
 
-    def __init__(self, pool: Any, name: str, config: dict[str, Any] | None = None) -> None:
-        if name not in ("prm", "judge"):
-            raise ValueError(f"a reward pool serves 'prm' or 'judge', not {name!r}")
-        self.pool, self.name, self.config = pool, name, config
-        ref = PRMComponent if name == "prm" else JudgeComponent
-        self.needs, self.neutral = ref.needs, ref.neutral
+    ``options``: the host's PRM scoring options, sent with every group whose request set none.
+    """
+
+    def __init__(self, pool: Any, options: dict[str, Any] | None = None) -> None:
+        from openrlhf_visualprm.rewards.components import JudgeComponent, PRMComponent
+
+        worker = pool.config.worker
+        self.pool, self.name, self.options = pool, worker.kind, dict(options or {})
+        ref = PRMComponent if self.name == "prm" else JudgeComponent
+        self.needs, self.neutral, self.splittable = ref.needs, ref.neutral, ref.splittable
+        if self.name == "judge" and getattr(worker.component, "schedule", None) == "reference":
+            self.needs = (*ref.needs, "reference")
 
     @classmethod
     def for_config(cls, pool: Any, cfg: Any, where: str) -> PoolComponent:
-        """The component of ``pool``'s kind for ``cfg`` (its ``PRMConfig`` / ``JudgeConfig``).
+        """The component of ``pool``'s kind for ``cfg`` (the plan's ``PRMConfig`` / ``JudgeConfig``).
 
-        Load-time options the pool's workers were started with (PRM tiles, dtype, system message;
-        judge options and backend) must equal the asked ones, else a ``ConfigError`` names them:
-        they change every reward. PRM scoring options travel with each request.
+        The pool's workers were built from their own component config: every field of it that
+        changes a score (checkpoint, tiles, dtype, system message; judge schedule, rounds,
+        backend, max_new_tokens, ...) must equal the asked one, else a ``ConfigError`` names
+        them. PRM scoring options travel with each request instead.
         """
-        worker = pool.config.worker
-        if worker.kind == "prm":
-            cfg.check_loaded(worker.max_tiles, worker.dtype, where, worker.system_message)
-            return cls(pool, "prm", cfg.scoring_options())
-        cfg.check_loaded(worker.judge_options, worker.judge_backend, where)
-        return cls(pool, "judge")
+        diff = loaded_config_diff(pool.config.worker.component, cfg)
+        if diff:
+            raise ConfigError(
+                f"{where} runs its {pool.config.worker.kind} with {', '.join(diff)}; these are fixed when the pool "
+                "starts, so make the plan's settings match the pool or start a pool with these values"
+            )
+        return cls(pool, cfg.scoring_options() if pool.config.worker.kind == "prm" else None)
 
     def score_groups(self, groups: Sequence[RewardGroup]) -> list[list[Scored]]:
-        payload = []
-        for g in groups:
-            item: dict[str, Any] = {
-                "images": list(g.images),
-                "question": g.question,
-                "responses": list(g.responses),
-            }
-            if self.config is not None:
-                item["config"] = dict(self.config)
-            if self.name == "judge" and g.reference is not None:
-                item["reference"] = g.reference
-            payload.append(item)
-        results = self.pool.score_groups(payload)  # one request: the pool batches across groups
-        if self.name == "prm":
-            return [[prm_scored(r) for r in group] for group in results]
-        return [[{"score": float(r["score"]), "detail": None} for r in group] for group in results]
+        from dataclasses import replace
+
+        sent = [replace(g, options={**self.options, **g.options}) if self.options else g for g in groups]
+        rows = self.pool.score_rows(sent)  # one request: the pool batches across groups
+        return [
+            [{"score": float(r["components"][self.name]), "detail": r.get(self.name)} for r in group]
+            for group in rows
+        ]

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from openrlhf_visualprm.images import DEFAULT_MAX_TILES
+from openrlhf_visualprm.judge.config import JudgeConfig
+from openrlhf_visualprm.prm.config import PRMConfig
+from openrlhf_visualprm.rewards.groups import (
+    DEFAULT_MAX_GROUP_PIXELS,
+    DEFAULT_MAX_IMAGES_PER_GROUP,
+    DEFAULT_MAX_REQUEST_PIXELS,
+    ImageLimits,
+)
 
 DEFAULT_POOL_NAME = "visualprm-reward-pool"
 DEFAULT_NAMESPACE = "openrlhf_visualprm"
@@ -16,44 +23,52 @@ DEFAULT_NAMESPACE = "openrlhf_visualprm"
 
 @dataclass
 class WorkerConfig:
-    """One reward model worker.
+    """One reward model worker: the component config whole, plus where and how it runs.
 
-    ``kind`` is ``"prm"`` (VisualPRM) or ``"judge"`` (MR. Judge). ``num_gpus`` may be fractional to
-    share a GPU with rollout engines. ``max_batch_tokens`` is the token budget of one batch the
-    pool sends to the worker (estimated from text length and image count).
+    ``component`` is the frozen :class:`~openrlhf_visualprm.prm.config.PRMConfig` (VisualPRM) or
+    :class:`~openrlhf_visualprm.judge.config.JudgeConfig` (MR. Judge) the one loader
+    (:mod:`openrlhf_visualprm.rewards.components`) builds the worker's component from, exactly as
+    the plugin's reward actor does; a host compares it with its plan field by field
+    (``rewards.components.loaded_config_diff``). ``num_gpus`` may be fractional to share a GPU
+    with rollout engines. ``max_batch_tokens`` is the token budget of one batch the pool sends
+    to the worker (estimated from text length and image count).
     """
 
-    model: str
-    kind: str = "prm"
+    component: PRMConfig | JudgeConfig
     device: str = "auto"  # "auto" -> cuda when the worker got a GPU, else cpu
-    dtype: str = "auto"  # "auto" -> bfloat16 on GPU, float32 on CPU
     attn_implementation: str | None = None  # e.g. "sdpa", "flash_attention_2"; None = model default
     num_gpus: float = 1.0
     num_cpus: float = 1.0
     max_batch_tokens: int = 32768
     image_tokens_per_image: int = 1792  # estimate used for batching: 7 tiles x 256 tokens
-    max_tiles: int = DEFAULT_MAX_TILES
-    # PRM system message: prm | internvl2_5 | config | the text; None: the checkpoint config's, else
-    # InternVL2.5's (prm.template.resolve_system_message). Fixed at load, like max_tiles and dtype.
-    system_message: str | None = None
-    judge_backend: str = "hf"  # "hf" or "vllm"
-    judge_options: dict = field(default_factory=dict)  # MRJudge.from_pretrained kwargs: schedule, rounds, ...
     torch_threads: int | None = None  # CPU threads per worker; None = num_cpus (at least 1)
-    # "module:function", called in the worker as function(scorer, **scorer_wrapper_options) once the
-    # model is loaded; returns the scorer the worker runs. For instrumentation and failure drills
-    # (the tests inject OOMs and delays this way); the module must be on the workers' PYTHONPATH.
+    # "module:function", called in the worker as function(component, **scorer_wrapper_options) once
+    # the model is loaded; returns the component the worker runs. For instrumentation and failure
+    # drills (the tests inject OOMs and delays this way); the module must be on the workers' PYTHONPATH.
     scorer_wrapper: str | None = None
     scorer_wrapper_options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("prm", "judge"):
-            raise ValueError(f"WorkerConfig.kind must be 'prm' or 'judge', got {self.kind!r}")
+        if not isinstance(self.component, (PRMConfig, JudgeConfig)):
+            raise ValueError(
+                f"WorkerConfig.component must be a PRMConfig or a JudgeConfig, got {type(self.component).__name__}"
+            )
         if self.num_gpus < 0 or self.num_cpus < 0:
             raise ValueError(f"num_gpus/num_cpus must be >= 0, got {self.num_gpus}/{self.num_cpus}")
         if self.scorer_wrapper is not None and ":" not in self.scorer_wrapper:
             raise ValueError(f"scorer_wrapper must be 'module:function', got {self.scorer_wrapper!r}")
         if self.max_batch_tokens < 1:
             raise ValueError(f"max_batch_tokens must be >= 1, got {self.max_batch_tokens}")
+
+    @property
+    def kind(self) -> str:
+        """``prm`` or ``judge``: the component the worker hosts."""
+        return "prm" if isinstance(self.component, PRMConfig) else "judge"
+
+    @property
+    def model(self) -> str:
+        """The checkpoint the worker loads."""
+        return self.component.path or self.component.model
 
 
 @dataclass
@@ -73,10 +88,10 @@ class PoolConfig:
     strategy: str = "PACK"
     image_roots: list[str] = field(default_factory=list)
     max_image_bytes: int = 16 * 1024 * 1024
-    # What one request may make the pool's callers decode (see workers.groups.ImageLimits).
-    max_images_per_group: int = 8
-    max_group_pixels: int = 64_000_000
-    max_request_pixels: int = 128_000_000
+    # What one request may make the pool's callers decode (see rewards.groups.ImageLimits).
+    max_images_per_group: int = DEFAULT_MAX_IMAGES_PER_GROUP
+    max_group_pixels: int = DEFAULT_MAX_GROUP_PIXELS
+    max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS
     max_pending_groups: int = 4096
     request_timeout_s: float = 600.0
     cache_size: int = 100_000  # scored units (responses for the PRM, groups for the judge); 0 = off
@@ -86,6 +101,12 @@ class PoolConfig:
     max_restarts: int = 3
     restart_window_s: float = 600.0
     detached: bool = False  # survive the driver that created it (for a long-running service)
+
+    def image_limits(self) -> ImageLimits:
+        """The pool's image limits; PRM images ship at the size the worker's tiling reads."""
+        component = self.worker.component
+        shrink = component.max_tiles if isinstance(component, PRMConfig) else None
+        return ImageLimits(self.max_images_per_group, self.max_group_pixels, self.max_request_pixels, shrink)
 
     def __post_init__(self) -> None:
         if self.num_workers < 1:

@@ -10,18 +10,21 @@ re-raises an actor's exception in the caller as a subclass of the original, so
 
 from __future__ import annotations
 
-from openrlhf_visualprm.errors import InputError, VisualPRMError
+from openrlhf_visualprm.errors import InputError, RequestTooLargeError, VisualPRMError
+
+__all__ = [
+    "BadRequestError",
+    "PoolBusyError",
+    "RequestTooLargeError",
+    "RewardTimeoutError",
+    "WorkerFailedError",
+]
 
 
 class BadRequestError(InputError):
-    """The request itself is wrong (missing field, bad image, path outside roots); fix the input."""
-
-
-class RequestTooLargeError(BadRequestError):
-    """The request or one of its images is over a configured size limit."""
-
-    def __init__(self, message: str, part: str = "image", reason: str = "too_large") -> None:
-        super().__init__(message, part, reason)
+    """The request itself is wrong (not JSON of the protocol's shape); fix the input. A bad group
+    is an :class:`InputError` from the one preparation (:mod:`openrlhf_visualprm.rewards.groups`);
+    a size limit, :class:`~openrlhf_visualprm.errors.RequestTooLargeError` (413)."""
 
 
 class RewardTimeoutError(VisualPRMError, TimeoutError):

@@ -29,15 +29,16 @@ import functools
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from openrlhf_visualprm.images import ImageRoots
+from openrlhf_visualprm.images import ImageRoots, shrink_for_tiling
 from openrlhf_visualprm.log import ensure_package_handler
+from openrlhf_visualprm.rewards.groups import RewardGroup, prepare_groups
 from openrlhf_visualprm.workers.cache import ResultCache, make_key
 from openrlhf_visualprm.workers.config import DEFAULT_NAMESPACE, DEFAULT_POOL_NAME, PoolConfig
 from openrlhf_visualprm.workers.errors import (
@@ -46,7 +47,6 @@ from openrlhf_visualprm.workers.errors import (
     RewardTimeoutError,
     WorkerFailedError,
 )
-from openrlhf_visualprm.workers.groups import ImageLimits, ScoreGroup, prepare_groups
 from openrlhf_visualprm.workers.metrics import LATENCY_BUCKETS, SIZE_BUCKETS, Histogram
 from openrlhf_visualprm.workers.worker import worker_class
 
@@ -55,11 +55,25 @@ logger = logging.getLogger("openrlhf_visualprm.workers")
 
 @dataclass
 class _Item:
-    group: ScoreGroup
+    group: RewardGroup
     tokens: int
     future: asyncio.Future
     cancelled: bool = False
     released: bool = False  # its place in the bounded queue has been given back
+
+
+# Parts a pool's components never need unless their config says so (a truth for the outcome
+# check, which no pool runs; a reference, which the judge's runtime in the worker checks).
+_NOT_NEEDED_BY_POOLS = {"truth", "reference"}
+
+
+def estimate_tokens(group: RewardGroup, image_tokens_per_image: int) -> int:
+    """Rough LLM token count of scoring a group on the shared-prefix path (for batching)."""
+    return (
+        len(group.images) * image_tokens_per_image
+        + len(group.question) // 3
+        + sum(len(t) // 3 + 4 for t in group.unit_texts())
+    )
 
 
 @dataclass
@@ -236,7 +250,7 @@ class PoolRouter:
             slot.in_flight = batch
             self.counters["batches"] += 1
             self.batch_groups.observe(len(batch))
-            self.batch_responses.observe(sum(i.group.n_responses for i in batch))
+            self.batch_responses.observe(sum(i.group.n for i in batch))
             try:
                 outs = await slot.handle.score_batch.remote([i.group for i in batch])
             except ray.exceptions.RayActorError as exc:
@@ -322,14 +336,10 @@ class PoolRouter:
                 logger.error("pool %s: restarting worker %d failed: %s", self.config.name, slot.index, exc)
 
     # ------------------------------------------------------------------ public
-    def _cache_key(self, group: ScoreGroup, text: str) -> tuple:
-        config = (
-            group.config_key()
-            if group.reference is None
-            else json.dumps([group.config_key(), group.reference])
-        )
+    def _cache_key(self, group: RewardGroup, text: str) -> tuple:
+        options = json.dumps([group.options, group.reference], sort_keys=True, default=str)
         unit = "steps" if group.steps is not None else "text"
-        return make_key(self.model_id, group.image_hashes, group.question, text, config, unit)
+        return make_key(self.model_id, group.image_hashes, group.question, text, options, unit)
 
     async def _reserve(self, n: int, deadline: float) -> None:
         assert self.space is not None
@@ -349,9 +359,9 @@ class PoolRouter:
             self.pending += n
 
     async def score_groups(
-        self, groups: list[ScoreGroup], timeout_s: float | None = None
+        self, groups: list[RewardGroup], timeout_s: float | None = None
     ) -> list[list[dict]]:
-        """Score prepared groups; one list of result dicts per group, in the given order."""
+        """Score prepared groups; one list of runtime result rows per group, in the given order."""
         if self.space is None:
             raise WorkerFailedError("the reward pool was not started (call RewardPool.start)")
         start = time.monotonic()
@@ -365,9 +375,9 @@ class PoolRouter:
         waits: list[tuple[int, list[int], _Item]] = []
         keys_of: list[list[tuple]] = []
         for gi, group in enumerate(groups):
-            if not isinstance(group, ScoreGroup):
+            if not isinstance(group, RewardGroup) or group.broken.keys() - _NOT_NEEDED_BY_POOLS:
                 raise BadRequestError(
-                    f"groups[{gi}] is a {type(group).__name__}; prepare it with RewardPool.prepare"
+                    f"groups[{gi}] is a {type(group).__name__} or a broken group; prepare it with RewardPool.prepare"
                 )
             texts = group.unit_texts()
             self.counters["responses"] += len(texts)
@@ -387,7 +397,7 @@ class PoolRouter:
             if missing:
                 sub = group if len(missing) == len(texts) else group.subset(missing)
                 waits.append(
-                    (gi, missing, _Item(sub, sub.estimate_tokens(tokens_per_image), loop.create_future()))
+                    (gi, missing, _Item(sub, estimate_tokens(sub, tokens_per_image), loop.create_future()))
                 )
         if waits:
             await self._reserve(len(waits), deadline)
@@ -459,6 +469,12 @@ class PoolRouter:
                     entry["stats_error"] = f"{type(exc).__name__}: {exc}"
             out["workers"].append(entry)
         return out
+
+
+def flat_results(rows: list[list[dict]], kind: str) -> list[list[dict]]:
+    """Runtime rows -> the pool's public results: the component's detail with its score (PRM:
+    steps, spans, step_scores, truncated, note; judge: the group statistics and ``best``)."""
+    return [[{**(r.get(kind) or {}), "score": float(r["components"][kind])} for r in group] for group in rows]
 
 
 @functools.cache
@@ -540,47 +556,73 @@ class RewardPool:
             ) from None
         return cls(actor, ray.get(actor.get_config.remote()))
 
-    def prepare(self, groups: list[dict | ScoreGroup]) -> list[ScoreGroup]:
-        """Validate groups and load their images here (paths confined to the pool's image roots)."""
-        return prepare_groups(
-            groups, self.roots, self.config.worker.kind, self.config.max_image_bytes, self.image_limits()
+    def prepare(self, groups: list[dict | RewardGroup]) -> list[RewardGroup]:
+        """Validate groups and load their images here (paths confined to the pool's image roots,
+        the pool's image limits), with the one preparation every host uses; a bad group raises
+        an :class:`~openrlhf_visualprm.errors.InputError` naming its field. Groups a host
+        prepared already pass through (PRM images shrunk to what the workers' tiling reads)."""
+        limits = self.config.image_limits()
+        if groups and all(isinstance(g, RewardGroup) for g in groups):
+            if limits.shrink_tiles:
+                return [
+                    replace(g, images=[shrink_for_tiling(im, limits.shrink_tiles) for im in g.images])
+                    for g in groups
+                ]
+            return list(groups)  # type: ignore[arg-type]
+        if not isinstance(groups, list) or any(isinstance(g, RewardGroup) for g in groups):
+            raise BadRequestError("groups must be a list of dicts (or of prepared RewardGroups), not a mix")
+        prepared = prepare_groups(
+            groups, self.roots, kind=self.config.worker.kind, strict=True, limits=limits
         )
+        if getattr(self.config.worker.component, "schedule", None) == "reference":
+            missing = [i for i, g in enumerate(prepared) if g.reference is None]
+            if missing:
+                raise BadRequestError(
+                    f"groups[{missing[0]}] has no 'reference': this judge pool runs schedule 'reference', which "
+                    "compares each response with it",
+                    "reference",
+                    "no_reference",
+                )
+        return prepared
 
-    def image_limits(self) -> ImageLimits:
-        c = self.config
-        return ImageLimits(
-            c.max_images_per_group, c.max_group_pixels, c.max_request_pixels, c.worker.max_tiles
-        )
+    def score_rows(
+        self, groups: list[dict | RewardGroup], timeout_s: float | None = None
+    ) -> list[list[dict]]:
+        """Blocking: the reward runtime's rows the workers returned, one list per group, in order
+        (``{"components": {kind: score}, kind: detail, "error", ...}``): what a host's runtime
+        (:class:`~openrlhf_visualprm.workers.component.PoolComponent`) reads."""
+        prepared = self.prepare(groups)
+        return ray.get(self.actor.score_groups.remote(prepared, timeout_s))
 
     def score_groups(
-        self, groups: list[dict | ScoreGroup], timeout_s: float | None = None
+        self, groups: list[dict | RewardGroup], timeout_s: float | None = None
     ) -> list[list[dict]]:
-        """Blocking: one list of result dicts (PRMResult fields) per group, in order.
+        """Blocking: one list of results per group, one dict per response, in order.
 
         Args:
-            groups: ``{"images", "question", "responses" | "steps", "config"}`` dicts or ScoreGroups.
+            groups: ``{"images", "question", "responses" | "steps", "config"}`` dicts, or RewardGroups.
             timeout_s: per-request limit (None: the pool's default).
 
         Returns:
-            One list per group, one dict per response.
+            PRM: ``{"steps", "spans", "step_scores", "score", "truncated", "note"}``; judge:
+            ``{"score", "best", <group statistics>}`` (:func:`flat_results`).
 
         Raises:
-            BadRequestError: a bad group (an InputError: a bad sample).
+            InputError: a bad group, naming its field (``RequestTooLargeError`` past a size limit).
             RewardTimeoutError: the request outlived ``timeout_s``.
             PoolBusyError: the queue stayed full for the whole timeout.
             WorkerFailedError: no live worker could score it.
         """
-        prepared = self.prepare(groups)
-        return ray.get(self.actor.score_groups.remote(prepared, timeout_s))
+        return flat_results(self.score_rows(groups, timeout_s), self.config.worker.kind)
 
     async def ascore_groups(
-        self, groups: list[dict | ScoreGroup], timeout_s: float | None = None
+        self, groups: list[dict | RewardGroup], timeout_s: float | None = None
     ) -> list[list[dict]]:
         """``score_groups`` for async callers (vLLM actors, the HTTP service)."""
         prepared = await asyncio.to_thread(self.prepare, groups)
         ref = self.actor.score_groups.remote(prepared, timeout_s)
         try:
-            return await ref
+            return flat_results(await ref, self.config.worker.kind)
         except asyncio.CancelledError:
             ray.cancel(ref)  # the router releases the queue places of a cancelled request
             raise
@@ -602,4 +644,11 @@ class RewardPool:
             ray.kill(self.actor)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.config.name, "namespace": self.config.namespace, **asdict(self.config.worker)}
+        w = self.config.worker
+        return {
+            "name": self.config.name,
+            "namespace": self.config.namespace,
+            "kind": w.kind,
+            "model": w.model,
+            **asdict(w),
+        }

@@ -12,9 +12,11 @@ Two request shapes are understood (both JSON):
    ``"image"``, optionally ``"question"`` (else the last user turn of the prompt) and
    ``"config"`` (PRM scoring options). The response is separated from the query by
    :func:`openrlhf_visualprm.labels.extract_response` (VLM-expanded image tokens handled).
-   Samples sharing images, question and config are scored as one group. A bad *sample* (bad
-   label, no image, bad image reference, a query without its prompt) gets the neutral reward 0
-   and ``extra_logs["reward_fn/failed"] = 1``, as with ``reward_fns/``; a malformed request is a 400.
+   Samples sharing images, question and config are scored as one group, by the reward runtime
+   every route runs. A bad *sample* (bad label, no image, bad image reference, a query without
+   its prompt) gets the neutral reward 0 and ``extra_logs["reward/failed_group"] = 1``, every
+   sample the same log keys (:func:`~openrlhf_visualprm.rewards.combine.sample_logs`); a
+   malformed request is a 400.
 
 2. The extended endpoint, with images and per-step scores::
 
@@ -22,6 +24,7 @@ Two request shapes are understood (both JSON):
                                {"base64": ...}], "question": ..., "responses" | "steps": ...,
                     "config": {...}}], "timeout_s": 60}
        -> {"results": [[{"steps", "spans", "step_scores", "score", "truncated", "note"}, ...]]}
+       (a judge pool: ``{"score", "best", group statistics}`` per response)
 """
 
 from __future__ import annotations
@@ -33,10 +36,8 @@ import math
 from typing import Any
 
 from openrlhf_visualprm.errors import PART_IMAGE, InputError
-from openrlhf_visualprm.labels import decode_label, extract_response, question_text, require_images
+from openrlhf_visualprm.labels import decode_label, extract_response
 from openrlhf_visualprm.workers.errors import BadRequestError, RequestTooLargeError
-
-NEUTRAL_REWARD = 0.0  # a bad sample's reward, as in the reward actor and reward_fns
 
 
 def decode_image_ref(ref: Any, where: str, max_image_bytes: int) -> str | bytes:
@@ -90,11 +91,7 @@ def _image_refs(container: dict, where: str, max_image_bytes: int) -> list[str |
     return [decode_image_ref(r, f"{where}.images[{i}]", max_image_bytes) for i, r in enumerate(refs)]
 
 
-def openrlhf_groups(
-    payload: Any, max_image_bytes: int
-) -> tuple[list[dict], list[tuple[int, int] | None], dict[int, str]]:
-    """Groups to score; per sample (group index, position in group), or None for a bad sample;
-    and the bad samples' reasons by sample index."""
+def _check_openrlhf(payload: Any) -> tuple[list[str], list[str], list[Any]]:
     if not isinstance(payload, dict):
         raise BadRequestError(f"request body must be a JSON object, got {type(payload).__name__}")
     queries, prompts, labels = payload.get("query"), payload.get("prompts"), payload.get("labels")
@@ -110,73 +107,83 @@ def openrlhf_groups(
         raise BadRequestError(
             f"'labels' must be a list of {len(queries)} labels carrying the images, one per query"
         )
-    groups: list[dict] = []
-    index: dict[str, int] = {}
-    where_of: list[tuple[int, int] | None] = []
-    failed: dict[int, str] = {}
-    for i, (query, prompt, raw_label) in enumerate(zip(queries, prompts, labels)):
+    return queries, prompts, labels
+
+
+def openrlhf_samples(payload: Any, max_image_bytes: int) -> list[dict[str, Any] | InputError]:
+    """One host payload (``{"prompt", "label", "images", "responses": [response]}``) per sample of
+    OpenRLHF's request, or the :class:`InputError` that makes it a bad sample (a query without its
+    prompt, a label image in a form the service refuses); a malformed request raises 400."""
+    out: list[dict[str, Any] | InputError] = []
+    for i, (query, prompt, raw_label) in enumerate(zip(*_check_openrlhf(payload))):
         try:
             label = decode_label(raw_label, f"labels[{i}]")
-            refs = require_images(label)
-            images = [
-                decode_image_ref(r, f"labels[{i}].images[{j}]", max_image_bytes) for j, r in enumerate(refs)
+            refs = [
+                decode_image_ref(r, f"labels[{i}].images[{j}]", max_image_bytes)
+                for j, r in enumerate(label.images)
             ]
-            question = question_text(label, prompt)
-            config = label.config
             response = extract_response(query, prompt, f"query[{i}]")
         except InputError as exc:  # an oversized image too: a bad sample, not a bad request
-            failed[i] = f"{exc.reason}: {exc}"
-            where_of.append(None)
+            out.append(exc)
             continue
+        out.append({"prompt": prompt, "label": label, "images": refs or None, "responses": [response]})
+    return out
+
+
+def score_openrlhf(
+    samples: list[dict[str, Any] | InputError],
+    runtime: Any,
+    roots: Any,
+    kind: str | None = None,
+    limits: Any = None,
+) -> list[dict[str, Any]]:
+    """The runtime's row for each sample: the one preparation (bad samples recorded), samples
+    that share images, question, options and reference scored as one group (one shared prefix),
+    then split back in request order."""
+    from openrlhf_visualprm.rewards.groups import NEEDS, RewardGroup, prepare_groups
+
+    ok = [i for i, s in enumerate(samples) if not isinstance(s, InputError)]
+    prepared = dict(zip(ok, prepare_groups([samples[i] for i in ok], roots, kind=kind, limits=limits)))
+    groups: list[RewardGroup] = []
+    where: list[tuple[int, int]] = []
+    index: dict[str, int] = {}
+    for i, sample in enumerate(samples):
+        if isinstance(sample, InputError):
+            broken = {need: f"{sample.reason}: {sample}" for need in NEEDS}
+            where.append((len(groups), 0))
+            groups.append(RewardGroup("", [""], broken=broken))
+            continue
+        g = prepared[i]
         key = json.dumps(
-            [
-                [im if isinstance(im, str) else base64.b64encode(im).decode() for im in images],
-                question,
-                config,
-            ],
+            [g.image_hashes, g.question, g.options, g.reference, sorted(g.broken.items()), g.label.raw],
             sort_keys=True,
             default=str,
         )
         if key not in index:
             index[key] = len(groups)
-            groups.append({"images": images, "question": question, "responses": [], "config": config})
-        gi = index[key]
-        where_of.append((gi, len(groups[gi]["responses"])))
-        groups[gi]["responses"].append(response)
-    return groups, where_of, failed
-
-
-def openrlhf_reply(
-    results: list[list[dict] | None],
-    where_of: list[tuple[int, int] | None],
-    failed: dict[int, str] | None = None,
-) -> dict:
-    """OpenRLHF's reply; a bad sample (``where_of`` None, or its group's result None) gets the
-    neutral reward 0 and ``reward_fn/failed`` 1, its other logs the batch mean."""
-    failed = dict(failed or {})
-    picked: list[dict | None] = []
-    for i, where in enumerate(where_of):
-        if where is not None and results[where[0]] is not None:
-            picked.append(results[where[0]][where[1]])
+            groups.append(g)
         else:
-            failed.setdefault(i, "bad sample")
-            picked.append(None)
-    logs = {
-        "prm_num_steps": [None if r is None else float(len(r.get("step_scores") or [])) for r in picked],
-        "prm_min_step": [
-            None if r is None else float(min(r["step_scores"]) if r.get("step_scores") else r["score"])
-            for r in picked
-        ],
-        "prm_truncated": [None if r is None else float(bool(r.get("truncated"))) for r in picked],
+            groups[index[key]].responses.extend(g.responses)
+        gi = index[key]
+        where.append((gi, len(groups[gi].responses) - 1))
+    rows = runtime.score_groups(groups)
+    return [rows[gi][pos] for gi, pos in where]
+
+
+def openrlhf_reply(rows: list[dict[str, Any]], names: list[str]) -> dict:
+    """OpenRLHF's reply: per sample its reward (a bad sample: the neutral value its components
+    gave) and the one log schema (:func:`~openrlhf_visualprm.rewards.combine.sample_logs`), the
+    same keys for every sample, good or bad."""
+    from openrlhf_visualprm.rewards.combine import sample_logs
+
+    scores = [float(sum(r["components"][n] for n in names)) for r in rows]
+    logs = [sample_logs(r, names) for r in rows]
+    keys = list(logs[0]) if logs else []
+    return {
+        "rewards": scores,
+        "scores": scores,
+        "extra_logs": {k: [entry[k] for entry in logs] for k in keys},
     }
-    extra = {}
-    for key, values in logs.items():
-        present = [v for v in values if v is not None]
-        mean = sum(present) / len(present) if present else 0.0
-        extra[key] = [mean if v is None else v for v in values]
-    extra["reward_fn/failed"] = [float(i in failed) for i in range(len(picked))]
-    scores = [NEUTRAL_REWARD if r is None else float(r["score"]) for r in picked]
-    return {"rewards": scores, "scores": scores, "extra_logs": extra}
 
 
 def extended_groups(payload: Any, max_image_bytes: int) -> tuple[list[dict], float | None]:
@@ -193,11 +200,21 @@ def extended_groups(payload: Any, max_image_bytes: int) -> tuple[list[dict], flo
             raise BadRequestError(f"groups[{i}] must be an object")
         out.append({**g, "images": _image_refs(g, f"groups[{i}]", max_image_bytes)})
     timeout = payload.get("timeout_s")
-    if timeout is not None and (
-        not isinstance(timeout, (int, float))
-        or isinstance(timeout, bool)
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
-        raise BadRequestError(f"'timeout_s' must be a positive, finite number of seconds, got {timeout!r}")
+    if timeout is not None:
+        try:  # 10**400 is valid JSON and a Python int too large for a float
+            seconds = (
+                float(timeout)
+                if isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+                else None
+            )
+        except OverflowError:
+            seconds = None
+        if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+            shown = (
+                repr(timeout)
+                if len(repr(timeout)) < 40
+                else f"{repr(timeout)[:20]}... ({len(repr(timeout))} chars)"
+            )
+            raise BadRequestError(f"'timeout_s' must be a positive, finite number of seconds, got {shown}")
+        timeout = seconds
     return out, timeout

@@ -22,15 +22,24 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import threading
+from dataclasses import MISSING, fields
 
+from openrlhf_visualprm import envs
+from openrlhf_visualprm.errors import ConfigError
 from openrlhf_visualprm.images import DEFAULT_MAX_TILES
+from openrlhf_visualprm.judge.config import JudgeConfig
 from openrlhf_visualprm.prm.template import add_system_message_argument
-from openrlhf_visualprm.workers.groups import (
+from openrlhf_visualprm.rewards.groups import (
     DEFAULT_MAX_GROUP_PIXELS,
     DEFAULT_MAX_IMAGES_PER_GROUP,
     DEFAULT_MAX_REQUEST_PIXELS,
 )
+from openrlhf_visualprm.rewards.guard import DEFAULT_FAILURE_WINDOW, DEFAULT_MAX_FAILED_FRACTION
+
+# JudgeConfig fields serve takes as flags (--schedule, --rounds, ...); the rest are the model's.
+JUDGE_FLAG_FIELDS = [f.name for f in fields(JudgeConfig) if f.name not in ("model", "path")]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +51,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--kind", choices=["prm", "judge"], default="prm", help="VisualPRM or MR. Judge (default prm)"
     )
     m.add_argument("--num-workers", type=int, default=1, help="model workers in the pool (default 1)")
+    j = parser.add_argument_group(
+        "judge (--kind judge): fixed for the pool's lifetime; a plan asking for other values is refused"
+    )
+    for f in fields(JudgeConfig):  # one flag per JudgeConfig field, its default the config's
+        if f.name in JUDGE_FLAG_FIELDS:
+            default = f.default if f.default is not MISSING else None
+            j.add_argument(
+                f"--{f.name.replace('_', '-')}",
+                dest=f"judge_{f.name}",
+                type=type(default) if default is not None else str,
+                default=default,
+                help=f"JudgeConfig.{f.name} (default {default})"
+                + (
+                    ": 'reference' judges one response against the label's reference, as OpenRLHF's "
+                    "one-sample requests to POST / need"
+                    if f.name == "schedule"
+                    else ""
+                ),
+            )
     m.add_argument(
         "--num-gpus",
         type=float,
@@ -120,6 +148,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     h.add_argument(
         "--timeout", type=float, default=170.0, help="per-request timeout in seconds (default 170)"
     )
+    h.add_argument(
+        "--max-failed-fraction",
+        type=float,
+        default=None,
+        help="POST / (OpenRLHF): answer 422, so OpenRLHF's client stops the run, when more of the last "
+        "--failure-window samples were bad samples (default $OPENRLHF_VISUALPRM_MAX_FAILED_FRACTION, else "
+        f"{DEFAULT_MAX_FAILED_FRACTION}; 1: never)",
+    )
+    h.add_argument(
+        "--failure-window",
+        type=int,
+        default=None,
+        help="samples the failed fraction is taken over (default $OPENRLHF_VISUALPRM_FAILURE_WINDOW, else "
+        f"{DEFAULT_FAILURE_WINDOW})",
+    )
     h.add_argument("--min-replicas", type=int, default=1, help="HTTP front-end replicas, minimum (default 1)")
     h.add_argument("--max-replicas", type=int, default=1, help="HTTP front-end replicas, maximum (autoscale)")
     r = parser.add_argument_group("Ray")
@@ -182,7 +225,72 @@ def init_local_ray(namespace: str, dashboard: bool = False, temp_dir: str | None
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on: Serve's proxy shares a port with SO_REUSEPORT, so
+    a second service would silently take part of the first one's traffic. A plain bind (no
+    SO_REUSEPORT) fails on a port that is taken, whatever options its owner set."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"--port {port}: {host}:{port} is already in use ({exc.strerror}); another service listens "
+                "there. Stop it or pick another --port"
+            ) from None
+
+
+def _guard_setting(flag_value, env_name: str, default, cast, flag: str):
+    if flag_value is not None:
+        return flag_value
+    raw = envs.get(env_name)
+    if raw is None:
+        return default
+    try:
+        return cast(raw)
+    except ValueError:
+        raise ConfigError(f"{env_name}={raw!r} is not a valid {cast.__name__} (or pass {flag})") from None
+
+
+def component_config(args: argparse.Namespace):
+    """The pool's component config, whole: what the workers load and what plans are checked against."""
+    from openrlhf_visualprm.prm.config import PRMConfig
+    from openrlhf_visualprm.registry import resolve_model
+
+    resolved = resolve_model(args.model, args.kind)
+    if args.kind == "prm":
+        judge_flags = [
+            f"--{n.replace('_', '-')}"
+            for n in JUDGE_FLAG_FIELDS
+            if getattr(args, f"judge_{n}") != getattr(JudgeConfig, n)
+        ]
+        if judge_flags:
+            raise ConfigError(f"{', '.join(judge_flags)} set the judge; this pool runs --kind prm")
+        return PRMConfig(
+            model=args.model,
+            path=resolved.path,
+            max_tiles=args.max_tiles,
+            dtype=args.dtype,
+            system_message=args.system_message,
+        )
+    if args.dtype != "auto" or args.max_tiles != DEFAULT_MAX_TILES or args.system_message is not None:
+        raise ConfigError("--dtype / --max-tiles / --system-message set the PRM; this pool runs --kind judge")
+    return JudgeConfig(
+        model=args.model, path=resolved.path, **{n: getattr(args, f"judge_{n}") for n in JUDGE_FLAG_FIELDS}
+    )
+
+
 def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log = logging.getLogger("openrlhf_visualprm.serve")
+    try:
+        return _run(args, log)
+    except ConfigError as exc:  # a setting or the port: one line naming it, exit 2
+        log.error("%s", exc)
+        return 2
+
+
+def _run(args: argparse.Namespace, log: logging.Logger) -> int:
     import ray
 
     from openrlhf_visualprm.workers.config import (
@@ -194,14 +302,41 @@ def run(args: argparse.Namespace) -> int:
     from openrlhf_visualprm.workers.pool import RewardPool
     from openrlhf_visualprm.workers.service import ServiceConfig, start_service, stop_service
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    log = logging.getLogger("openrlhf_visualprm.serve")
     token = None
     if args.token_env:
         token = os.environ.get(args.token_env)
         if not token:
             log.error("--token-env %s is set but that environment variable is empty", args.token_env)
             return 2
+    component = component_config(args)
+    max_failed = _guard_setting(
+        args.max_failed_fraction,
+        "OPENRLHF_VISUALPRM_MAX_FAILED_FRACTION",
+        DEFAULT_MAX_FAILED_FRACTION,
+        float,
+        "--max-failed-fraction",
+    )
+    window = _guard_setting(
+        args.failure_window,
+        "OPENRLHF_VISUALPRM_FAILURE_WINDOW",
+        DEFAULT_FAILURE_WINDOW,
+        int,
+        "--failure-window",
+    )
+    from openrlhf_visualprm.rewards.guard import FailureWindow
+
+    names = (
+        "--failure-window (default $OPENRLHF_VISUALPRM_FAILURE_WINDOW)",
+        "--max-failed-fraction (default $OPENRLHF_VISUALPRM_MAX_FAILED_FRACTION)",
+    )
+    FailureWindow(window, max_failed, names)  # refuses out-of-range values by name before anything starts
+    check_port_free(args.host, args.port)
+    if getattr(component, "schedule", "reference") != "reference":
+        log.warning(
+            "judge schedule %r compares the responses of a group: POST /score serves it; POST / (OpenRLHF's "
+            "one-sample requests) answers 400 unless the pool runs --schedule reference",
+            component.schedule,
+        )
     if args.num_gpus is None:
         import torch
 
@@ -211,15 +346,11 @@ def run(args: argparse.Namespace) -> int:
     max_image = int(args.max_image_mb * 1024 * 1024)
     pool_config = PoolConfig(
         WorkerConfig(
-            model=args.model,
-            kind=args.kind,
+            component,
             num_gpus=args.num_gpus,
             num_cpus=args.num_cpus,
-            dtype=args.dtype,
             attn_implementation=args.attn_implementation,
             max_batch_tokens=args.max_batch_tokens,
-            max_tiles=args.max_tiles,
-            system_message=args.system_message,
         ),
         num_workers=args.num_workers,
         name=name,
@@ -249,6 +380,8 @@ def run(args: argparse.Namespace) -> int:
         min_replicas=args.min_replicas,
         max_replicas=max(args.max_replicas, args.min_replicas),
         loopback_only=not args.address,
+        max_failed_fraction=max_failed,
+        failure_window=window,
     )
     if args.address:
         log.warning(

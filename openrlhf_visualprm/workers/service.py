@@ -30,21 +30,31 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from ray import serve
 
-from openrlhf_visualprm.errors import InputError
+from openrlhf_visualprm.errors import InputError, RewardFailureError
 from openrlhf_visualprm.images import ImageRoots
 from openrlhf_visualprm.log import ensure_package_handler
+from openrlhf_visualprm.rewards.guard import (
+    DEFAULT_FAILURE_WINDOW,
+    DEFAULT_MAX_FAILED_FRACTION,
+    FailureWindow,
+)
+from openrlhf_visualprm.rewards.runtime import RewardRuntime
+from openrlhf_visualprm.workers.component import PoolComponent
 from openrlhf_visualprm.workers.config import DEFAULT_NAMESPACE, DEFAULT_POOL_NAME
 from openrlhf_visualprm.workers.errors import (
-    BadRequestError,
     PoolBusyError,
     RequestTooLargeError,
     RewardTimeoutError,
     WorkerFailedError,
 )
-from openrlhf_visualprm.workers.groups import prepare_groups
 from openrlhf_visualprm.workers.metrics import LATENCY_BUCKETS, Histogram, PromText
 from openrlhf_visualprm.workers.pool import RewardPool
-from openrlhf_visualprm.workers.protocol import extended_groups, openrlhf_groups, openrlhf_reply
+from openrlhf_visualprm.workers.protocol import (
+    extended_groups,
+    openrlhf_reply,
+    openrlhf_samples,
+    score_openrlhf,
+)
 
 logger = logging.getLogger("openrlhf_visualprm.workers")
 
@@ -71,9 +81,17 @@ class ServiceConfig:
     # Set by ``serve`` when it runs its own private, loopback-only Ray: the replica's internal
     # gRPC server (which Serve binds to all interfaces) is confined to 127.0.0.1 as well.
     loopback_only: bool = False
+    # The failure guard of /reward (rewards.guard.FailureWindow): past this fraction of bad samples
+    # among the last ``failure_window`` the route answers 422 (OpenRLHF's client then stops the run)
+    # for ``failure_hold_s`` seconds, so its retries are refused too.
+    max_failed_fraction: float = DEFAULT_MAX_FAILED_FRACTION
+    failure_window: int = DEFAULT_FAILURE_WINDOW
+    failure_hold_s: float = 600.0
+    bad_sample_log_interval_s: float = 10.0  # bad samples' reasons: at most one ERROR line per interval
 
 
 CLIENT_CLOSED = 499  # nginx's "client closed request": the status /metrics records for hang-ups
+RUN_STOPPING = 422  # /reward past the failure guard: any non-2xx makes OpenRLHF's client raise
 
 
 class HTTPError(Exception):
@@ -97,8 +115,15 @@ class ServiceCore:
         self.config = config
         self.roots = ImageRoots.of(config.image_roots or None, max_bytes=config.max_image_bytes)
         self._pool: RewardPool | None = None
+        self._runtime: RewardRuntime | None = None
         self.requests: Counter = Counter()
         self.latency: dict[str, Histogram] = {}
+        self.window = FailureWindow(
+            config.failure_window,
+            config.max_failed_fraction,
+            ("ServiceConfig.failure_window", "ServiceConfig.max_failed_fraction"),
+        )
+        self.tripped: tuple[float, str] | None = None  # (until, why) once the guard stopped /reward
 
     def pool(self) -> RewardPool:
         if self._pool is None:
@@ -106,7 +131,18 @@ class ServiceCore:
                 self._pool = RewardPool.get(self.config.pool_name, self.config.namespace)
             except LookupError as exc:
                 raise HTTPError(503, str(exc)) from None
+            self._runtime = None
         return self._pool
+
+    def runtime(self) -> RewardRuntime:
+        """The reward runtime every route runs, its component the pool's (as with ``--reward.pool``)."""
+        pool = self.pool()
+        if self._runtime is None:
+            self._runtime = RewardRuntime(
+                {pool.config.worker.kind: PoolComponent(pool)},
+                log_interval_s=self.config.bad_sample_log_interval_s,
+            )
+        return self._runtime
 
     def _check_auth(self, request: Request) -> None:
         token = self.config.token
@@ -135,21 +171,68 @@ class ServiceCore:
             return json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise HTTPError(400, f"request body is not valid JSON: {exc}") from None
+        except ValueError as exc:  # valid JSON Python refuses: an integer of over 4300 digits
+            raise HTTPError(400, f"request body holds a number too large to read: {exc}") from None
         except RecursionError:
             raise HTTPError(400, "request body is JSON nested too deeply: flatten it") from None
 
     async def _score(self, groups: list[dict], timeout_s: float | None) -> list[list[dict]]:
+        """``/score``: the groups prepared strictly (a bad one is a 4xx naming its field)."""
         pool = self.pool()
-        kind = pool.config.worker.kind
-        prepared = await asyncio.to_thread(
-            prepare_groups, groups, self.roots, kind, self.config.max_image_bytes, pool.image_limits()
-        )
         timeout = min(float(timeout_s or self.config.request_timeout_s), self.config.request_timeout_s)
         try:
-            return await pool.ascore_groups(prepared, timeout)
+            return await pool.ascore_groups(groups, timeout)
         except ray.exceptions.RayActorError:
             self._pool = None  # the pool was restarted: look it up again next time
             raise HTTPError(503, "the reward pool is unavailable (restarting?); retry shortly") from None
+
+    def _check_one_sample_route(self) -> None:
+        """OpenRLHF sends one sample per request: a judge needs a schedule that judges one."""
+        worker = self.pool().config.worker
+        schedule = getattr(worker.component, "schedule", None)
+        if worker.kind == "judge" and schedule != "reference":
+            raise HTTPError(
+                400,
+                f"this judge pool runs schedule {schedule!r}, which compares the responses of a group, but "
+                "OpenRLHF's remote reward sends one sample per request (it would get a constant reward): "
+                'start `serve --kind judge --schedule reference` (labels carry a "reference" answer), or '
+                "send whole groups to POST /score",
+            )
+
+    async def _reward(self, payload: Any) -> dict:
+        """``/reward``: OpenRLHF's protocol -> the one preparation -> the runtime -> the guard."""
+        if self.tripped is not None:
+            until, why = self.tripped
+            if time.monotonic() < until:
+                raise HTTPError(RUN_STOPPING, why)
+            self.tripped = None
+        self._check_one_sample_route()
+        samples = openrlhf_samples(payload, self.config.max_image_bytes)
+        runtime, pool = self.runtime(), self.pool()
+        try:
+            rows = await asyncio.to_thread(
+                score_openrlhf,
+                samples,
+                runtime,
+                self.roots,
+                pool.config.worker.kind,
+                pool.config.image_limits(),
+            )
+        except ray.exceptions.RayActorError:
+            self._pool = None
+            raise HTTPError(503, "the reward pool is unavailable (restarting?); retry shortly") from None
+        for row in rows:  # the runtime logged the bad ones' reasons (rate-limited)
+            try:
+                self.window.record(row["error"], "answered by /reward on this replica")
+            except RewardFailureError as exc:
+                why = (
+                    f"{exc} (--max-failed-fraction). The reward service refuses /reward for "
+                    f"{self.config.failure_hold_s:.0f}s so the training run stops instead of training on zeros"
+                )
+                self.tripped = (time.monotonic() + self.config.failure_hold_s, why)
+                logger.error("/reward: %s", why)
+                raise HTTPError(RUN_STOPPING, why) from None
+        return openrlhf_reply(rows, runtime.names)
 
     async def handle(self, request: Request, endpoint: str) -> JSONResponse:
         start = time.monotonic()
@@ -158,8 +241,7 @@ class ServiceCore:
             self._check_auth(request)
             payload = await self._read_json(request)
             if endpoint == "reward":
-                groups, where_of, failed = openrlhf_groups(payload, self.config.max_image_bytes)
-                body = openrlhf_reply(await self._score_samples(groups), where_of, failed)
+                body = await self._reward(payload)
             else:
                 groups, timeout = extended_groups(payload, self.config.max_image_bytes)
                 body = {"results": await self._score(groups, timeout)}
@@ -173,7 +255,7 @@ class ServiceCore:
             status, body = exc.status, {"error": exc.message}
         except RequestTooLargeError as exc:
             status, body = 413, {"error": _message(exc)}
-        except BadRequestError as exc:
+        except InputError as exc:  # BadRequestError, or a bad group of /score
             status, body = 400, {"error": _message(exc)}
         except RewardTimeoutError as exc:
             status, body = 504, {"error": _message(exc)}
@@ -190,19 +272,6 @@ class ServiceCore:
         if status >= 500:
             logger.warning("/%s -> %d: %s", endpoint, status, body["error"])
         return JSONResponse(body, status_code=status)
-
-    async def _score_samples(self, groups: list[dict]) -> list[list[dict] | None]:
-        """OpenRLHF endpoint: a bad sample (InputError) gets the neutral reward, the others their
-        scores; so a group the pool refuses is retried alone, and None marks it failed."""
-        if not groups:
-            return []
-        try:
-            return await self._score(groups, None)
-        except InputError as exc:
-            if len(groups) == 1:
-                logger.error("/reward: bad sample, neutral reward: %s", _message(exc))
-                return [None]
-        return [(await self._score_samples([g]))[0] for g in groups]
 
     async def health(self) -> JSONResponse:
         try:

@@ -1,7 +1,10 @@
 """Reward worker actors: a PRM worker (VisualPRM) or a judge worker (MR. Judge).
 
-A worker owns one model on its device and scores batches of groups that the pool sends. Each
-group is scored in one scorer call (one shared prefix). A CUDA out-of-memory error does not fail
+A worker hosts the same :class:`~openrlhf_visualprm.rewards.runtime.RewardRuntime` the plugin's
+reward actor hosts, its one component built by the one loader
+(:mod:`openrlhf_visualprm.rewards.components`) from ``WorkerConfig.component``, and scores the
+batches of prepared :class:`~openrlhf_visualprm.rewards.groups.RewardGroup` the pool sends; per
+response it returns the runtime's result row. Each group is scored whole (one shared prefix). A CUDA out-of-memory error does not fail
 the batch: the group is split into halves of its responses (each half still shares its prefix)
 and retried, down to single responses; only a single response that does not fit fails, with a
 message saying what to lower. Errors are returned per group, so one bad group never fails the
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import importlib
 import logging
 import os
 import socket
@@ -25,25 +29,46 @@ from typing import Any
 import ray
 import torch
 
+from openrlhf_visualprm.errors import ConfigError
 from openrlhf_visualprm.log import ensure_package_handler
-from openrlhf_visualprm.torch_names import as_dtype
+from openrlhf_visualprm.rewards.components import Component, load_judge_component, load_prm_component
+from openrlhf_visualprm.rewards.groups import RewardGroup
+from openrlhf_visualprm.rewards.runtime import RewardRuntime
 from openrlhf_visualprm.workers.config import WorkerConfig
-from openrlhf_visualprm.workers.groups import ScoreGroup
-from openrlhf_visualprm.workers.scorers import GroupScorer, build_scorer
 
 logger = logging.getLogger("openrlhf_visualprm.workers")
 
 
-def resolve_device_dtype(config: WorkerConfig) -> tuple[str, torch.dtype]:
+def resolve_device(config: WorkerConfig) -> str:
     """``auto`` picks CUDA only when this process was actually given a GPU."""
-    device = config.device
-    if device == "auto":
-        device = "cuda" if config.num_gpus > 0 and torch.cuda.is_available() else "cpu"
-    if config.dtype == "auto":
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if config.device == "auto":
+        return "cuda" if config.num_gpus > 0 and torch.cuda.is_available() else "cpu"
+    return config.device
+
+
+def _import_wrapper(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"WorkerConfig.scorer_wrapper {spec!r} cannot be imported in the worker ({exc}): give "
+            "'module:function' with the module on the workers' PYTHONPATH (Ray runtime_env env_vars)"
+        ) from exc
+
+
+def build_component(config: WorkerConfig, device: str) -> Component:
+    """The worker's component, loaded by the one loader from its config (as the reward actor
+    loads it), passed through ``config.scorer_wrapper`` when set."""
+    if config.kind == "prm":
+        component: Component = load_prm_component(
+            config.component, device, config.max_batch_tokens, config.attn_implementation
+        )
     else:
-        dtype = as_dtype(config.dtype)
-    return device, dtype
+        component = load_judge_component(config.component, device)
+    if config.scorer_wrapper:
+        component = _import_wrapper(config.scorer_wrapper)(component, **config.scorer_wrapper_options)
+    return component
 
 
 def _free_device_memory() -> None:
@@ -53,35 +78,40 @@ def _free_device_memory() -> None:
 
 
 class RewardWorkerImpl:
-    """One model, scoring batches of groups; see the module docstring."""
+    """One model, scoring batches of groups; see the module docstring.
+
+    ``component``: an already built component (tests, benchmarks); default: loaded from the config.
+    """
 
     expected_kind: str | None = None
 
     def __init__(
-        self, config: WorkerConfig, worker_index: int = 0, scorer: GroupScorer | None = None
+        self, config: WorkerConfig, worker_index: int = 0, component: Component | None = None
     ) -> None:
         if self.expected_kind and config.kind != self.expected_kind:
             raise ValueError(
-                f"{type(self).__name__} needs WorkerConfig.kind={self.expected_kind!r}, got {config.kind!r}"
+                f"{type(self).__name__} needs a {self.expected_kind} component config, got a {config.kind} one"
             )
         ensure_package_handler()
         self.config = config
         self.index = worker_index
         threads = config.torch_threads or max(1, int(config.num_cpus))
         torch.set_num_threads(threads)
-        self.device, self.dtype = resolve_device_dtype(config)
+        self.device = resolve_device(config)
         start = time.perf_counter()
-        self.scorer = scorer if scorer is not None else build_scorer(config, self.device, self.dtype)
+        self.component = component if component is not None else build_component(config, self.device)
+        self.runtime = RewardRuntime({config.kind: self.component})
         self.load_s = time.perf_counter() - start
+        self.model_id = config.model
         self.counters = {"batches": 0, "groups": 0, "responses": 0, "oom_splits": 0, "errors": 0}
         self.busy_s = 0.0
+        self.call_log: list[dict[str, Any]] = []  # the last groups the model scored (routing checks)
         logger.info(
-            "worker %d: %s model %s loaded on %s (%s) in %.1fs, pid %d",
+            "worker %d: %s model %s loaded on %s in %.1fs, pid %d",
             worker_index,
             config.kind,
-            self.scorer.model_id,
+            self.model_id,
             self.device,
-            self.dtype,
             self.load_s,
             os.getpid(),
         )
@@ -94,27 +124,38 @@ class RewardWorkerImpl:
         return {
             "index": self.index,
             "kind": self.config.kind,
-            "model_id": self.scorer.model_id,
-            "splittable": self.scorer.splittable,
+            "model_id": self.model_id,
+            "splittable": bool(getattr(self.component, "splittable", False)),
             "device": self.device,
-            "dtype": str(self.dtype),
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "load_s": self.load_s,
         }
 
     def stats(self) -> dict[str, Any]:
-        calls = list(getattr(self.scorer, "call_log", []))
-        return {**self.counters, "busy_s": self.busy_s, "calls": calls, "pid": os.getpid()}
+        return {**self.counters, "busy_s": self.busy_s, "calls": list(self.call_log), "pid": os.getpid()}
 
     # ------------------------------------------------------------------ scoring
-    def _score_splitting(self, group: ScoreGroup) -> list[dict[str, Any]]:
+    def _run(self, groups: list[RewardGroup]) -> list[list[dict[str, Any]]]:
+        rows = self.runtime.score_groups(groups)
+        for g, r in zip(groups, rows):
+            if r is None or len(r) != g.n:
+                raise RuntimeError(
+                    f"the runtime returned {0 if r is None else len(r)} results for {g.n} responses"
+                )
+        for g in groups:  # the groups the model scored (an attempt that ran out of memory is not)
+            method = g.options.get("method", getattr(self.component, "method", self.config.kind))
+            self.call_log.append({"question": g.question[:80], "n_responses": g.n, "method": method})
+        del self.call_log[:-256]
+        return rows  # type: ignore[return-value]
+
+    def _score_splitting(self, group: RewardGroup) -> list[dict[str, Any]]:
         try:
-            return self.scorer.score_group(group)
+            return self._run([group])[0]
         except torch.OutOfMemoryError as exc:
             _free_device_memory()
-            n = group.n_responses
-            if n <= 1 or not self.scorer.splittable:
+            n = group.n
+            if n <= 1 or not getattr(self.component, "splittable", False):
                 raise RuntimeError(
                     f"out of memory scoring {'one response' if n <= 1 else f'a group of {n} (not splittable)'} "
                     f"of question {group.question[:60]!r}: lower max_tiles or the response length, or give "
@@ -133,44 +174,39 @@ class RewardWorkerImpl:
             right = self._score_splitting(group.subset(list(range(half, n))))
             return left + right
 
-    def _score_together(self, groups: list[ScoreGroup]) -> list[dict[str, Any]] | None:
-        """One scorer call for the whole batch when the scorer offers it (the judge shares its
-        generation batches); ``None`` on any failure, so the caller goes group by group and an
-        error stays with its own group."""
-        batched = getattr(self.scorer, "score_groups", None)
-        if batched is None or len(groups) < 2:
+    def _score_together(self, groups: list[RewardGroup]) -> list[dict[str, Any]] | None:
+        """One runtime call for the whole batch (the PRM batches suffixes across groups, the judge
+        its generations); ``None`` on any failure, so the caller goes group by group and an error
+        stays with its own group."""
+        if len(groups) < 2:
             return None
         try:
-            results = batched(groups)
+            rows = self._run(groups)
         except Exception as exc:
             _free_device_memory()
             logger.warning("worker %d: batched call failed (%s); scoring group by group", self.index, exc)
             return None
-        if [len(r) for r in results] != [g.n_responses for g in groups]:
-            return None
-        return [{"results": r} for r in results]
+        return [{"results": r} for r in rows]
 
-    def _score_one(self, group: ScoreGroup) -> dict[str, Any]:
+    def _score_one(self, group: RewardGroup) -> dict[str, Any]:
         try:
             results = self._score_splitting(group)
-            if len(results) != group.n_responses:
-                raise RuntimeError(
-                    f"scorer returned {len(results)} results for {group.n_responses} responses"
-                )
+            if len(results) != group.n:
+                raise RuntimeError(f"scored {len(results)} results for {group.n} responses")
             return {"results": results}
         except Exception as exc:  # returned per group so sibling groups still succeed
             self.counters["errors"] += 1
             logger.error("worker %d: group failed: %s: %s", self.index, type(exc).__name__, exc)
             return {"error": f"{type(exc).__name__}: {exc}"}
 
-    def score_batch(self, groups: list[ScoreGroup]) -> list[dict[str, Any]]:
-        """Score each group; returns ``{"results": [...]}`` or ``{"error": msg}`` per group, in order."""
+    def score_batch(self, groups: list[RewardGroup]) -> list[dict[str, Any]]:
+        """Score each group; returns ``{"results": [row, ...]}`` or ``{"error": msg}`` per group, in order."""
         start = time.perf_counter()
         out = self._score_together(groups)
         if out is None:
             out = [self._score_one(g) for g in groups]
         elapsed = time.perf_counter() - start
-        n_resp = sum(g.n_responses for g in groups)
+        n_resp = sum(g.n for g in groups)
         self.busy_s += elapsed
         self.counters["batches"] += 1
         self.counters["groups"] += len(groups)

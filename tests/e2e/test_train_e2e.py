@@ -394,7 +394,7 @@ def test_stock_train_ppo_ray_with_reward_fns(e2e_work, ray_cluster, direct_prm, 
     )
     print(f"launch took {run.seconds:.0f}s")
     rows = assert_trained(run)
-    for key in ("outcome.py/reward_fn/failed", "visualprm.py/reward_fn/failed"):
+    for key in ("outcome.py/reward/failed_group", "visualprm.py/reward/failed_group"):
         assert_none_failed(run, rows, key)
     assert_vllm_saw_dataset_images(run, rows, e2e_work)
     outcome = assert_outcomes(rows, policy_tokenizer, e2e_work, "outcome.py/reward")
@@ -406,7 +406,7 @@ def test_stock_train_ppo_ray_with_reward_fns(e2e_work, ray_cluster, direct_prm, 
     want = {i: outcome[i] + prm[i] for i in prm}
     assert_close({s.index: s.reward for s in rows}, want, "reward")
     assert_group_norm(rows)
-    assert_logged(run, rows, ["outcome.py/reward", "visualprm.py/reward", "visualprm.py/prm_num_steps"])
+    assert_logged(run, rows, ["outcome.py/reward", "visualprm.py/reward", "visualprm.py/prm/num_steps"])
 
 
 @pytest.fixture
@@ -417,6 +417,7 @@ def reward_service(e2e_work, ray_cluster, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "openrlhf_visualprm.cli", "serve", "--model", str(e2e_work.prm)]
         + f"--num-workers 1 --num-gpus 0 --port {port} --ray-address {ray_cluster.address}".split()
+        + ["--failure-window", "4"]  # the bad-stream launch below has 2 x N_SAMPLES samples
         + ["--image-root", str(e2e_work.demo)],
         cwd=e2e_work.root,
         env={**ray_cluster.env, "RAY_ADDRESS": ray_cluster.address},
@@ -469,7 +470,23 @@ def test_stock_train_with_reward_service(
     }
     assert_close({s.index: s.reward for s in rows}, prm, "reward from the service")
     assert_group_norm(rows)
-    assert_logged(run, rows, ["prm_num_steps", "prm_min_step"])
+    assert_logged(run, rows, ["prm/num_steps", "prm/min_step_score", "reward/failed_group"])
+    # The same service, a run whose every sample is bad (labels without their image): /reward's
+    # failure guard answers 422 and OpenRLHF's client stops the run; before the guard it trained on zeros.
+    bad = tmp_path / "bad" / "prompts.jsonl"
+    bad.parent.mkdir()
+    rows_in = [json.loads(line) for line in e2e_work.prompts.read_text().splitlines() if line.strip()]
+    for row in rows_in:
+        label = row["label"] if isinstance(row["label"], dict) else json.loads(row["label"])
+        row["label"] = {k: v for k, v in label.items() if k not in ("image", "images")}
+    bad.write_text("".join(json.dumps(row) + "\n" for row in rows_in))
+    argv = stock_argv(e2e_work, tmp_path / "bad", reward_service + "/")
+    argv[argv.index("--data.prompt_dataset") + 1] = str(bad)
+    stopped = launch("stock", argv, tmp_path / "bad", ray_cluster, cwd=e2e_work.root)
+    assert stopped.returncode != 0, f"the run trained on an all-bad stream:\n{stopped.tail()}"
+    assert not (tmp_path / "bad" / "experiences-1.pkl").exists(), "a step was trained on neutral rewards"
+    served = (tmp_path / "serve.log").read_text()
+    assert "--max-failed-fraction" in served and "no_image" in served, served[-3000:]
 
 
 @pytest.fixture(scope="session")

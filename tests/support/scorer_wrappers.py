@@ -1,6 +1,6 @@
 """Test-only scorer wrappers, applied in a reward worker through ``WorkerConfig.scorer_wrapper``.
 
-- :func:`inject_faults`: the real ``torch.OutOfMemoryError`` above a response count, and a delay
+- :func:`inject_faults`: the real ``torch.OutOfMemoryError`` above a response count (per group), and a delay
   per call, so the worker's OOM splitting and the pool's queue run exactly as on a GPU.
 - :func:`scripted_judge`: swaps the judge's generating backend for a scripted, content-aware one
   (:func:`pick_by_content`), so a misrouted or reordered group changes the rewards. The tiny random
@@ -23,39 +23,36 @@ CANDIDATE = re.compile(r"\[Candidate ([A-Z])\]\n(.*?)\n\[End of Candidate \1\]",
 
 
 class FaultInjectingScorer:
-    """Wraps a worker's scorer; raises OOM above ``oom_above_responses``, sleeps ``delay_s`` per call."""
+    """Wraps a worker's component; raises OOM above ``oom_above_responses``, sleeps ``delay_s`` per call."""
 
     def __init__(self, inner: Any, oom_above_responses: int | None = None, delay_s: float = 0.0) -> None:
         self.inner = inner
         self.oom_above_responses = oom_above_responses
         self.delay_s = delay_s
-        self.model_id = inner.model_id
+        self.name, self.needs, self.neutral = inner.name, inner.needs, inner.neutral
         self.splittable = inner.splittable
         self.injected_ooms = 0
         self._lock = threading.Lock()
 
-    @property
-    def call_log(self) -> list[dict[str, Any]]:
-        return getattr(self.inner, "call_log", [])
-
-    def score_group(self, group: Any) -> list[dict[str, Any]]:
+    def score_groups(self, groups: list) -> list:
         import torch
 
         if self.delay_s:
             time.sleep(self.delay_s)
         limit = self.oom_above_responses
-        if limit is not None and group.n_responses > limit:
+        biggest = max((g.n for g in groups), default=0)
+        if limit is not None and biggest > limit:
             with self._lock:
                 self.injected_ooms += 1
             # the exception a CUDA allocation failure raises, so the worker's handler runs as on a GPU
             raise torch.OutOfMemoryError(
-                f"CUDA out of memory (injected): {group.n_responses} responses > limit {limit}"
+                f"CUDA out of memory (injected): {biggest} responses > limit {limit}"
             )
-        return self.inner.score_group(group)
+        return self.inner.score_groups(groups)
 
 
-def inject_faults(scorer: Any, oom_above_responses: int | None = None, delay_s: float = 0.0) -> Any:
-    return FaultInjectingScorer(scorer, oom_above_responses=oom_above_responses, delay_s=delay_s)
+def inject_faults(component: Any, oom_above_responses: int | None = None, delay_s: float = 0.0) -> Any:
+    return FaultInjectingScorer(component, oom_above_responses=oom_above_responses, delay_s=delay_s)
 
 
 def pick_by_content(images: list, prompt_text: str) -> str:
@@ -78,7 +75,7 @@ def scripted_backend() -> Any:
     return ScriptedBackend(lambda request: pick_by_content(request.images, request.user_text))
 
 
-def scripted_judge(scorer: Any) -> Any:
-    """The worker's judge, its backend replaced by :func:`scripted_backend` (options kept)."""
-    scorer.judge.backend = scripted_backend()
-    return scorer
+def scripted_judge(component: Any) -> Any:
+    """The worker's judge component, its backend replaced by :func:`scripted_backend` (options kept)."""
+    component.judge.backend = scripted_backend()
+    return component

@@ -3,7 +3,7 @@
 on the same samples in one launch (OpenRLHF takes one reward file per run).
 
 reward = outcome + visualprm; each file's own reward and logs are kept apart in ``extra_logs``
-(``outcome.py/reward``, ``visualprm.py/reward_fn/failed``, ...) so a test can check each one.
+(``outcome.py/reward``, ``visualprm.py/reward/failed_group``, ...) so a test can check each one.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""The logic behind ``reward_fns/*.py``: OpenRLHF's ``reward_func`` protocol on plugin rewards.
+"""The host behind ``reward_fns/*.py``: OpenRLHF's ``reward_func`` protocol on the reward runtime.
+
+It runs inside OpenRLHF's vLLM engine actors (a Ray process) and scores in that process or
+through a reward pool, so it lives with the other hosts of the runtime (the pool, the HTTP
+service); it imports nothing from OpenRLHF.
 
 With ``--reward.remote_url reward_fns/visualprm.py`` (stock OpenRLHF launcher, no plugin hooks)
 OpenRLHF calls ``reward_func(queries, prompts, labels)`` inside each vLLM engine actor, **one
@@ -27,7 +31,9 @@ Return value, as OpenRLHF expects: ``{"rewards": tensor(B), "scores": tensor(B),
 "extra_logs": {name: tensor(B)}}``. Failure policy, as on every route: a bad sample
 (:class:`~openrlhf_visualprm.errors.InputError`: no image, image outside the roots, malformed
 label, no ground truth, no reference, a query without its prompt) gets the neutral reward 0, is
-logged at ERROR level with the reason and counted in ``extra_logs["reward_fn/failed"]``. Samples
+logged at ERROR level with the reason and counted in ``extra_logs["reward/failed_group"]``; every
+sample, good or bad, returns the same log keys (the one schema,
+:func:`~openrlhf_visualprm.rewards.combine.sample_logs`), which OpenRLHF's batch bookkeeping needs. Samples
 arrive one at a time, so no step-level guard sees them; each process instead keeps the last
 ``OPENRLHF_VISUALPRM_FAILURE_WINDOW`` samples per component (64) and raises
 :class:`~openrlhf_visualprm.errors.RewardFailureError` when more than
@@ -52,7 +58,6 @@ from openrlhf_visualprm.labels import extract_response
 logger = logging.getLogger("openrlhf_visualprm.reward_fn")
 _LOCK = threading.Lock()
 _CACHE: dict[str, Any] = {}
-NEUTRAL_REWARD = 0.0  # the runtime components' neutral value: the same on every route
 
 
 def _cached(key: str, build: Callable[[], Any]) -> Any:
@@ -96,7 +101,7 @@ def prm_config_from_env():
     from openrlhf_visualprm.prm.config import PRMConfig
 
     values = {
-        "model": envs.get("OPENRLHF_VISUALPRM_PRM_MODEL") or envs.get("OPENRLHF_VISUALPRM_POOL"),
+        "model": envs.get("OPENRLHF_VISUALPRM_PRM_MODEL"),
         "aggregation": envs.get("OPENRLHF_VISUALPRM_PRM_AGGREGATION"),
         "method": envs.get("OPENRLHF_VISUALPRM_PRM_METHOD"),
         "max_steps": _typed("OPENRLHF_VISUALPRM_PRM_MAX_STEPS", int),
@@ -146,7 +151,12 @@ def _prm_component():
         kind = pool.config.worker.kind
         if kind != "prm":
             raise ConfigError(f"OPENRLHF_VISUALPRM_POOL={pool_name!r} runs {kind} workers, not a PRM")
-        return PoolComponent.for_config(pool, cfg, f"reward pool {pool_name!r}")
+        if not envs.get("OPENRLHF_VISUALPRM_PRM_MODEL"):  # no checkpoint asked: the pool's is the one
+            from dataclasses import replace
+
+            loaded = pool.config.worker.component
+            cfg = replace(cfg, model=loaded.model, path=loaded.path)
+        return PoolComponent.for_config(pool, cfg, f"OPENRLHF_VISUALPRM_POOL={pool_name!r}")
     if not envs.get("OPENRLHF_VISUALPRM_PRM_MODEL"):
         raise ConfigError(
             "reward_fns/visualprm.py needs OPENRLHF_VISUALPRM_POOL (a running reward pool) or "
@@ -188,51 +198,30 @@ def _failure_window(name: str):
     fraction = _typed("OPENRLHF_VISUALPRM_MAX_FAILED_FRACTION", float)
     size = DEFAULT_FAILURE_WINDOW if size is None else size
     fraction = DEFAULT_MAX_FAILED_FRACTION if fraction is None else fraction
-    return _cached(f"failures:{name}:{size}:{fraction}", lambda: FailureWindow(size, fraction))
+    names = ("OPENRLHF_VISUALPRM_FAILURE_WINDOW", "OPENRLHF_VISUALPRM_MAX_FAILED_FRACTION")
+    return _cached(f"failures:{name}:{size}:{fraction}", lambda: FailureWindow(size, fraction, names))
 
 
-def score_sample(
-    name: str, query: str, prompt: str, label: Any
-) -> tuple[float, dict[str, float], str | None]:
-    """``(reward, logs, error)`` for one sample with component ``name``; ``error`` is the reason a
-    bad sample got the neutral reward (None when it was scored)."""
-    from openrlhf_visualprm.rewards.groups import prepare_group
+def score_samples(name: str, queries: list[str], prompts: list[str], labels: list[Any]) -> list[dict]:
+    """The runtime's row for each sample (component ``name``): the one preparation, bad samples
+    recorded (their ``error`` is the reason), the same runtime every route runs."""
+    from openrlhf_visualprm.rewards.groups import NEEDS, RewardGroup, prepare_group
 
     runtime = _runtime(name)
-    try:
-        response = extract_response(query, prompt)
-    except InputError as exc:
-        return NEUTRAL_REWARD, {}, f"{exc.reason}: {exc}"
-    comp = runtime.components[name]
-    answer_key = getattr(comp, "answer_key", "answer")
-    group = prepare_group(
-        {"prompt": prompt, "label": label, "images": None, "responses": [response]},
-        _roots(),
-        answer_key,
-        load_images=name != "outcome",
-    )
+    answer_key = getattr(runtime.components[name], "answer_key", "answer")
+    groups = []
+    for i, (query, prompt, label) in enumerate(zip(queries, prompts, labels)):
+        try:
+            response = extract_response(query, prompt, f"query[{i}]")
+        except InputError as exc:
+            groups.append(RewardGroup("", [""], broken={need: f"{exc.reason}: {exc}" for need in NEEDS}))
+            continue
+        raw = {"prompt": prompt, "label": label, "images": None, "responses": [response]}
+        groups.append(
+            prepare_group(raw, _roots(), answer_key, load_images=name != "outcome", where=f"labels[{i}]")
+        )
     with _LOCK:
-        row = runtime.score_groups([group])[0][0]
-    if row["error"]:
-        return NEUTRAL_REWARD, {}, row["error"]
-    return (
-        float(row["components"][name]),
-        _logs(name, row.get(name) or {}, float(row["components"][name])),
-        None,
-    )
-
-
-def _logs(name: str, detail: dict, score: float) -> dict[str, float]:
-    if name == "prm":
-        steps = detail.get("step_scores") or []
-        return {
-            "prm_num_steps": float(len(steps)),
-            "prm_min_step": float(min(steps)) if steps else score,
-            "prm_truncated": float(bool(detail.get("truncated"))),
-        }
-    if name == "judge":
-        return {"judge_parse_failure_rate": float(detail.get("parse_failure_rate") or 0.0)}
-    return {"outcome_no_answer": float(detail.get("answer") is None)}
+        return [rows[0] for rows in runtime.score_groups(groups)]
 
 
 # ----------------------------------------------------------------------------- the protocol
@@ -254,35 +243,37 @@ def make_reward_func(name: str):
         raise ConfigError(f"unknown reward component {name!r}; one of {sorted(_BUILDERS)}")
 
     def reward_func(queries: list[str], prompts: list[str], labels: list[Any], **kwargs) -> dict:
+        from openrlhf_visualprm.rewards.combine import sample_logs
+
         if not (len(queries) == len(prompts) == len(labels)):
             raise ValueError(
                 f"{len(queries)} queries, {len(prompts)} prompts, {len(labels)} labels: must match"
             )
-        rewards, per_sample = [], []
         try:
-            for i, (query, prompt, label) in enumerate(zip(queries, prompts, labels)):
-                reward, logs, error = score_sample(name, query, prompt, label)
-                if error is not None:
+            rows = score_samples(name, queries, prompts, labels)
+            window = _failure_window(name)
+            for i, row in enumerate(rows):
+                if row["error"]:
                     logger.error(
-                        "reward_fns %s: sample %d gets the neutral reward %s: %s", name, i, reward, error
+                        "reward_fns %s: sample %d gets the neutral reward %s: %s",
+                        name,
+                        i,
+                        row["components"][name],
+                        row["error"],
                     )
-                window = _failure_window(name)
                 with _LOCK:
-                    window.record(error, f"scored by reward_fns {name} in this process")
-                rewards.append(reward)
-                per_sample.append({**logs, "reward_fn/failed": float(error is not None)})
+                    window.record(row["error"], f"scored by reward_fns {name} in this process")
         except Exception:  # not a bad sample: OpenRLHF would log it at INFO only, so say it loudly
             logger.exception("reward_fns %s: scoring failed; this stops the run", name)
             raise
         import torch  # here: importing a reward_fns file (and --help) stays torch-free
 
-        keys = sorted(set().union(*per_sample)) if per_sample else []
-        extra = {}
-        for key in keys:  # a key missing for a failed sample takes the mean of the others
-            present = [d[key] for d in per_sample if key in d]
-            mean = sum(present) / len(present)
-            extra[key] = torch.tensor([d.get(key, mean) for d in per_sample], dtype=torch.float32)
-        tensor = torch.tensor(rewards, dtype=torch.float32)
+        logs = [sample_logs(row, [name]) for row in rows]  # the same keys for every sample
+        extra = {
+            key: torch.tensor([entry[key] for entry in logs], dtype=torch.float32)
+            for key in (logs[0] if logs else {})
+        }
+        tensor = torch.tensor([row["components"][name] for row in rows], dtype=torch.float32)
         return {"rewards": tensor, "scores": tensor.clone(), "extra_logs": extra}
 
     return reward_func
