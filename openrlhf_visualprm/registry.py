@@ -229,7 +229,7 @@ def require_local(name_or_path: str, kind: str | None = None) -> ResolvedModel:
         raise ModelNotFoundError(
             f"reward model {name_or_path!r} ({resolved.repo_id}) is not in the local Hugging Face cache and "
             "this process does not download. Fetch it first, e.g. "
-            f"`huggingface-cli download {resolved.repo_id}` on a machine with access (then copy the cache), "
+            f"`hf download {resolved.repo_id}` on a machine with access (then copy the cache), "
             "or pass a local checkpoint folder." + _env_hint(name_or_path)
         )
     return resolved
