@@ -177,6 +177,12 @@ def _kind_from_config(path: Path) -> str | None:
     return "judge" if "vision_config" in config else None
 
 
+def checkpoint_kind(path: str | Path) -> str | None:
+    """What a local checkpoint's ``config.json`` says it is: ``prm`` (InternVL), ``judge`` (another
+    VLM) or None (no vision config, or no readable config)."""
+    return _kind_from_config(Path(path))
+
+
 def _kind_of_checkpoint(path: Path, spec: RewardModelSpec | None, kind: str | None) -> str | None:
     if kind is not None:
         return kind

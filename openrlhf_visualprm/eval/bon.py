@@ -249,11 +249,12 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.judge:
         from openrlhf_visualprm.eval.judge_adapter import load_pair_judge
+        from openrlhf_visualprm.torch_names import cli_device
 
         pair_judge, judge_id = load_pair_judge(
             args.judge,
             backend=args.judge_backend,
-            device=args.device,
+            device=cli_device(args.device),
             max_new_tokens=args.judge_max_new_tokens,
             fallback=args.judge_fallback,
         )

@@ -202,6 +202,7 @@ class HFBackend:
         from ..torch_names import as_dtype
 
         processor = AutoProcessor.from_pretrained(path)
+        require_chat_template(processor, path)
         load_kw: dict[str, Any] = {"dtype": as_dtype(dtype, allow_auto=True)}
         if attn_implementation:
             load_kw["attn_implementation"] = attn_implementation
@@ -372,6 +373,7 @@ class VLLMBackend:
             from transformers import AutoProcessor
 
             processor = AutoProcessor.from_pretrained(model_path)
+            require_chat_template(processor, model_path)
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.special_tokens = control_tokens(self.tokenizer)
@@ -458,6 +460,19 @@ class VLLMBackend:
             # Structured output guarantees a label; anything else is reported, never guessed.
             out.append(text if text in req.labels else "")
         return out
+
+
+def require_chat_template(processor: Any, path: str) -> None:
+    """The judge prompt is a chat: a processor without a chat template is refused at load, by
+    name (it used to fail at the first call, inside Jinja)."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    if not (getattr(processor, "chat_template", None) or getattr(tokenizer, "chat_template", None)):
+        from ..errors import ModelError
+
+        raise ModelError(
+            f"judge model {path} has no chat template (processor and tokenizer): the judge needs a chat VLM "
+            "such as Qwen/Qwen2.5-VL-7B-Instruct"
+        )
 
 
 def make_backend(path: str, backend: str = "hf", **kwargs: Any) -> JudgeBackend:

@@ -15,7 +15,7 @@ from pathlib import Path
 from openrlhf_visualprm.errors import ConfigError
 
 from ..steps import read_responses_file
-from ..torch_names import resolve_device
+from ..torch_names import cli_device, describe_device
 from .aggregate import AGGREGATORS, FAILURE_POLICIES
 from .backends import BACKENDS
 from .config import DEFAULT_ROUNDS
@@ -94,12 +94,22 @@ def read_responses(path: str | os.PathLike) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from .judge import MRJudge
 
+    if args.schedule == "reference" and not (args.reference or "").strip():
+        raise ConfigError(
+            "--schedule reference compares each response with a reference solution: give --reference TEXT"
+        )
     responses = read_responses(args.responses)
+    for p in args.image:
+        if not Path(p).is_file():
+            raise ConfigError(f"--image {p}: no such file")
     roots = sorted({str(Path(p).resolve().parent) for p in args.image})
+    device = cli_device(args.device) if args.backend == "hf" else args.device
+    if args.backend == "hf":
+        print(describe_device(args.device, device), file=sys.stderr)
     judge = MRJudge.from_pretrained(
         args.model,
         backend=args.backend,
-        device=resolve_device(args.device),
+        device=device,
         dtype=args.dtype,
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,

@@ -231,6 +231,18 @@ def _plugin_models(tokens: list[str], judge_model: str | None) -> tuple[list[reg
         judge = _resolve(judge_model, "--reward.judge.model")
         judge = registry.ResolvedModel(judge.name, "judge", judge.repo_id, judge.path, judge.source)
         resolved = [r for r in resolved if r.kind != "judge"] + [judge]
+    for r in resolved:
+        if r.kind == "judge" and r.path and registry.checkpoint_kind(r.path) != "judge":
+            what = (
+                "a VisualPRM (InternVL) checkpoint" if registry.checkpoint_kind(r.path) == "prm" else "no VLM"
+            )
+            flag = "--reward.judge.model" if judge_model is not None else _MODEL_FLAG
+            if os.path.isfile(os.path.join(r.path, "config.json")):
+                raise LaunchError(
+                    f"{flag}: the judge {r.name} ({r.path}) is {what}, not a chat VLM judge; pass a chat VLM "
+                    "such as Qwen/Qwen2.5-VL-7B-Instruct (mr-judge)",
+                    flag,
+                )
     for kind in registry.KINDS:
         if sum(r.kind == kind for r in resolved) > 1:
             names = ", ".join(r.name for r in resolved if r.kind == kind)
