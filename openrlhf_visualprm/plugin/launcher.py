@@ -569,7 +569,7 @@ def print_help() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv or "-h" in argv or "--help" in argv:  # anywhere, as argparse reads it
         print_help()
         return 0
     try:
