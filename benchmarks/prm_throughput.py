@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -154,8 +155,13 @@ def main() -> int:
     # Matmul parameters only: the embedding table is a lookup, not FLOPs.
     llm_params = sum(p.numel() for p in lm.parameters()) - lm.get_input_embeddings().weight.numel()
     results, ref = [], None
-    for method in args.methods.split(","):
+    methods = args.methods.split(",")
+    # stderr: a bar with total and ETA (a real-size run takes minutes), the table stays on stdout
+    bar = tqdm(total=len(methods) * (1 + args.repeats), desc="prm benchmark passes", unit="pass")
+    for method in methods:
+        bar.set_postfix_str(method)
         prm.score([image], question, group[:1], method=method)  # warm-up
+        bar.update(1)
         if device == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -166,6 +172,7 @@ def main() -> int:
             if device == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
+            bar.update(1)
         best = min(times)
         tokens = llm_tokens(prm, image, question, group, method)
         scores = [s for r in out for s in r.step_scores]
@@ -183,6 +190,7 @@ def main() -> int:
         }
         results.append(row)
         print(json.dumps(row), flush=True)
+    bar.close()
     base = {r["method"]: r for r in results}
     print(
         f"\n{'method':10s} {'resp/s':>8s} {'x single':>8s} {'LLM tokens':>11s} {'TFLOP/s':>8s} "

@@ -119,6 +119,7 @@ def _judge_rewards(
         backend="hf",
         device=args.resolved_device,
         max_new_tokens=args.judge_max_new_tokens,
+        backend_kwargs={"progress": True},
         image_roots=[data_dir],
     )
     # One batched call for every group: the judge batches generation across groups.
@@ -170,8 +171,10 @@ def run(args: argparse.Namespace) -> int:
     )
     if banner:
         print(banner)
+    from tqdm.auto import tqdm
+
     rows, start, n_resp = [], time.perf_counter(), 0
-    for item in items:
+    for item in tqdm(items, desc="[demo] PRM scoring", unit="question"):
         results = prm.score(
             [item["image"]],
             item["question"],

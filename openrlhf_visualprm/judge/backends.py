@@ -248,9 +248,9 @@ class HFBackend:
         outputs: list[str] = [""] * len(requests)
         chunks = self._chunks(texts)
         start = time.perf_counter()
-        for c, chunk in enumerate(
-            tqdm(chunks, desc="judge generate", disable=not self.progress, unit="batch")
-        ):
+        # Counted in judge calls (total and ETA), updated as each generate batch finishes.
+        bar = tqdm(total=len(requests), desc="judge calls", unit="call", disable=not self.progress)
+        for c, chunk in enumerate(chunks):
             inputs = self._encode([requests[i] for i in chunk], [texts[i] for i in chunk])
             gen_kw: dict[str, Any] = {
                 "max_new_tokens": self.max_new_tokens,
@@ -277,6 +277,8 @@ class HFBackend:
                 self.stats["generated_tokens"] += self._generated_length(new[row_idx])
             self.stats["prompt_tokens"] += int(inputs["attention_mask"].sum())
             self.stats["batches"] += 1
+            bar.update(len(chunk))
+        bar.close()
         self.stats["calls"] += len(requests)
         self.stats["seconds"] += time.perf_counter() - start
         return outputs

@@ -81,6 +81,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
     parser.add_argument("--json", action="store_true", help="print the full result (calls included) as JSON")
     parser.add_argument("--show-calls", action="store_true", help="print each judge prompt and raw output")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar on stderr (judge calls, with total and ETA)",
+    )
 
 
 def read_responses(path: str | os.PathLike) -> list[str]:
@@ -121,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         reask=args.reask,
         seed=args.seed,
         image_roots=roots or None,
+        backend_kwargs={"progress": not args.no_progress},
     )
     images = [str(Path(p).resolve()) for p in args.image]
     result = judge.judge_group(images, args.question, responses, reference=args.reference)
