@@ -63,6 +63,7 @@ def test_training_example_dry_run(script):
     assert out["gpu_plan"]["total_gpus"] == 8  # the layout each header explains: one node of 8 GPUs
     assert out["would_refuse"] == []
     argv = out["openrlhf_argv"]
+    assert out["renamed_flags"] == []  # the examples use OpenRLHF 0.11's own names, as the README does
     assert "--data.max_images_per_prompt" in argv and not any(a.startswith("--reward.prm") for a in argv)
 
 
