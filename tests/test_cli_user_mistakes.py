@@ -144,7 +144,7 @@ def test_eval_judge_names_the_wrong_model_kind(prm_as_judge, tmp_path, capsys):
 def test_train_refuses_a_prm_as_the_judge(prm_as_judge, tmp_path, monkeypatch):
     (tmp_path / "train.jsonl").write_text(json.dumps({"prompt": "p", "label": "1", "images": []}) + "\n")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(preflight, "vllm_missing", lambda: False)
+    monkeypatch.setattr(preflight, "missing_dependencies", list)
     argv = [
         "--actor.model_name_or_path", "m", "--reward.judge.model", str(prm_as_judge),
         "--algo.advantage.estimator", "group_norm", "--rollout.n_samples_per_prompt", "4",

@@ -29,7 +29,7 @@ def launch_dir(tmp_path, monkeypatch):
     (tmp_path / "data" / "images").mkdir(parents=True)
     (tmp_path / "data" / "train.jsonl").write_text('{"prompt": "Find x.", "label": "1"}\n')
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(preflight, "vllm_missing", lambda: False)  # a GPU machine with the vllm extra
+    monkeypatch.setattr(preflight, "missing_dependencies", list)  # a GPU machine with the vllm extra
     monkeypatch.setenv(launcher.SKIP_MODEL_CHECK_ENV, "1")
     return tmp_path
 

@@ -43,7 +43,7 @@ def launch_dir(tmp_path, monkeypatch):
     (tmp_path / "data" / "train.jsonl").write_text(json.dumps(ROW) + "\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(launcher.SKIP_MODEL_CHECK_ENV, "1")
-    monkeypatch.setattr(preflight, "vllm_missing", lambda: False)
+    monkeypatch.setattr(preflight, "missing_dependencies", list)
     return tmp_path
 
 
@@ -74,22 +74,31 @@ def test_colocate_all_needs_engines_covering_the_actor_gpus(launch_dir):
     assert launcher.prepare(_with(BASE, "--vllm.num_engines", "4") + ["--train.colocate_all"]).refusals == []
 
 
-def test_missing_vllm_is_one_line_naming_the_extra(launch_dir, monkeypatch, capsys):
-    monkeypatch.undo()  # the real check, with vllm made unimportable
+@pytest.mark.parametrize(
+    "module, hint", [("vllm", "openrlhf-visualprm[vllm]"), ("flash_attn", "pip install flash-attn==2.8.3")]
+)
+def test_a_missing_training_dependency_is_one_line_naming_what_to_install(
+    module, hint, launch_dir, monkeypatch, capsys
+):
+    monkeypatch.undo()  # the real check, with only `module` unimportable
     monkeypatch.chdir(launch_dir)
     monkeypatch.setenv(launcher.SKIP_MODEL_CHECK_ENV, "1")
     real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a)
-    )
+
+    def find_spec(name, *args):
+        if name in preflight.TRAIN_DEPENDENCIES:
+            return None if name == module else object()
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     launched = []
     monkeypatch.setattr(launcher, "launch", launched.append)
     assert launcher.main(BASE) == 2 and not launched
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "openrlhf-visualprm[vllm]" in err[0] and "Traceback" not in err[0]
+    assert len(err) == 1 and f"{module}: not installed" in err[0] and hint in err[0], err
     # a dry run plans for another machine: it says so, and does not fail for it
     assert launcher.main(BASE + ["--dry-run"]) == 0
-    assert "this machine cannot launch: vllm: not installed" in capsys.readouterr().out
+    assert f"this machine cannot launch: {module}: not installed" in capsys.readouterr().out
 
 
 def test_the_gpu_total_is_printed_on_a_launch_and_in_the_dry_run(launch_dir, monkeypatch, capsys):

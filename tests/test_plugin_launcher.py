@@ -57,7 +57,7 @@ def vllm_installed(monkeypatch):
     """These tests plan launches for a GPU machine with the vllm extra (not installed on CI)."""
     from openrlhf_visualprm.plugin import preflight
 
-    monkeypatch.setattr(preflight, "vllm_missing", lambda: False)
+    monkeypatch.setattr(preflight, "missing_dependencies", list)
 
 
 @pytest.fixture

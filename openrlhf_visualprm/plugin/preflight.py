@@ -2,8 +2,8 @@
 user would otherwise meet minutes into a launch (after Ray and the models started) as a traceback:
 
 - generation: OpenRLHF 0.11 generates rollouts only with vLLM engines (its sample generator has
-  no other path), so a plan without ``--vllm.num_engines`` cannot train, and ``vllm`` must be
-  importable (the ``vllm`` extra); with ``--train.colocate_all`` the engines must cover exactly
+  no other path), so a plan without ``--vllm.num_engines`` cannot train, and ``vllm`` (the
+  ``vllm`` extra), ``deepspeed`` and ``flash_attn`` must be importable; with ``--train.colocate_all`` the engines must cover exactly
   the actor's GPUs (OpenRLHF asserts that only after Ray started);
 - critic: OpenRLHF's default estimator ``gae`` builds a critic from the first reward model when
   no ``--critic.model_name_or_path`` is given: with the plugin that is VisualPRM-8B (or the judge),
@@ -26,6 +26,12 @@ from types import SimpleNamespace
 VLLM_INSTALL = (
     "pip install 'openrlhf-visualprm[vllm]' (vllm==0.29.0, the version OpenRLHF 0.11.2 is tested with)"
 )
+# What OpenRLHF's train_ppo_ray and its actors import, with how to install it.
+TRAIN_DEPENDENCIES = {
+    "vllm": f"OpenRLHF's train_ppo_ray imports it to generate; {VLLM_INSTALL}",
+    "deepspeed": "OpenRLHF's actors train with it; pip install 'openrlhf-visualprm[openrlhf]'",
+    "flash_attn": "OpenRLHF's models import it; pip install flash-attn==2.8.3 --no-build-isolation",
+}
 ROWS_CHECKED = 3
 # Column names the released datasets and ``convert-data`` use, for the "did you mean" hint.
 USUAL_COLUMNS = {
@@ -35,9 +41,9 @@ USUAL_COLUMNS = {
 }
 
 
-def vllm_missing() -> bool:
-    """Whether ``import vllm`` cannot work here (OpenRLHF's ``train_ppo_ray`` imports it first thing)."""
-    return importlib.util.find_spec("vllm") is None
+def missing_dependencies() -> list[str]:
+    """The modules of :data:`TRAIN_DEPENDENCIES` that cannot be imported here."""
+    return [name for name in TRAIN_DEPENDENCIES if importlib.util.find_spec(name) is None]
 
 
 def check_generation(ns: SimpleNamespace, refuse: list[str], notes: list[str], dry_run: bool) -> None:
@@ -55,8 +61,8 @@ def check_generation(ns: SimpleNamespace, refuse: list[str], notes: list[str], d
             f"--vllm.num_engines x --vllm.tensor_parallel_size ({engines} x {tp}) must equal "
             f"--actor.num_nodes x --actor.num_gpus_per_node ({actor})"
         )
-    if vllm_missing():
-        message = f"vllm: not installed, and OpenRLHF's train_ppo_ray imports it to generate; {VLLM_INSTALL}"
+    for name in missing_dependencies():
+        message = f"{name}: not installed, and {TRAIN_DEPENDENCIES[name]}"
         if dry_run:
             notes.append(f"this machine cannot launch: {message}")
         else:
