@@ -4,7 +4,7 @@ GPU (default): the real VisualPRM-8B-v1.1 architecture (InternViT-300M + Qwen2.5
 layout) with RANDOM weights in bf16, built from a config: nothing is downloaded.
 ``--tiny``: the tiny random checkpoint on CPU in fp32 (a smoke run; compare ratios, not absolutes).
 
-Workload (defaults follow DESIGN.md's performance model): a GRPO group of 8 responses to one
+Workload (the defaults are the design's performance model, measured on one H100): a GRPO group of 8 responses to one
 image of 7 tiles (2x3 grid + thumbnail = 1,792 image tokens), 8 steps of ~60 tokens each.
 Reports responses/s, LLM tokens processed, model TFLOP/s (2·params·tokens + attention), peak
 GPU memory, and the largest step-score difference between each path and the per-step reference.

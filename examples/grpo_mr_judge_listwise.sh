@@ -12,7 +12,7 @@
 #   GPUs 0-3  policy (ZeRO-3) + reference model, colocated
 #   GPUs 4-5  2 vLLM rollout engines (TP 1)
 #   GPUs 6-7  2 plugin reward actors, each with the 7B judge (bf16, HF generate, <= 1024 reasoning
-#             tokens; the slowest reward: ~40 s per group of 8 on one H100, see DESIGN.md)
+#             tokens; the slowest reward: ~40 s per group of 8 on one H100, see benchmarks/judge_throughput.py)
 # Data layout: as in grpo_visualprm_outcome.sh (the judge needs no answer key).
 # Usage: examples/grpo_mr_judge_listwise.sh [--dry-run [--json]] [more flags]
 set -euo pipefail

@@ -74,7 +74,15 @@ def _run(command: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_the_readme_has_the_commands_this_test_expects():
     subcommands = [c.split()[1] for c in readme_commands()]
-    assert subcommands == ["convert-data", "convert-data", "eval-prm", "eval-judge", "eval-bon", "judge", "train"]
+    assert subcommands == [
+        "convert-data",
+        "convert-data",
+        "eval-prm",
+        "eval-judge",
+        "eval-bon",
+        "judge",
+        "train",
+    ]
 
 
 def test_every_readme_command_runs_as_written(readme_dir):
@@ -107,3 +115,10 @@ def test_no_text_recommends_huggingface_cli():
     stale = [str(p.relative_to(ROOT)) for p in paths if "huggingface-cli" in p.read_text()]
     assert stale == []
     assert "hf download OpenGVLab/VisualPRM-8B-v1_1" in README
+
+
+def test_no_text_cites_a_design_file_the_repo_does_not_ship():
+    paths = [ROOT / "README.md", *ROOT.glob("openrlhf_visualprm/**/*.py"), *ROOT.glob("examples/*.sh"),
+             *ROOT.glob("benchmarks/*.py")]  # fmt: skip
+    cited = {str(p.relative_to(ROOT)) for p in paths if "DESIGN.md" in p.read_text()}
+    assert (ROOT / "DESIGN.md").exists() or cited == set(), cited
