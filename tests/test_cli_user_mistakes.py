@@ -153,14 +153,3 @@ def test_train_refuses_a_prm_as_the_judge(prm_as_judge, tmp_path, monkeypatch):
     with pytest.raises(launcher.LaunchError, match="is a VisualPRM .*not a chat VLM judge") as err:
         launcher.prepare(argv)
     assert err.value.flag == "--reward.judge.model"
-
-
-# ----------------------------------------------------------------------------- item 14: the demo's 0.500
-def test_demo_report_says_why_the_random_judge_gives_one_half(tmp_path, capsys):
-    out = tmp_path / "demo"
-    assert cli.main(["demo", "--out", str(out), "--judge-max-new-tokens", "4"]) == 0
-    rows = json.loads((out / "scores.json").read_text())
-    # 4 tokens of a random judge never make a verdict: every reward is the neutral tie
-    assert all(c["judge_reward"] == 0.5 for row in rows for c in row["candidates"])
-    report = (out / "report.html").read_text()
-    assert "Judge rewards of 0.500" in report and "counts as a tie" in report

@@ -71,7 +71,7 @@ def check_generation(ns: SimpleNamespace, refuse: list[str], notes: list[str], d
 
 def check_critic(
     ns: SimpleNamespace, tokens: list[str], plugin_reward: bool, refuse: list[str], notes: list[str]
-):
+) -> None:
     """``gae`` without an explicit critic: refused when the critic would be a plugin reward model."""
     if ns.algo.advantage.estimator != "gae" or not ns.critic.model_name_or_path:
         return
