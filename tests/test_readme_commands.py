@@ -104,6 +104,24 @@ def test_every_readme_command_runs_as_written(readme_dir):
     assert "would refuse" not in plan
 
 
+def test_inline_commands_run(tmp_path):
+    """The prose's complete commands (placeholders DIR / PATH / N filled, ``[...]`` dropped); those
+    that need a checkpoint or start a service run with ``--help``. The ``python benchmarks/...``
+    lines are the benchmarks' own smoke runs (minutes each): ``tests/test_progress.py`` runs two."""
+    commands = sorted(set(re.findall(r"`(openrlhf-visualprm [a-z][^`]*)`", README)))
+    ran = 0
+    for command in commands:
+        if "COMMAND" in command or "ARGS" in command or "error:" in command:
+            continue  # a pattern, not a command
+        command = re.sub(r"\s*\[[^\]]*\]", "", command).replace("DIR", str(tmp_path / "d"))
+        if needs_a_real_checkpoint(command) or command.split()[1] in ("check-model", "prm-prompt"):
+            command += " --help"
+        proc = _run(command, tmp_path)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, f"{command}\n{proc.stderr[-2000:]}"
+        ran += 1
+    assert ran >= 4 and (tmp_path / "d").is_dir()  # make-sample-data wrote its files
+
+
 def test_inline_commands_name_real_subcommands():
     inline = re.findall(r"`openrlhf-visualprm ([a-z][a-z-]*)", README)
     assert inline and set(inline) - set(cli.SUBCOMMANDS) == set(), set(inline) - set(cli.SUBCOMMANDS)
