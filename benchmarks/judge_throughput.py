@@ -275,7 +275,7 @@ def main() -> int:
             stop_at_answer=False,
             generate_kwargs={"min_new_tokens": gen_tokens},
             cache_implementation="static" if args.cache == "static" else None,
-            progress=not tiny,
+            progress=True,  # judge calls with total and ETA on stderr
         )
         if tiny:
             return HFBackend.from_pretrained(str(model_dir), device="cpu", dtype="float32", **kw)
@@ -315,6 +315,11 @@ def main() -> int:
             ("vllm/prefix-cache", {"enable_prefix_caching": True}),
             ("vllm/no-prefix-cache", {"enable_prefix_caching": False}),
         ]
+    from tqdm.auto import tqdm
+
+    scenario_bar = tqdm(
+        total=len(variants) * len(scenarios), desc="judge benchmark scenarios", unit="scenario"
+    )
     for variant, vkw in variants:
         if args.backend == "hf":
             backend = hf_backend(batch_size)
@@ -339,6 +344,7 @@ def main() -> int:
             row = {"variant": variant, "scenario": name, **run_scenario(judge, groups, sync, args.repeats)}
             row["shared_prefix"] = shared_prefix_fraction(backend, judge, groups[:2])
             rows.append(row)
+            scenario_bar.update(1)
             print(f"  {variant:22s} {name:16s} {row['calls']:4d} calls  {row['seconds']:8.2f} s", flush=True)
             if name == "listwise-4r" and sequential and args.backend == "hf":
                 backend.batch_size = 1

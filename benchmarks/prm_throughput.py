@@ -4,7 +4,7 @@ GPU (default): the real VisualPRM-8B-v1.1 architecture (InternViT-300M + Qwen2.5
 layout) with RANDOM weights in bf16, built from a config: nothing is downloaded.
 ``--tiny``: the tiny random checkpoint on CPU in fp32 (a smoke run; compare ratios, not absolutes).
 
-Workload (defaults follow DESIGN.md's performance model): a GRPO group of 8 responses to one
+Workload (the defaults are the design's performance model, measured on one H100): a GRPO group of 8 responses to one
 image of 7 tiles (2x3 grid + thumbnail = 1,792 image tokens), 8 steps of ~60 tokens each.
 Reports responses/s, LLM tokens processed, model TFLOP/s (2·params·tokens + attention), peak
 GPU memory, and the largest step-score difference between each path and the per-step reference.
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -154,8 +155,13 @@ def main() -> int:
     # Matmul parameters only: the embedding table is a lookup, not FLOPs.
     llm_params = sum(p.numel() for p in lm.parameters()) - lm.get_input_embeddings().weight.numel()
     results, ref = [], None
-    for method in args.methods.split(","):
+    methods = args.methods.split(",")
+    # stderr: a bar with total and ETA (a real-size run takes minutes), the table stays on stdout
+    bar = tqdm(total=len(methods) * (1 + args.repeats), desc="prm benchmark passes", unit="pass")
+    for method in methods:
+        bar.set_postfix_str(method)
         prm.score([image], question, group[:1], method=method)  # warm-up
+        bar.update(1)
         if device == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -166,6 +172,7 @@ def main() -> int:
             if device == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
+            bar.update(1)
         best = min(times)
         tokens = llm_tokens(prm, image, question, group, method)
         scores = [s for r in out for s in r.step_scores]
@@ -183,6 +190,7 @@ def main() -> int:
         }
         results.append(row)
         print(json.dumps(row), flush=True)
+    bar.close()
     base = {r["method"]: r for r in results}
     print(
         f"\n{'method':10s} {'resp/s':>8s} {'x single':>8s} {'LLM tokens':>11s} {'TFLOP/s':>8s} "

@@ -141,8 +141,10 @@ def timed(actor, groups: list[dict], batched: bool) -> tuple[float, dict[str, fl
         results = actor.score_groups(groups)
         per_component = dict(actor.rewards.runtime.last_timings)
     else:
+        from tqdm.auto import tqdm
+
         results = []
-        for g in groups:
+        for g in tqdm(groups, desc="one call per group", unit="group", leave=False):
             results += actor.score_groups([g])
             for name, s in actor.rewards.runtime.last_timings.items():
                 per_component[name] = per_component.get(name, 0.0) + s
@@ -152,7 +154,10 @@ def timed(actor, groups: list[dict], batched: bool) -> tuple[float, dict[str, fl
 
 def best_of(repeats: int, actor, groups: list[dict], batched: bool) -> tuple[float, dict[str, float], list]:
     """The fastest of ``repeats`` runs (shared machines are noisy; the results are deterministic)."""
-    runs = [timed(actor, groups, batched) for _ in range(max(1, repeats))]
+    from tqdm.auto import tqdm
+
+    desc = f"{'batched' if batched else 'per-group'} runs"
+    runs = [timed(actor, groups, batched) for _ in tqdm(range(max(1, repeats)), desc=desc, unit="run")]
     return min(runs, key=lambda run: run[0])
 
 

@@ -12,7 +12,7 @@
 #   GPUs 0-3  policy (ZeRO-3) + reference model, colocated
 #   GPUs 4-5  2 vLLM rollout engines (TP 1)
 #   GPUs 6-7  2 plugin reward actors, each with the 7B judge (bf16, HF generate, <= 1024 reasoning
-#             tokens; the slowest reward: ~40 s per group of 8 on one H100, see DESIGN.md)
+#             tokens; the slowest reward: ~40 s per group of 8 on one H100, see benchmarks/judge_throughput.py)
 # Data layout: as in grpo_visualprm_outcome.sh (the judge needs no answer key).
 # Usage: examples/grpo_mr_judge_listwise.sh [--dry-run [--json]] [more flags]
 set -euo pipefail
@@ -23,21 +23,21 @@ JUDGE=${JUDGE:-mr-judge}
 SAVE=${SAVE:-checkpoints/grpo-mr-judge}
 
 exec "${PYTHON:-python}" -m openrlhf_visualprm.cli train \
-  --pretrain "$POLICY" \
-  --reward_pretrain "$JUDGE" \
-  --advantage_estimator group_norm --n_samples_per_prompt 8 \
-  --prompt_data "$DATA" --input_key prompt --label_key label --image_key images \
-  --apply_chat_template --max_images_per_prompt 1 --freeze_visual_encoder \
-  --actor_num_nodes 1 --actor_num_gpus_per_node 4 \
-  --ref_num_nodes 1 --ref_num_gpus_per_node 4 --colocate_actor_ref \
-  --vllm_num_engines 2 --vllm_tensor_parallel_size 1 --vllm_gpu_memory_utilization 0.85 \
-  --reward_num_nodes 1 --reward_num_gpus_per_node 2 \
-  --rollout_batch_size 32 --micro_rollout_batch_size 4 \
-  --train_batch_size 64 --micro_train_batch_size 2 \
-  --max_len 4096 --max_new_tokens 1024 \
-  --zero_stage 3 --bf16 --gradient_checkpointing --actor_learning_rate 1e-6 \
-  --init_kl_coef 0.001 --use_kl_loss --kl_estimator k3 \
-  --save_path "$SAVE" --save_steps 50 \
+  --actor.model_name_or_path "$POLICY" \
+  --reward.model_name_or_path "$JUDGE" \
+  --algo.advantage.estimator group_norm --rollout.n_samples_per_prompt 8 \
+  --data.prompt_dataset "$DATA" --data.input_key prompt --data.label_key label --data.image_key images \
+  --data.apply_chat_template --data.max_images_per_prompt 1 --actor.freeze_visual_encoder \
+  --actor.num_nodes 1 --actor.num_gpus_per_node 4 \
+  --ref.num_nodes 1 --ref.num_gpus_per_node 4 --train.colocate_actor_ref \
+  --vllm.num_engines 2 --vllm.tensor_parallel_size 1 --vllm.gpu_memory_utilization 0.85 \
+  --reward.num_nodes 1 --reward.num_gpus_per_node 2 \
+  --rollout.batch_size 32 --rollout.micro_batch_size 4 \
+  --train.batch_size 64 --train.micro_batch_size 2 \
+  --data.max_len 4096 --rollout.max_new_tokens 1024 \
+  --ds.zero_stage 3 --ds.param_dtype bf16 --actor.gradient_checkpointing_enable --actor.adam.lr 1e-6 \
+  --algo.kl.init_coef 0.001 --algo.kl.use_loss --algo.kl.estimator k3 \
+  --ckpt.output_dir "$SAVE" --ckpt.save_steps 50 \
   --reward.judge.schedule listwise --reward.judge.group_size 4 --reward.judge.rounds 2 \
   --reward.judge.backend hf --reward.judge.max_new_tokens 1024 \
   --reward.image_roots "$IMAGE_ROOT" \

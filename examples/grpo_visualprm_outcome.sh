@@ -3,7 +3,7 @@
 # geometry3k-style data.
 #
 # Resource layout, one node with 8 x 80 GB GPUs (total 8, see the GPU line of --dry-run):
-#   GPUs 0-3  policy, DeepSpeed ZeRO-3, and the reference model on the same GPUs (--colocate_actor_ref)
+#   GPUs 0-3  policy, DeepSpeed ZeRO-3, and the reference model on the same GPUs (--train.colocate_actor_ref)
 #   GPUs 4-5  2 vLLM rollout engines (TP 1), the image goes to vLLM as multi_modal_data
 #   GPUs 6-7  2 plugin reward actors, each with VisualPRM-8B in bf16 (~17 GB); the answer check
 #             runs in CPU processes next to them. Each GRPO group of 8 responses is scored in one
@@ -22,21 +22,21 @@ IMAGE_ROOT=${IMAGE_ROOT:-data/geo3k}
 SAVE=${SAVE:-checkpoints/grpo-visualprm-outcome}
 
 exec "${PYTHON:-python}" -m openrlhf_visualprm.cli train \
-  --pretrain "$POLICY" \
-  --reward_pretrain visualprm \
-  --advantage_estimator group_norm --n_samples_per_prompt 8 \
-  --prompt_data "$DATA" --input_key prompt --label_key label --image_key images \
-  --apply_chat_template --max_images_per_prompt 1 --freeze_visual_encoder \
-  --actor_num_nodes 1 --actor_num_gpus_per_node 4 \
-  --ref_num_nodes 1 --ref_num_gpus_per_node 4 --colocate_actor_ref \
-  --vllm_num_engines 2 --vllm_tensor_parallel_size 1 --vllm_gpu_memory_utilization 0.85 \
-  --reward_num_nodes 1 --reward_num_gpus_per_node 2 \
-  --rollout_batch_size 64 --micro_rollout_batch_size 4 \
-  --train_batch_size 128 --micro_train_batch_size 2 \
-  --max_len 4096 --max_new_tokens 1024 --temperature 1.0 \
-  --zero_stage 3 --bf16 --gradient_checkpointing --actor_learning_rate 1e-6 \
-  --init_kl_coef 0.001 --use_kl_loss --kl_estimator k3 \
-  --save_path "$SAVE" --save_steps 50 --logging_steps 1 \
+  --actor.model_name_or_path "$POLICY" \
+  --reward.model_name_or_path visualprm \
+  --algo.advantage.estimator group_norm --rollout.n_samples_per_prompt 8 \
+  --data.prompt_dataset "$DATA" --data.input_key prompt --data.label_key label --data.image_key images \
+  --data.apply_chat_template --data.max_images_per_prompt 1 --actor.freeze_visual_encoder \
+  --actor.num_nodes 1 --actor.num_gpus_per_node 4 \
+  --ref.num_nodes 1 --ref.num_gpus_per_node 4 --train.colocate_actor_ref \
+  --vllm.num_engines 2 --vllm.tensor_parallel_size 1 --vllm.gpu_memory_utilization 0.85 \
+  --reward.num_nodes 1 --reward.num_gpus_per_node 2 \
+  --rollout.batch_size 64 --rollout.micro_batch_size 4 \
+  --train.batch_size 128 --train.micro_batch_size 2 \
+  --data.max_len 4096 --rollout.max_new_tokens 1024 --rollout.temperature 1.0 \
+  --ds.zero_stage 3 --ds.param_dtype bf16 --actor.gradient_checkpointing_enable --actor.adam.lr 1e-6 \
+  --algo.kl.init_coef 0.001 --algo.kl.use_loss --algo.kl.estimator k3 \
+  --ckpt.output_dir "$SAVE" --ckpt.save_steps 50 --logger.logging_steps 1 \
   --reward.prm.aggregation min \
   --reward.outcome.enable \
   --reward.weights prm=0.5,outcome=1 \

@@ -19,6 +19,11 @@ from pathlib import Path
 from openrlhf_visualprm.prm.aggregate import AGGREGATIONS
 from openrlhf_visualprm.prm.config import METHODS
 
+RANDOM_JUDGE_NOTE = (
+    "Judge rewards of 0.500: the tiny judge has random weights, so its outputs almost never parse to a "
+    "verdict; a failed parse counts as a tie (the neutral 0.5, never a win), so every response gets the "
+    "chance reward. A real judge (--judge PATH, e.g. Qwen2.5-VL-7B-Instruct) gives spread-out rewards."
+)
 RANDOM_WEIGHTS_BANNER = (
     "NOTE: scores below come from a tiny model with RANDOM weights; they show the pipeline, not quality.\n"
     '      Run `make demo DEMO_ARGS="--model /path/to/VisualPRM-8B-v1_1"` for real scores.'
@@ -34,8 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo-output", help="output folder (default demo-output/)")
     parser.add_argument("--method", default="shared", choices=METHODS)
     parser.add_argument("--aggregation", default="mean", choices=AGGREGATIONS)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32")
+    parser.add_argument(
+        "--device", default="auto", help="auto (cuda when a GPU is visible, else cpu), cpu or cuda[:N]"
+    )
+    parser.add_argument(
+        "--dtype", default="auto", help="auto (bfloat16 on a GPU, float32 on the CPU) or a name"
+    )
     parser.add_argument(
         "--judge",
         default=None,
@@ -58,7 +67,7 @@ def _colour(p: float) -> str:
     return f"rgb({r},{g},60)"
 
 
-def _report_html(rows: list[dict], data_dir: Path, banner: str | None) -> str:
+def _report_html(rows: list[dict], data_dir: Path, banner: str | None, judge_note: str | None = None) -> str:
     parts = [
         "<!doctype html><meta charset='utf-8'><title>openrlhf-visualprm demo</title>",
         "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}td{vertical-align:top;padding:4px}"
@@ -67,6 +76,8 @@ def _report_html(rows: list[dict], data_dir: Path, banner: str | None) -> str:
     ]
     if banner:
         parts.append(f"<p style='background:#fee;padding:8px'><b>{html.escape(banner)}</b></p>")
+    if judge_note:
+        parts.append(f"<p style='background:#ffd;padding:8px'>{html.escape(judge_note)}</p>")
     for row in rows:
         img_b64 = base64.b64encode((data_dir / row["image"]).read_bytes()).decode()
         parts.append(
@@ -106,8 +117,9 @@ def _judge_rewards(
     judge = MRJudge.from_pretrained(
         judge_path,
         backend="hf",
-        device=args.device,
+        device=args.resolved_device,
         max_new_tokens=args.judge_max_new_tokens,
+        backend_kwargs={"progress": True},
         image_roots=[data_dir],
     )
     # One batched call for every group: the judge batches generation across groups.
@@ -124,10 +136,16 @@ def _judge_rewards(
 
 def run(args: argparse.Namespace) -> int:
     from openrlhf_visualprm.data.demo_data import load_demo_data, make_demo_data
+    from openrlhf_visualprm.errors import ConfigError
     from openrlhf_visualprm.images import ImageRoots
     from openrlhf_visualprm.prm.scorer import VisualPRM
     from openrlhf_visualprm.tiny_models import make_tiny_models
+    from openrlhf_visualprm.torch_names import auto_dtype, cli_device, describe_device
 
+    if args.data is not None and not Path(args.data).exists():
+        raise ConfigError(f"--data {args.data}: no such file or folder (a demo.jsonl from make-demo-data)")
+    args.resolved_device = cli_device(args.device)
+    print(f"[demo] {describe_device(args.device, args.resolved_device)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tiny_dir = out / "tiny-models"
@@ -146,12 +164,17 @@ def run(args: argparse.Namespace) -> int:
     items = load_demo_data(data_path)
     print(f"[demo] {len(items)} questions from {data_path}; model {model}; method {args.method}")
     prm = VisualPRM.from_pretrained(
-        model, device=args.device, dtype=args.dtype, image_roots=ImageRoots.of(data_dir)
+        model,
+        device=args.resolved_device,
+        dtype=auto_dtype(args.dtype, args.resolved_device),
+        image_roots=ImageRoots.of(data_dir),
     )
     if banner:
         print(banner)
+    from tqdm.auto import tqdm
+
     rows, start, n_resp = [], time.perf_counter(), 0
-    for item in items:
+    for item in tqdm(items, desc="[demo] PRM scoring", unit="question"):
         results = prm.score(
             [item["image"]],
             item["question"],
@@ -189,7 +212,15 @@ def run(args: argparse.Namespace) -> int:
                 short = text.replace("\n", " ")
                 print(f"      step {k}: {s:.3f}  {short[:72]}")
     (out / "scores.json").write_text(json.dumps(rows, indent=1, ensure_ascii=False))
-    (out / "report.html").write_text(_report_html(rows, data_dir, banner), encoding="utf-8")
+    judge_random = (
+        judge_rewards is not None
+        and args.judge is None
+        and all(abs(r - 0.5) < 1e-9 for group in judge_rewards for r in group)
+    )
+    judge_html = RANDOM_JUDGE_NOTE if judge_random else None
+    if judge_random:
+        print(f"[demo] {RANDOM_JUDGE_NOTE}")
+    (out / "report.html").write_text(_report_html(rows, data_dir, banner, judge_html), encoding="utf-8")
     print(
         f"\n[demo] scored {n_resp} responses in {elapsed:.2f} s ({n_resp / elapsed:.1f} responses/s, {args.method} path)"
     )

@@ -9,6 +9,8 @@ The label schema (``--data.label_key``'s column; OpenRLHF passes it through unto
                                        # data: URIs and bare base64 work; http(s) URLs are refused
      "question": "Find the area ...",  # the raw question (else taken from the prompt's last user turn)
      "reference": "...",               # optional reference response (judge schedule "reference")
+     "choices": ["circle", "square"],  # multiple choice: option (A), (B), ... texts; the answer is
+                                       # one of them or its letter, and both verify
      "config": {...}}                  # optional PRM scoring options for this sample (every route;
                                        # a judge takes none: refused, a bad sample)
 
@@ -54,6 +56,7 @@ class Label:
     question: str | None = None
     reference: str | None = None
     config: Mapping[str, Any] | None = None
+    choices: tuple[str, ...] | None = None
 
     def truth(self, key: str = DEFAULT_ANSWER_KEY) -> str | None:
         """The ground truth under ``key`` as text; None when absent or blank."""
@@ -73,6 +76,28 @@ def _optional_text(data: Mapping, key: str, where: str) -> str | None:
             f"{where}.{key} must be a string, got {type(value).__name__}", PART_LABEL, "bad_label"
         )
     return value.strip() or None
+
+
+def parse_choices(value: Any, where: str = "label") -> tuple[str, ...] | None:
+    """A multiple-choice item's options (``choices``: texts of option (A), (B), ...), the one parser
+    for labels and evaluator records. None or an empty list: not multiple choice."""
+    if value is None or (isinstance(value, (list, tuple)) and not value):
+        return None
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(c, (str, int, float)) and not isinstance(c, bool) for c in value
+    ):
+        raise InputError(
+            f"{where}.choices must be a list of option texts (strings or numbers), got {value!r:.80}",
+            PART_LABEL,
+            "bad_label",
+        )
+    if len(value) > 26:
+        raise InputError(
+            f"{where}.choices has {len(value)} options; options are lettered A-Z (at most 26)",
+            PART_LABEL,
+            "bad_label",
+        )
+    return tuple(str(c).strip() for c in value)
 
 
 def decode_label(value: Any, where: str = "label") -> Label:
@@ -126,6 +151,7 @@ def decode_label(value: Any, where: str = "label") -> Label:
         question=_optional_text(value, "question", where),
         reference=_optional_text(value, "reference", where),
         config=dict(config) if config is not None else None,
+        choices=parse_choices(value.get("choices"), where),
     )
 
 

@@ -177,6 +177,12 @@ def _kind_from_config(path: Path) -> str | None:
     return "judge" if "vision_config" in config else None
 
 
+def checkpoint_kind(path: str | Path) -> str | None:
+    """What a local checkpoint's ``config.json`` says it is: ``prm`` (InternVL), ``judge`` (another
+    VLM) or None (no vision config, or no readable config)."""
+    return _kind_from_config(Path(path))
+
+
 def _kind_of_checkpoint(path: Path, spec: RewardModelSpec | None, kind: str | None) -> str | None:
     if kind is not None:
         return kind
@@ -229,7 +235,7 @@ def require_local(name_or_path: str, kind: str | None = None) -> ResolvedModel:
         raise ModelNotFoundError(
             f"reward model {name_or_path!r} ({resolved.repo_id}) is not in the local Hugging Face cache and "
             "this process does not download. Fetch it first, e.g. "
-            f"`huggingface-cli download {resolved.repo_id}` on a machine with access (then copy the cache), "
+            f"`hf download {resolved.repo_id}` on a machine with access (then copy the cache), "
             "or pass a local checkpoint folder." + _env_hint(name_or_path)
         )
     return resolved

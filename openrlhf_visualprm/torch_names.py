@@ -47,3 +47,31 @@ def resolve_device(requested: str | None = "auto") -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cli_device(requested: str | None = "auto", flag: str = "--device") -> str:
+    """A command's ``--device``: ``auto`` is :func:`resolve_device`; a CUDA device asked for where
+    none is visible is a :class:`~openrlhf_visualprm.errors.ConfigError` naming ``flag`` (one line
+    from the CLI, not a traceback from deep inside the model load)."""
+    device = resolve_device(requested)
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            from openrlhf_visualprm.errors import ConfigError
+
+            raise ConfigError(f"{flag} {requested}: no CUDA GPU is visible here; use {flag} cpu (or auto)")
+    return device
+
+
+def describe_device(requested: str | None, device: str) -> str:
+    """The line commands print: which device runs the model, and why."""
+    why = " (auto: a GPU is visible)" if device.startswith("cuda") else " (auto: no GPU visible)"
+    return f"device: {device}{why if requested in (None, 'auto') else ''}"
+
+
+def auto_dtype(dtype: str | None, device: str) -> str:
+    """``auto``/None -> ``bfloat16`` on a GPU, ``float32`` on the CPU; a name is returned as is."""
+    if dtype in (None, "auto"):
+        return "bfloat16" if str(device).startswith("cuda") else "float32"
+    return dtype

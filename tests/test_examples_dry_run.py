@@ -19,6 +19,22 @@ TRAIN_EXPECTED = {
 }  # fmt: skip
 
 
+@pytest.fixture(scope="module", autouse=True)
+def example_data(tmp_path_factory):
+    """DATA / IMAGE_ROOT as the headers describe them (a dry run that would refuse exits 2)."""
+    root = tmp_path_factory.mktemp("geo3k")
+    (root / "train").mkdir()
+    row = {
+        "prompt": "<image>Find x.",
+        "images": [str(root / "train" / "0001.png")],
+        "label": {"answer": "12"},
+    }
+    (root / "train.jsonl").write_text(json.dumps(row) + "\n")
+    os.environ["DATA"], os.environ["IMAGE_ROOT"] = str(root / "train.jsonl"), str(root)
+    yield root
+    del os.environ["DATA"], os.environ["IMAGE_ROOT"]
+
+
 def _run(script: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHON": sys.executable, "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
@@ -45,7 +61,9 @@ def test_training_example_dry_run(script):
     assert plan["components"] == expected["components"]
     assert plan["estimator"] == expected["estimator"] and plan["dense_active"] is expected["dense"]
     assert out["gpu_plan"]["total_gpus"] == 8  # the layout each header explains: one node of 8 GPUs
+    assert out["would_refuse"] == []
     argv = out["openrlhf_argv"]
+    assert out["renamed_flags"] == []  # the examples use OpenRLHF 0.11's own names, as the README does
     assert "--data.max_images_per_prompt" in argv and not any(a.startswith("--reward.prm") for a in argv)
 
 

@@ -195,6 +195,6 @@ def test_resolve_missing_names_what_and_how(monkeypatch, tmp_path):
         resolve_judge_model("mr-judge")
     msg = str(err.value)
     assert "Qwen/Qwen2.5-VL-7B-Instruct" in msg and JUDGE_MODEL_ENV in msg
-    assert "huggingface-cli download Qwen/Qwen2.5-VL-7B-Instruct" in msg
+    assert "hf download Qwen/Qwen2.5-VL-7B-Instruct" in msg
     with pytest.raises(ModelNotFoundError, match="not a known alias"):
         resolve_judge_model("no-such-judge")

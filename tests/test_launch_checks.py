@@ -12,15 +12,15 @@ import pytest
 
 from openrlhf_visualprm import registry
 from openrlhf_visualprm.errors import ConfigError
-from openrlhf_visualprm.plugin import launcher
+from openrlhf_visualprm.plugin import launcher, preflight
 
 BASE = [
     "--actor.model_name_or_path", "Qwen/Qwen2.5-VL-7B-Instruct",
     "--algo.advantage.estimator", "group_norm",
     "--rollout.n_samples_per_prompt", "8",
     "--data.prompt_dataset", "data/train.jsonl",
-    "--data.label_key", "label",
-    "--rollout.batch_size", "16",
+    "--data.input_key", "prompt", "--data.label_key", "label",
+    "--rollout.batch_size", "16", "--vllm.num_engines", "1",
 ]  # fmt: skip
 
 
@@ -28,8 +28,9 @@ BASE = [
 def launch_dir(tmp_path, monkeypatch):
     """The user's working directory: data and images relative to it; Ray would run elsewhere."""
     (tmp_path / "data" / "images").mkdir(parents=True)
-    (tmp_path / "data" / "train.jsonl").write_text("{}\n")
+    (tmp_path / "data" / "train.jsonl").write_text('{"prompt": "Find x.", "label": "1"}\n')
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(preflight, "missing_dependencies", list)  # a GPU machine with the vllm extra
     monkeypatch.setenv(launcher.SKIP_MODEL_CHECK_ENV, "1")
     return tmp_path
 
@@ -89,7 +90,9 @@ def test_missing_roots_or_data_are_refused_before_ray_and_noted_by_dry_run(launc
     with pytest.raises(launcher.LaunchError, match="'data/imgs'.*not an existing folder") as err:
         launcher.prepare(argv)
     assert err.value.flag == "--reward.image_roots"
-    assert any("data/imgs" in note for note in launcher.prepare(argv + ["--dry-run"]).notes)
+    assert any("data/imgs" in refusal for refusal in launcher.prepare(argv + ["--dry-run"]).refusals)
+    assert launcher.main(argv + ["--dry-run"]) == 2  # it would refuse, so the dry run fails too
+    assert "error: would refuse to launch: --reward.image_roots" in capsys.readouterr().err
     bad_data = [t if t != "data/train.jsonl" else "data/other.jsonl" for t in BASE]
     with pytest.raises(launcher.LaunchError, match="--data.prompt_dataset: 'data/other.jsonl'"):
         launcher.prepare(bad_data + ["--reward.model_name_or_path", "visualprm"])

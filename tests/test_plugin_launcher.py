@@ -52,11 +52,21 @@ PLUGIN = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def vllm_installed(monkeypatch):
+    """These tests plan launches for a GPU machine with the vllm extra (not installed on CI)."""
+    from openrlhf_visualprm.plugin import preflight
+
+    monkeypatch.setattr(preflight, "missing_dependencies", list)
+
+
 @pytest.fixture
 def data_cwd(tmp_path, monkeypatch):
     """Launch from a folder holding the relative data path the argv lists use."""
     (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "geo3k.jsonl").write_text("{}\n")
+    (tmp_path / "data" / "geo3k.jsonl").write_text(
+        '{"prompt": "<image>Find x.", "label": "1", "images": []}\n'
+    )
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -116,7 +126,7 @@ def test_legacy_and_dotted_spellings_give_the_same_openrlhf_namespace():
     )
 
 
-def test_dry_run_json_prints_argv_reward_plan_and_gpu_plan(capsys):
+def test_dry_run_json_prints_argv_reward_plan_and_gpu_plan(capsys, data_cwd):
     rc = launcher.main(BASE_LEGACY + PLUGIN + ["--reward.prm.dense", "diff", "--dry-run", "--json"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
@@ -132,7 +142,7 @@ def test_dry_run_json_prints_argv_reward_plan_and_gpu_plan(capsys):
     assert gpus["total_gpus"] == 19
 
 
-def test_dry_run_text_mentions_dense_mode_for_reinforce(capsys):
+def test_dry_run_text_mentions_dense_mode_for_reinforce(capsys, data_cwd):
     argv = BASE_DOTTED + [
         "--algo.advantage.estimator",
         "reinforce_baseline",
@@ -142,7 +152,9 @@ def test_dry_run_text_mentions_dense_mode_for_reinforce(capsys):
     ]
     assert launcher.main(argv) == 0
     text = capsys.readouterr().out
-    assert text.startswith("python -m openrlhf.cli.train_ppo_ray")
+    # the first line says what this is: not a stock command a user could paste and lose the plugin
+    assert text.startswith("openrlhf-visualprm train --dry-run: nothing started")
+    assert not text.splitlines()[0].startswith("python")
     assert "dense (diff) per-token" in text
 
 
@@ -181,9 +193,7 @@ def test_bad_flags_and_combinations_fail_naming_the_flag(argv, flag, phrase, cap
 
 def test_a_real_launch_refuses_a_reward_model_that_is_not_on_this_machine(monkeypatch):
     monkeypatch.delenv(launcher.SKIP_MODEL_CHECK_ENV, raising=False)
-    with pytest.raises(
-        launcher.LaunchError, match="huggingface-cli download OpenGVLab/VisualPRM-8B-v1_1"
-    ) as err:
+    with pytest.raises(launcher.LaunchError, match="hf download OpenGVLab/VisualPRM-8B-v1_1") as err:
         launcher.prepare(BASE_DOTTED)  # no --dry-run
     assert err.value.flag == "--reward.model_name_or_path"
     assert any("not on this machine" in n for n in launcher.prepare(BASE_DOTTED + ["--dry-run"]).notes)
@@ -222,7 +232,7 @@ def test_registry_resolves_aliases_local_folders_and_user_aliases(tmp_path):
     assert registry.get_spec("team-prm") is None
     with pytest.raises(registry.ModelNotFoundError, match="no config.json"):
         registry.resolve_model(str(tmp_path))
-    with pytest.raises(registry.ModelNotFoundError, match="huggingface-cli download OpenGVLab/VisualPRM-8B"):
+    with pytest.raises(registry.ModelNotFoundError, match="hf download OpenGVLab/VisualPRM-8B"):
         registry.require_local("visualprm-v1")
 
 
@@ -244,14 +254,15 @@ def test_local_prm_and_judge_list_is_rewritten_to_paths(tmp_path, data_cwd):
     assert not any("not on this machine" in n for n in plan.notes)
 
 
-def test_stock_reward_model_passes_through_untouched(tmp_path):
+def test_stock_reward_model_passes_through_untouched(tmp_path, data_cwd):
     rm_dir = _fake_checkpoint(tmp_path / "rm", "llama")
     (rm_dir / "config.json").write_text(
         json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"]})
     )
     plan = launcher.prepare(
-        ["--pretrain", "m", "--reward_pretrain", str(rm_dir), "--advantage_estimator", "reinforce"]
-    )
+        ["--pretrain", "m", "--reward_pretrain", str(rm_dir), "--advantage_estimator", "reinforce",
+         "--vllm_num_engines", "1"]
+    )  # fmt: skip
     assert plan.reward_plan is None
     assert str(rm_dir) in plan.openrlhf_argv
 
@@ -330,7 +341,7 @@ def test_launch_runs_openrlhf_cli_and_train_gets_the_namespace(intercepted_train
     )
 
 
-def test_train_subcommand_is_registered_and_passes_flags_through(capsys):
+def test_train_subcommand_is_registered_and_passes_flags_through(capsys, data_cwd):
     from openrlhf_visualprm import cli
 
     assert cli.SUBCOMMANDS["train"][0] == "openrlhf_visualprm.train_ppo_ray"

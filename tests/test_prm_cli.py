@@ -93,6 +93,10 @@ def test_demo_writes_report_with_prm_and_judge(tmp_path, capsys):
         for c in row["candidates"]:
             assert len(c["step_scores"]) == len(c["steps"]) > 0
             assert 0.0 <= c["judge_reward"] <= 1.0
+    # 4 tokens of the random tiny judge never make a verdict: every reward is the neutral tie, and the
+    # report says so (issue 20 item 14)
+    assert all(c["judge_reward"] == 0.5 for row in rows for c in row["candidates"])
+    assert "Judge rewards of 0.500" in report and "counts as a tie" in report
 
 
 def test_prm_prompt_prints_the_neutralised_text_the_scorer_reads(capsys):

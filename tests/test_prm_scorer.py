@@ -128,7 +128,7 @@ def test_argument_errors(prm):
 def test_unknown_alias_and_missing_checkpoint(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    with pytest.raises(CheckpointNotFound, match="OpenGVLab/VisualPRM-8B-v1_1.*huggingface-cli download"):
+    with pytest.raises(CheckpointNotFound, match="OpenGVLab/VisualPRM-8B-v1_1.*hf download"):
         VisualPRM.from_pretrained("visualprm")
     with pytest.raises(CheckpointNotFound, match="no-such-model"):
         VisualPRM.from_pretrained("no-such-model")

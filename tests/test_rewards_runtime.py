@@ -104,9 +104,9 @@ def test_outcome_batched_is_one_verification_batch_with_per_group_results(monkey
     calls = []
     real = answers.verify_answers
 
-    def counting(preds, truths, timeout_s=5.0):
+    def counting(preds, truths, timeout_s=5.0, choices=None):
         calls.append(len(preds))
-        return real(preds, truths, timeout_s=timeout_s)
+        return real(preds, truths, timeout_s=timeout_s, choices=choices)
 
     monkeypatch.setattr(answers, "verify_answers", counting)
     groups = judge_groups(n_groups=3, n=4)

@@ -25,6 +25,7 @@ import json
 from dataclasses import dataclass, field
 
 from openrlhf_visualprm.data.image_refs import as_ref_list
+from openrlhf_visualprm.labels import parse_choices
 
 # VL-RewardBench source dataset (the folder of ``image_path``) -> group, exactly as the official
 # evaluation (vl-rewardbench/VL_RewardBench cal.py) maps them. Overall and macro accuracy are over
@@ -203,6 +204,7 @@ class BonItem:
     answer: str
     responses: list[str] = field(default_factory=list)
     steps: list[list[str]] | None = None  # exact steps when the record gives them
+    choices: tuple[str, ...] | None = None  # multiple choice: option texts (labels.parse_choices)
 
 
 def read_bon(record: dict, lineno: int) -> BonItem:
@@ -231,4 +233,5 @@ def read_bon(record: dict, lineno: int) -> BonItem:
         answer=str(record["answer"]),
         responses=list(responses),
         steps=steps,
+        choices=parse_choices(record.get("choices"), "record"),
     )

@@ -84,7 +84,11 @@ def evaluate_bon(
     def score(item: BonItem, images: list) -> dict:
         responses = item.responses[:max_n] if max_n else item.responses
         answers = [extract(r) for r in responses]
-        checked = verify([a if a is not None else "" for a in answers], [item.answer] * len(answers))
+        preds = [a if a is not None else "" for a in answers]
+        if item.choices:  # multiple choice: the option's letter and its text both verify
+            checked = verify(preds, [item.answer] * len(answers), choices=[item.choices] * len(answers))
+        else:
+            checked = verify(preds, [item.answer] * len(answers))
         correct = [bool(c) and a is not None for c, a in zip(checked, answers, strict=True)]
         record: dict = {"n": len(responses), "answers": answers, "correct": correct}
         if prm_scorer is not None:
@@ -245,11 +249,12 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.judge:
         from openrlhf_visualprm.eval.judge_adapter import load_pair_judge
+        from openrlhf_visualprm.torch_names import cli_device
 
         pair_judge, judge_id = load_pair_judge(
             args.judge,
             backend=args.judge_backend,
-            device=args.device,
+            device=cli_device(args.device),
             max_new_tokens=args.judge_max_new_tokens,
             fallback=args.judge_fallback,
         )

@@ -16,6 +16,7 @@ The judge is anything with the :data:`PairJudge` shape: ``(images, query, first,
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from openrlhf_visualprm.data.benchmarks import VLRB_CATEGORIES, RewardBenchPair, read_vlrewardbench
@@ -167,7 +168,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(
         parser, default_out="eval-judge-output", outputs="results.jsonl, report.json, accuracy.png"
     )
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="torch device: auto (cuda when a GPU is visible, else cpu), cpu, cuda[:N]",
+    )
     parser.add_argument(
         "--max-new-tokens", type=int, default=1024, help="cap on the judge's reasoning tokens"
     )
@@ -181,11 +186,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from openrlhf_visualprm.eval.judge_adapter import load_pair_judge
+    from openrlhf_visualprm.torch_names import cli_device, describe_device
 
+    device = cli_device(args.device)
+    print(describe_device(args.device, device), file=sys.stderr)
     judge, judge_id = load_pair_judge(
         args.judge,
         backend=args.backend,
-        device=args.device,
+        device=device,
         max_new_tokens=args.max_new_tokens,
         fallback=args.fallback,
     )

@@ -202,6 +202,7 @@ class HFBackend:
         from ..torch_names import as_dtype
 
         processor = AutoProcessor.from_pretrained(path)
+        require_chat_template(processor, path)
         load_kw: dict[str, Any] = {"dtype": as_dtype(dtype, allow_auto=True)}
         if attn_implementation:
             load_kw["attn_implementation"] = attn_implementation
@@ -247,9 +248,9 @@ class HFBackend:
         outputs: list[str] = [""] * len(requests)
         chunks = self._chunks(texts)
         start = time.perf_counter()
-        for c, chunk in enumerate(
-            tqdm(chunks, desc="judge generate", disable=not self.progress, unit="batch")
-        ):
+        # Counted in judge calls (total and ETA), updated as each generate batch finishes.
+        bar = tqdm(total=len(requests), desc="judge calls", unit="call", disable=not self.progress)
+        for c, chunk in enumerate(chunks):
             inputs = self._encode([requests[i] for i in chunk], [texts[i] for i in chunk])
             gen_kw: dict[str, Any] = {
                 "max_new_tokens": self.max_new_tokens,
@@ -276,6 +277,8 @@ class HFBackend:
                 self.stats["generated_tokens"] += self._generated_length(new[row_idx])
             self.stats["prompt_tokens"] += int(inputs["attention_mask"].sum())
             self.stats["batches"] += 1
+            bar.update(len(chunk))
+        bar.close()
         self.stats["calls"] += len(requests)
         self.stats["seconds"] += time.perf_counter() - start
         return outputs
@@ -372,6 +375,7 @@ class VLLMBackend:
             from transformers import AutoProcessor
 
             processor = AutoProcessor.from_pretrained(model_path)
+            require_chat_template(processor, model_path)
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.special_tokens = control_tokens(self.tokenizer)
@@ -458,6 +462,19 @@ class VLLMBackend:
             # Structured output guarantees a label; anything else is reported, never guessed.
             out.append(text if text in req.labels else "")
         return out
+
+
+def require_chat_template(processor: Any, path: str) -> None:
+    """The judge prompt is a chat: a processor without a chat template is refused at load, by
+    name (it used to fail at the first call, inside Jinja)."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    if not (getattr(processor, "chat_template", None) or getattr(tokenizer, "chat_template", None)):
+        from ..errors import ModelError
+
+        raise ModelError(
+            f"judge model {path} has no chat template (processor and tokenizer): the judge needs a chat VLM "
+            "such as Qwen/Qwen2.5-VL-7B-Instruct"
+        )
 
 
 def make_backend(path: str, backend: str = "hf", **kwargs: Any) -> JudgeBackend:

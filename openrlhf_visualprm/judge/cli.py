@@ -15,7 +15,7 @@ from pathlib import Path
 from openrlhf_visualprm.errors import ConfigError
 
 from ..steps import read_responses_file
-from ..torch_names import resolve_device
+from ..torch_names import cli_device, describe_device
 from .aggregate import AGGREGATORS, FAILURE_POLICIES
 from .backends import BACKENDS
 from .config import DEFAULT_ROUNDS
@@ -81,6 +81,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
     parser.add_argument("--json", action="store_true", help="print the full result (calls included) as JSON")
     parser.add_argument("--show-calls", action="store_true", help="print each judge prompt and raw output")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar on stderr (judge calls, with total and ETA)",
+    )
 
 
 def read_responses(path: str | os.PathLike) -> list[str]:
@@ -94,12 +99,22 @@ def read_responses(path: str | os.PathLike) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from .judge import MRJudge
 
+    if args.schedule == "reference" and not (args.reference or "").strip():
+        raise ConfigError(
+            "--schedule reference compares each response with a reference solution: give --reference TEXT"
+        )
     responses = read_responses(args.responses)
+    for p in args.image:
+        if not Path(p).is_file():
+            raise ConfigError(f"--image {p}: no such file")
     roots = sorted({str(Path(p).resolve().parent) for p in args.image})
+    device = cli_device(args.device) if args.backend == "hf" else args.device
+    if args.backend == "hf":
+        print(describe_device(args.device, device), file=sys.stderr)
     judge = MRJudge.from_pretrained(
         args.model,
         backend=args.backend,
-        device=resolve_device(args.device),
+        device=device,
         dtype=args.dtype,
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
@@ -111,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         reask=args.reask,
         seed=args.seed,
         image_roots=roots or None,
+        backend_kwargs={"progress": not args.no_progress},
     )
     images = [str(Path(p).resolve()) for p in args.image]
     result = judge.judge_group(images, args.question, responses, reference=args.reference)

@@ -14,6 +14,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .. import registry as _registry
@@ -53,6 +54,33 @@ def resolve_judge_model(name_or_path: str) -> str:
     cache. The error says what was looked for and how to fetch it on a connected machine.
     """
     return _registry.require_local(str(name_or_path).strip(), kind="judge").path  # type: ignore[return-value]
+
+
+def check_judge_checkpoint(path: str, name: str | None = None) -> None:
+    """A judge is a chat VLM that reads the image: refuse, at load and by name, a VisualPRM
+    (InternVL) checkpoint or a text-only model (their failures would otherwise surface as a Jinja
+    or processor traceback, or as "bad data"). ``check-model`` does the same for the PRM."""
+    import json
+
+    from openrlhf_visualprm.errors import ModelError
+
+    label = f"{name} ({path})" if name and name != path else str(path)
+    kind = _registry.checkpoint_kind(path)
+    if kind == "prm":
+        raise ModelError(
+            f"judge model {label} is a VisualPRM (InternVL) checkpoint, a process reward model, not a chat "
+            "VLM judge: pass a chat VLM such as Qwen/Qwen2.5-VL-7B-Instruct (the mr-judge alias), and the PRM "
+            "as the PRM (--model / --prm / --reward.model_name_or_path)"
+        )
+    try:
+        config = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return  # nothing to read: the loader reports it
+    if kind is None:
+        raise ModelError(
+            f"judge model {label} has no vision config ({config.get('model_type', '?')}): the judge must see the "
+            "image; pass a chat VLM such as Qwen/Qwen2.5-VL-7B-Instruct"
+        )
 
 
 @dataclass
@@ -209,6 +237,7 @@ class MRJudge:
             ModelNotFoundError: the checkpoint is not on this machine (nothing is downloaded).
         """
         path = resolve_judge_model(path_or_alias)
+        check_judge_checkpoint(path, str(path_or_alias))
         kw = dict(backend_kwargs or {})
         kw.setdefault("max_new_tokens", max_new_tokens)
         if "template" in judge_kwargs:

@@ -24,7 +24,7 @@ from types import SimpleNamespace
 
 from openrlhf_visualprm import envs, registry
 from openrlhf_visualprm.errors import ConfigError, FlagError
-from openrlhf_visualprm.plugin import legacy_flags, openrlhf_cli
+from openrlhf_visualprm.plugin import legacy_flags, openrlhf_cli, preflight
 from openrlhf_visualprm.plugin.options import PluginArgError, parse_plugin_flags, plugin_option_strings
 from openrlhf_visualprm.plugin.plan import (
     DENSE_ESTIMATORS,
@@ -59,6 +59,7 @@ class LaunchPlan:
     renamed: list[tuple[str, str]] = field(default_factory=list)
     models: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)  # --dry-run only: what a launch would refuse
     dry_run: bool = False
     as_json: bool = False
 
@@ -71,6 +72,7 @@ class LaunchPlan:
             "reward_models": self.models,
             "gpu_plan": self.gpu_plan,
             "notes": self.notes,
+            "would_refuse": self.refusals,
         }
 
 
@@ -209,7 +211,7 @@ def _plugin_models(tokens: list[str], judge_model: str | None) -> tuple[list[reg
                 f"{_MODEL_FLAG}: {r.name!r} is not a registered reward model (aliases: "
                 f"{', '.join(sorted(registry.aliases()))}), not a local folder and not in the local Hugging Face "
                 "cache, so the launcher cannot tell whether it is a VisualPRM, a judge or a stock OpenRLHF reward "
-                "model. Download it first (huggingface-cli download ...), pass a local folder, or register it "
+                "model. Download it first (hf download ...), pass a local folder, or register it "
                 "with openrlhf_visualprm.registry.register()",
                 _MODEL_FLAG,
             )
@@ -229,6 +231,18 @@ def _plugin_models(tokens: list[str], judge_model: str | None) -> tuple[list[reg
         judge = _resolve(judge_model, "--reward.judge.model")
         judge = registry.ResolvedModel(judge.name, "judge", judge.repo_id, judge.path, judge.source)
         resolved = [r for r in resolved if r.kind != "judge"] + [judge]
+    for r in resolved:
+        if r.kind == "judge" and r.path and registry.checkpoint_kind(r.path) != "judge":
+            what = (
+                "a VisualPRM (InternVL) checkpoint" if registry.checkpoint_kind(r.path) == "prm" else "no VLM"
+            )
+            flag = "--reward.judge.model" if judge_model is not None else _MODEL_FLAG
+            if os.path.isfile(os.path.join(r.path, "config.json")):
+                raise LaunchError(
+                    f"{flag}: the judge {r.name} ({r.path}) is {what}, not a chat VLM judge; pass a chat VLM "
+                    "such as Qwen/Qwen2.5-VL-7B-Instruct (mr-judge)",
+                    flag,
+                )
     for kind in registry.KINDS:
         if sum(r.kind == kind for r in resolved) > 1:
             names = ", ".join(r.name for r in resolved if r.kind == kind)
@@ -365,7 +379,7 @@ def _check_combination(
         )
     missing = [m for m in (plan.prm, plan.judge) if m is not None and not os.path.isdir(m.path or "")]
     for model in missing:
-        fetch = f"fetch it first (huggingface-cli download {model.path}) or pass a local checkpoint folder"
+        fetch = f"fetch it first (hf download {model.path}) or pass a local checkpoint folder"
         if not dry_run and not envs.is_set(SKIP_MODEL_CHECK_ENV):
             raise LaunchError(
                 f"reward model {model.model} ({model.path}) is not on this machine and the reward actors never "
@@ -402,6 +416,16 @@ def gpu_plan(ns: SimpleNamespace, plugin_reward: bool) -> dict:
     }
 
 
+def gpu_summary(g: dict) -> str:
+    """One line: the GPUs each role asks Ray for and the total the cluster must have."""
+    nodes = -(-g["total_gpus"] // 8)
+    fits = "fits one 8-GPU node" if nodes <= 1 else f"at least {nodes} nodes of 8 GPUs"
+    return (
+        f"GPUs: actor {g['actor']}, reference {g['reference']}, critic {g['critic']}, reward {g['reward']} "
+        f"({g['reward_actor']}), vLLM {g['vllm']}; total {g['total_gpus']} ({fits})"
+    )
+
+
 def prepare(argv: list[str]) -> LaunchPlan:
     """Everything up to (not including) starting Ray. Raises :class:`LaunchError`."""
     try:
@@ -430,7 +454,12 @@ def prepare(argv: list[str]) -> LaunchPlan:
     if plan is None and (popts.reward_outcome_enable or "outcome" in popts.reward_weights):
         plan = build_reward_plan(popts, models, ns, missing)  # outcome-only reward
     _check_combination(plan, ns, _explicit_plugin_flags(argv) if plan is None else [], notes, popts.dry_run)
-    notes.extend(f"would refuse to launch: {m}" for m in missing)
+    preflight.check_generation(ns, missing, notes, popts.dry_run)
+    preflight.check_critic(ns, tokens, plan is not None, missing, notes)
+    preflight.check_data_columns(
+        ns, {flag: _find_value(tokens, flag)[1] for flag in DATA_PATH_FLAGS}, missing
+    )
+    refusals = [f"would refuse to launch: {m}" for m in missing]
     if missing and not popts.dry_run:
         flag = missing[0].split(":")[0]
         raise LaunchError(missing[0] + ("" if len(missing) == 1 else f" (and {len(missing) - 1} more)"), flag)
@@ -442,6 +471,7 @@ def prepare(argv: list[str]) -> LaunchPlan:
         renamed=renamed,
         models=[m.to_dict() for m in models],
         notes=notes,
+        refusals=refusals,
         dry_run=popts.dry_run,
         as_json=popts.json,
     )
@@ -453,8 +483,11 @@ def format_dry_run(plan: LaunchPlan) -> str:
         return json.dumps(plan.to_dict(), indent=2, default=str)
     import shlex
 
+    verdict = "REFUSED, nothing started" if plan.refusals else "nothing started"
     lines = [
-        f"python -m {openrlhf_cli.MODULE} \\",
+        f"openrlhf-visualprm train --dry-run: {verdict}. Plan:",
+        f"OpenRLHF argv (run by `openrlhf-visualprm train`, which installs the plugin's reward actor and hooks"
+        f" around {openrlhf_cli.MODULE}; not a stock command):",
         "    " + " ".join(shlex.quote(t) for t in plan.openrlhf_argv),
     ]
     if plan.renamed:
@@ -477,12 +510,9 @@ def format_dry_run(plan: LaunchPlan) -> str:
         if rp.outcome:
             lines.append(f"  outcome: {rp.outcome.checker} on label[{rp.outcome.answer_key!r}]")
         lines.append(f"  estimator {rp.estimator}, groups of {rp.n_samples_per_prompt}")
-    g = plan.gpu_plan
-    lines.append(
-        f"GPUs: actor {g['actor']}, reference {g['reference']}, critic {g['critic']}, reward {g['reward']} "
-        f"({g['reward_actor']}), vLLM {g['vllm']}; total {g['total_gpus']}"
-    )
+    lines.append(gpu_summary(plan.gpu_plan))
     lines.extend(f"note: {n}" for n in plan.notes)
+    lines.extend(plan.refusals)
     return "\n".join(lines)
 
 
@@ -539,7 +569,7 @@ def print_help() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv or "-h" in argv or "--help" in argv:  # anywhere, as argparse reads it
         print_help()
         return 0
     try:
@@ -549,7 +579,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if plan.dry_run:
         print(format_dry_run(plan))
-        return 0
+        for refusal in plan.refusals:
+            print(f"openrlhf-visualprm train: error: {refusal}", file=sys.stderr)
+        return 2 if plan.refusals else 0
+    print(f"[openrlhf-visualprm] {gpu_summary(plan.gpu_plan)}", file=sys.stderr)
     for note in plan.notes:  # the plan's warnings, on every launch (not only --dry-run)
         print(f"[openrlhf-visualprm] note: {note}", file=sys.stderr)
     launch(plan)

@@ -37,7 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = check_model(args.model, system_message=args.system_message, device=args.device, dtype=args.dtype)
+    from openrlhf_visualprm.torch_names import auto_dtype, cli_device, describe_device
+
+    device = cli_device(args.device)
+    print(describe_device(args.device, device), file=sys.stderr)
+    report = check_model(
+        args.model, system_message=args.system_message, device=device, dtype=auto_dtype(args.dtype, device)
+    )
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:

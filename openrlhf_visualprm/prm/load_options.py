@@ -19,9 +19,15 @@ from openrlhf_visualprm.prm.template import add_system_message_argument
 
 def add_load_arguments(parser: argparse.ArgumentParser, tiles: bool = True) -> None:
     """``--device``, ``--dtype``, ``--system-message`` and (with ``tiles``) ``--max-tiles``."""
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument(
-        "--dtype", default="float32", help="float32 | bfloat16 | float16 (default float32; bfloat16 on a GPU)"
+        "--device",
+        default="auto",
+        help="torch device: auto (cuda when a GPU is visible, else cpu), cpu, cuda[:N]",
+    )
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        help="auto (bfloat16 on a GPU, float32 on the CPU) | float32 | bfloat16 | float16",
     )
     if tiles:
         parser.add_argument(
@@ -35,13 +41,16 @@ def add_load_arguments(parser: argparse.ArgumentParser, tiles: bool = True) -> N
 
 def load_prm(model: str, args: argparse.Namespace, image_roots: Any = None):
     """The VisualPRM ``model`` names, loaded with the options of :func:`add_load_arguments`; says
-    on stderr which system message it reads (it changes every score)."""
+    on stderr which device and system message it uses (the latter changes every score)."""
     from openrlhf_visualprm.prm.scorer import VisualPRM
+    from openrlhf_visualprm.torch_names import auto_dtype, cli_device, describe_device
 
+    device = cli_device(args.device)
+    print(describe_device(args.device, device), file=sys.stderr)
     prm = VisualPRM.from_pretrained(
         model,
-        device=args.device,
-        dtype=args.dtype,
+        device=device,
+        dtype=auto_dtype(args.dtype, device),
         max_tiles=args.max_tiles,
         system_message=args.system_message,
         image_roots=image_roots,

@@ -144,7 +144,7 @@ class OutcomeComponent:
         self.checker, self.timeout_s, self.answer_key = checker, timeout_s, answer_key
 
     def score_groups(self, groups: Sequence[RewardGroup]) -> list[list[Scored]]:
-        from openrlhf_visualprm.answers import extract_final_answer, normalize_answer, verify_answers
+        from openrlhf_visualprm.answers import exact_answers, extract_final_answer, verify_answers
 
         answers = [[extract_final_answer(r) for r in g.responses] for g in groups]
         truths = [g.label.truth(self.answer_key) for g in groups]
@@ -153,12 +153,11 @@ class OutcomeComponent:
         if todo:
             preds = [answers[gi][j] for gi, j in todo]
             gts = [truths[gi] for gi, _ in todo]
+            options = [groups[gi].label.choices for gi, _ in todo]  # multiple choice: letter or text
             if self.checker == "exact":
-                flags = [
-                    p is not None and normalize_answer(p) == normalize_answer(t) for p, t in zip(preds, gts)
-                ]
+                flags = exact_answers(preds, gts, choices=options)
             else:
-                flags = verify_answers(preds, gts, timeout_s=self.timeout_s)
+                flags = verify_answers(preds, gts, timeout_s=self.timeout_s, choices=options)
             ok = dict(zip(todo, flags))
         return [
             [

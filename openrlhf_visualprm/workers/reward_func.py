@@ -234,7 +234,7 @@ def make_reward_func(name: str):
     Returns:
         ``reward_func(queries, prompts, labels, **kwargs) -> {"rewards", "scores", "extra_logs"}``:
         one float32 tensor entry per sample. A bad sample (an InputError) gets 0 and
-        ``reward_fn/failed = 1``; any other error is logged at ERROR level and raised.
+        ``reward/failed_group = 1``; any other error is logged at ERROR level and raised.
 
     Raises:
         ConfigError: an unknown component name.

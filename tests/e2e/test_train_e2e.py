@@ -378,10 +378,16 @@ def test_reinforce_baseline_dense_diff(mode, e2e_work, ray_cluster, direct_prm, 
 
 def test_stock_train_ppo_ray_with_reward_fns(e2e_work, ray_cluster, direct_prm, policy_tokenizer, tmp_path):
     """Stock ``python -m openrlhf.cli.train_ppo_ray --reward.remote_url`` with the project's
-    ``reward_fns/outcome.py`` and ``reward_fns/visualprm.py`` (both, in one launch) on image prompts."""
+    ``reward_fns/outcome.py`` and ``reward_fns/visualprm.py`` (both, in one launch) on image prompts,
+    with one bad sample per group and ``--rollout.micro_batch_size`` 8 over groups of 4: every
+    micro-batch mixes bad and good samples, and OpenRLHF's replay buffer
+    (``split_experience_batch``, run by the policy stand-in) needs the same ``extra_logs`` keys
+    from every sample (issue 20 item 1)."""
+    argv = stock_argv(e2e_work, tmp_path, str(STANDINS / "outcome_plus_visualprm.py"))
+    argv[argv.index("--rollout.micro_batch_size") + 1] = str(2 * N_SAMPLES)
     run = launch(
         "stock",
-        stock_argv(e2e_work, tmp_path, str(STANDINS / "outcome_plus_visualprm.py")),
+        argv,
         tmp_path,
         ray_cluster,
         cwd=e2e_work.root,
@@ -390,23 +396,38 @@ def test_stock_train_ppo_ray_with_reward_fns(e2e_work, ray_cluster, direct_prm, 
             "OPENRLHF_VISUALPRM_PRM_AGGREGATION": "min",
             "OPENRLHF_VISUALPRM_DEVICE": "cpu",
             "OPENRLHF_VISUALPRM_IMAGE_ROOTS": str(e2e_work.demo),
+            "E2E_ONE_BAD_SAMPLE_PER_GROUP": "1",
         },
     )
     print(f"launch took {run.seconds:.0f}s")
     rows = assert_trained(run)
+    bad = {s.index for s in rows if s.info["visualprm.py/reward/failed_group"] == 1.0}
+    for members in groups(rows).values():  # exactly the injected sample of each group, in both files
+        assert len(bad & {s.index for s in members}) == 1, (sorted(bad), [s.index for s in members])
+    assert bad == {s.index for s in rows if s.info["outcome.py/reward/failed_group"] == 1.0}
+    good = [s for s in rows if s.index not in bad]
     for key in ("outcome.py/reward/failed_group", "visualprm.py/reward/failed_group"):
-        assert_none_failed(run, rows, key)
+        assert_none_failed(run, good, key)
     assert_vllm_saw_dataset_images(run, rows, e2e_work)
-    outcome = assert_outcomes(rows, policy_tokenizer, e2e_work, "outcome.py/reward")
+    outcome = assert_outcomes(good, policy_tokenizer, e2e_work, "outcome.py/reward")
     prm = {
         i: r["score"]
-        for i, r in direct_prm_results(rows, policy_tokenizer, e2e_work, direct_prm, "min").items()
+        for i, r in direct_prm_results(good, policy_tokenizer, e2e_work, direct_prm, "min").items()
     }
-    assert_close({s.index: s.info["visualprm.py/reward"] for s in rows}, prm, "reward_fns/visualprm.py")
-    want = {i: outcome[i] + prm[i] for i in prm}
+    assert_close({s.index: s.info["visualprm.py/reward"] for s in good}, prm, "reward_fns/visualprm.py")
+    want = {**{i: outcome[i] + prm[i] for i in prm}, **dict.fromkeys(bad, 0.0)}  # bad: neutral 0 + 0
     assert_close({s.index: s.reward for s in rows}, want, "reward")
     assert_group_norm(rows)
-    assert_logged(run, rows, ["outcome.py/reward", "visualprm.py/reward", "visualprm.py/prm/num_steps"])
+    assert_logged(
+        run,
+        rows,
+        [
+            "outcome.py/reward",
+            "visualprm.py/reward",
+            "visualprm.py/prm/num_steps",
+            "visualprm.py/reward/failed_group",
+        ],
+    )
 
 
 @pytest.fixture
