@@ -109,7 +109,7 @@ def test_legacy_and_dotted_spellings_give_the_same_openrlhf_namespace():
     plan = a.reward_plan
     assert plan.components == ["prm", "outcome"]
     assert plan.weights == {"prm": 0.5, "outcome": 1.0}
-    assert plan.prm.aggregation == "min" and not plan.dense_active
+    assert plan.prm.aggregation == "min" and plan.prm.credit == "anchored" and plan.dense_active
     # plugin flags never reach OpenRLHF
     assert not any(
         tok.startswith(("--reward.prm", "--reward.outcome", "--reward.weights")) for tok in a.openrlhf_argv
@@ -117,33 +117,37 @@ def test_legacy_and_dotted_spellings_give_the_same_openrlhf_namespace():
 
 
 def test_dry_run_json_prints_argv_reward_plan_and_gpu_plan(capsys):
-    rc = launcher.main(BASE_LEGACY + PLUGIN + ["--reward.prm.dense", "diff", "--dry-run", "--json"])
+    rc = launcher.main(BASE_LEGACY + PLUGIN + ["--reward.prm.credit", "diff", "--dry-run", "--json"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["openrlhf_module"] == "openrlhf.cli.train_ppo_ray"
     argv = out["openrlhf_argv"]
     assert argv[argv.index("--reward.model_name_or_path") + 1] == "OpenGVLab/VisualPRM-8B-v1_1"
     assert "--dry-run" not in argv and "--json" not in argv
-    assert out["reward_plan"]["dense_active"] is False  # group_norm takes the scalar aggregate
-    assert any("no effect with group_norm" in n for n in out["notes"])
+    assert out["reward_plan"]["dense_active"] is True  # group_norm consumes credit returns too
+    assert out["reward_plan"]["prm"]["credit"] == "diff"
+    assert any("appended after a wrong answer" in n for n in out["notes"])
     gpus = out["gpu_plan"]
     # actor 8 + reference 8 (kl init 0.01 > 0) + vLLM 2 + reward 1, nothing colocated
     assert (gpus["actor"], gpus["reference"], gpus["vllm"], gpus["reward"]) == (8, 8, 2, 1)
     assert gpus["total_gpus"] == 19
 
 
-def test_dry_run_text_mentions_dense_mode_for_reinforce(capsys):
+def test_dry_run_text_shows_the_credit_mode_and_its_note(capsys):
     argv = BASE_DOTTED + [
         "--algo.advantage.estimator",
         "reinforce_baseline",
-        "--reward.prm.dense",
-        "diff",
+        "--reward.prm.credit",
+        "value",
         "--dry-run",
     ]
     assert launcher.main(argv) == 0
     text = capsys.readouterr().out
     assert text.startswith("python -m openrlhf.cli.train_ppo_ray")
-    assert "dense (diff) per-token" in text
+    assert "credit value (returns on step-end tokens; prm credited)" in text
+    assert "padding with confident steps pays" in text  # value's launch note
+    assert launcher.main(BASE_DOTTED + ["--reward.prm.credit", "off", "--dry-run"]) == 0
+    assert "credit off: scalar (mean)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -160,8 +164,10 @@ def test_dry_run_text_mentions_dense_mode_for_reinforce(capsys):
         (BASE_DOTTED + ["--reward.outcome.enable", "--data.label_key", ""], "--data.label_key", "ground truth"),
         (BASE_DOTTED + ["--reward.judge.model", "mr-judge", "--rollout.n_samples_per_prompt", "1",
                         "--algo.advantage.estimator", "reinforce"], "--rollout.n_samples_per_prompt", ">= 2"),
-        (["--pretrain", "m", "--reward.remote_url", "r.py", "--reward.prm.dense", "diff"], "--reward.prm.dense",
+        (["--pretrain", "m", "--reward.remote_url", "r.py", "--reward.prm.credit", "diff"], "--reward.prm.credit",
          "no plugin reward model"),
+        (BASE_DOTTED + ["--reward.prm.dense", "diff"], "--reward.prm.dense", "replaced by --reward.prm.credit"),
+        (BASE_DOTTED + ["--reward.prm.value_max_steps", "0"], "--reward.prm.value_max_steps", ">= 1"),
         (["--pretrain", "m", "--advantage_estimator", "group_norm"], "--reward.model_name_or_path", "no reward source"),
         (BASE_DOTTED + ["--reward.model_name_or_path", "visualprm,visualprm-v1"], "--reward.model_name_or_path",
          "more than one prm"),

@@ -251,6 +251,34 @@ def _explicit_plugin_flags(argv: list[str]) -> list[str]:
     return flags
 
 
+def credit_notes(plan) -> list[str]:
+    """Launch notes for a credit mode that pays for a known hack (benchmarks/credit_probe.py)."""
+    credit, notes = plan.prm.credit, []
+    if plan.estimator not in DENSE_ESTIMATORS:
+        notes.append(f"--reward.prm.credit {credit}: estimator {plan.estimator} has no per-token returns")
+    if credit == "value":
+        notes.append(
+            f"--reward.prm.credit value pays every step its P(+), up to --reward.prm.value_max_steps "
+            f"{plan.prm.value_max_steps}: padding with confident steps pays; prefer anchored or diff_group"
+        )
+    elif credit == "off":
+        notes.append(
+            f"--reward.prm.credit off: the PRM's {plan.prm.aggregation} aggregate is one summed reward; under "
+            "group statistics mean pays for padding and min for collapsing to one step (credit_probe.py)"
+        )
+    elif credit in ("process_grpo", "rloo", "pure"):
+        notes.append(
+            f"--reward.prm.credit {credit} sums per-step credit: padding or repeating confident steps can pay "
+            "(benchmarks/credit_probe.py); watch prm/num_steps and credit/* diagnostics"
+        )
+    elif credit in ("diff", "diff_group"):
+        notes.append(
+            f"--reward.prm.credit {credit} pays the last step: confident steps appended after a wrong answer "
+            "pay (benchmarks/credit_probe.py); anchored does not"
+        )
+    return notes
+
+
 def _component_flags(popts, component: str, config_type) -> dict:
     """``--reward.<component>.<field>`` values by field name: the flags are named after the config
     type's fields, so a new field needs only its flag. ``model``/``path`` come from the resolver."""
@@ -348,12 +376,8 @@ def _check_combination(
             "set --rollout.n_samples_per_prompt >= 2",
             "--rollout.n_samples_per_prompt",
         )
-    if plan.prm is not None and plan.prm.dense != "off" and plan.estimator not in DENSE_ESTIMATORS:
-        notes.append(
-            f"--reward.prm.dense {plan.prm.dense} has no effect with {plan.estimator}: it normalises one reward "
-            f"per response, so it gets the {plan.prm.aggregation} aggregate (dense works with "
-            f"{', '.join(DENSE_ESTIMATORS)})"
-        )
+    if plan.prm is not None:
+        notes.extend(credit_notes(plan))
     if (plan.prm or plan.judge) and not plan.image_roots:
         notes.append(
             "no --reward.image_roots: image paths from the data will be refused by the reward actors (bytes and "
@@ -466,7 +490,9 @@ def format_dry_run(plan: LaunchPlan) -> str:
         lines.append(f"reward components: {', '.join(f'{c} x {rp.weights[c]:g}' for c in rp.components)}")
         if rp.prm:
             mode = (
-                f"dense ({rp.prm.dense}) per-token" if rp.dense_active else f"scalar ({rp.prm.aggregation})"
+                f"credit {rp.prm.credit} (returns on step-end tokens; {', '.join(rp.credited)} credited)"
+                if rp.dense_active
+                else f"credit off: scalar ({rp.prm.aggregation})"
             )
             lines.append(f"  prm: {rp.prm.model} [{rp.prm.path}] {mode}, method {rp.prm.method}")
         if rp.judge:
