@@ -344,3 +344,26 @@ def test_train_subcommand_is_registered_and_passes_flags_through(capsys):
     assert "--actor.model_name_or_path Qwen/Qwen2.5-VL-7B-Instruct" in capsys.readouterr().out
     assert cli.main(["train", "--help"]) == 0
     assert "--reward.prm.aggregation" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "typed, meant",
+    [
+        ("\\n\\n", "\n\n"),
+        ("\\x", "\\x"),
+        ("。\\n", "。\n"),
+        ("re:\\d+\\.\\n", "re:\\d+\\.\\n"),
+        ("preset:think", "preset:think"),
+    ],
+)
+def test_splitter_flag_is_taken_literally_but_for_newline_and_tab(typed, meant):
+    """Only \\n and \\t are escapes: '\\x' used to be a unicode_escape traceback and '。\\n' garbled."""
+    plan = launcher.prepare(BASE_DOTTED + ["--reward.prm.splitter", typed, "--dry-run"]).reward_plan
+    assert plan.prm.splitter == meant
+
+
+def test_bad_splitter_regex_and_preset_name_the_flag():
+    for typed, phrase in (("re:\\x", "not a valid regular expression"), ("preset:bullets", "unknown preset")):
+        with pytest.raises(launcher.LaunchError, match=phrase) as err:
+            launcher.prepare(BASE_DOTTED + ["--reward.prm.splitter", typed, "--dry-run"])
+        assert "--reward.prm" in str(err.value)

@@ -22,6 +22,7 @@ from openrlhf_visualprm.plugin.plan import (
     PRMConfig,
 )
 from openrlhf_visualprm.prm.config import DTYPES
+from openrlhf_visualprm.steps import unescape_separator
 
 # Flag defaults are the config types' defaults: one home per default.
 _PRM, _JUDGE, _OUTCOME = PRMConfig(), JudgeConfig(), OutcomeConfig()
@@ -36,11 +37,6 @@ class _RaisingParser(argparse.ArgumentParser):
             (tok.split("/")[0] for tok in message.replace(":", " ").split() if tok.startswith("--")), None
         )
         raise PluginArgError(f"plugin flag error: {message}", flag)
-
-
-def _unescape(text: str) -> str:
-    """Let ``--reward.prm.splitter '\\n\\n'`` typed in a shell mean two newlines."""
-    return text.encode("utf-8").decode("unicode_escape") if "\\" in text else text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--reward.prm.splitter",
         default=_PRM.splitter.encode("unicode_escape").decode(),
-        help="step separator (escapes like \\n allowed); prefix 're:' for a regular expression",
+        help="step separator (\\n and \\t are the only escapes), 're:PATTERN' for a regular expression taken "
+        "literally, or preset:paragraphs|lines|steps|think",
     )
     g.add_argument(
         "--reward.prm.credit",
@@ -183,7 +180,7 @@ def parse_plugin_flags(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = build_parser()
     ns, rest = parser.parse_known_args(argv)
     ns = argparse.Namespace(**{k.replace(".", "_"): v for k, v in vars(ns).items()})
-    ns.reward_prm_splitter = _unescape(ns.reward_prm_splitter)
+    ns.reward_prm_splitter = unescape_separator(ns.reward_prm_splitter)  # only \\n, \\t; re: as typed
     if ns.reward_prm_dense is not None:
         raise PluginArgError(
             f"--reward.prm.dense was replaced by --reward.prm.credit (modes {', '.join(CREDIT_MODES)}); "

@@ -23,12 +23,11 @@ from typing import Any
 from openrlhf_visualprm.errors import ConfigError
 from openrlhf_visualprm.images import DEFAULT_MAX_TILES
 from openrlhf_visualprm.prm.aggregate import AGGREGATIONS, CREDIT_MODES, DEFAULT_CREDIT
-from openrlhf_visualprm.steps import DEFAULT_SEPARATOR
+from openrlhf_visualprm.steps import DEFAULT_SEPARATOR, REGEX_PREFIX, check_splitter
 
 METHODS = ("per-step", "single", "shared")
 DTYPES = ("auto", "bfloat16", "float16", "float32")  # auto: bfloat16 on GPU, float32 on CPU
 SCORING_FIELDS = ("method", "aggregation", "max_steps", "splitter", "temperature")
-REGEX_PREFIX = "re:"  # splitter "re:PATTERN" splits on a regular expression
 
 
 @dataclass(frozen=True)
@@ -66,15 +65,7 @@ class PRMConfig:
             raise ConfigError(f"prm max_steps must be a positive integer or null, got {self.max_steps!r}")
         if not isinstance(self.max_tiles, int) or isinstance(self.max_tiles, bool) or self.max_tiles < 1:
             raise ConfigError(f"prm max_tiles must be a positive integer, got {self.max_tiles!r}")
-        if not isinstance(self.splitter, str) or not self.splitter:
-            raise ConfigError(f"prm splitter must be a non-empty string, got {self.splitter!r}")
-        if self.splitter.startswith(REGEX_PREFIX):
-            try:
-                re.compile(self.splitter[len(REGEX_PREFIX) :])
-            except re.error as exc:
-                raise ConfigError(
-                    f"prm splitter {self.splitter!r} is not a valid regular expression: {exc}"
-                ) from None
+        check_splitter(self.splitter)  # literal, re:PATTERN or preset:NAME (steps.py)
         if (
             not isinstance(self.value_max_steps, int)
             or isinstance(self.value_max_steps, bool)
