@@ -239,14 +239,14 @@ def test_local_prm_and_judge_list_is_rewritten_to_paths(tmp_path, data_cwd):
         "--reward.model_name_or_path",
         f"{prm_dir},{judge_dir}",
         "--reward.judge.rounds",
-        "2",
+        "8",
     ]
     plan = launcher.prepare(argv)
     value = plan.openrlhf_argv[len(plan.openrlhf_argv) - 1 - plan.openrlhf_argv[::-1].index(
         "--reward.model_name_or_path") + 1]  # fmt: skip
     assert value == f"{prm_dir.resolve()},{judge_dir.resolve()}"
     assert plan.reward_plan.components == ["prm", "judge"]
-    assert plan.reward_plan.judge.rounds == 2 and plan.reward_plan.judge.path == str(judge_dir.resolve())
+    assert plan.reward_plan.judge.rounds == 8 and plan.reward_plan.judge.path == str(judge_dir.resolve())
     assert not any("not on this machine" in n for n in plan.notes)
 
 
@@ -367,3 +367,26 @@ def test_bad_splitter_regex_and_preset_name_the_flag():
         with pytest.raises(launcher.LaunchError, match=phrase) as err:
             launcher.prepare(BASE_DOTTED + ["--reward.prm.splitter", typed, "--dry-run"])
         assert "--reward.prm" in str(err.value)
+
+
+def test_judge_rounds_that_break_label_balancing_are_refused(tmp_path, data_cwd):
+    judge_dir = _fake_checkpoint(tmp_path / "judge", "qwen2_5_vl")
+    base = BASE_DOTTED + ["--reward.model_name_or_path", str(judge_dir), "--reward.judge.group_size", "4"]
+    # groups of 8 in sets of 4: every response holds each of A-D once per 4 rounds
+    for rounds in ("1", "2", "6"):
+        with pytest.raises(launcher.LaunchError, match="breaks label balancing") as err:
+            launcher.prepare(base + ["--reward.judge.rounds", rounds])
+        assert err.value.flag == "--reward.judge.rounds" and "a multiple of 4" in str(err.value)
+    assert launcher.prepare(base + ["--reward.judge.rounds", "4"]).reward_plan.judge.rounds == 4
+    # groups of 6 in sets of 3 (k=4 -> 2 sets): blocks of 3
+    six = [a if a != "--rollout.n_samples_per_prompt=8" else "--rollout.n_samples_per_prompt=6" for a in base]
+    assert launcher.prepare(six + ["--reward.judge.rounds", "3"]).reward_plan.judge.rounds == 3
+    with pytest.raises(launcher.LaunchError, match="--reward.judge.rounds 6 \\(a multiple of 3\\)"):
+        launcher.prepare(six + ["--reward.judge.rounds", "4"])
+
+
+def test_knockout_gets_a_launch_note(tmp_path, data_cwd):
+    judge_dir = _fake_checkpoint(tmp_path / "judge", "qwen2_5_vl")
+    argv = BASE_DOTTED + ["--reward.model_name_or_path", str(judge_dir), "--reward.judge.schedule", "knockout"]
+    notes = launcher.prepare(argv).notes
+    assert any("not a learning signal" in n for n in notes), notes

@@ -251,6 +251,24 @@ def _explicit_plugin_flags(argv: list[str]) -> list[str]:
     return flags
 
 
+def check_judge_balance(plan) -> None:
+    """Refuse listwise rounds that leave labels unbalanced (judge.schedule.balanced_rounds)."""
+    from openrlhf_visualprm.judge.schedule import balanced_rounds
+
+    judge = plan.judge
+    block = balanced_rounds(plan.n_samples_per_prompt, judge.group_size)
+    if judge.schedule != "listwise" or block is None or judge.rounds % block == 0:
+        return
+    fixed = block * -(-judge.rounds // block)
+    raise LaunchError(
+        f"--reward.judge.rounds {judge.rounds} breaks label balancing: with groups of "
+        f"{plan.n_samples_per_prompt} in sets of {block}, each response holds every label once per {block} "
+        f'rounds, so with {judge.rounds} a judge that prefers one position (always "A") gives rewards that are '
+        f"position noise. Use --reward.judge.rounds {fixed} (a multiple of {block})",
+        "--reward.judge.rounds",
+    )
+
+
 def credit_notes(plan) -> list[str]:
     """Launch notes for a credit mode that pays for a known hack (benchmarks/credit_probe.py)."""
     credit, notes = plan.prm.credit, []
@@ -378,6 +396,14 @@ def _check_combination(
         )
     if plan.prm is not None:
         notes.extend(credit_notes(plan))
+    if plan.judge is not None:
+        check_judge_balance(plan)
+        if plan.judge.schedule == "knockout":
+            notes.append(
+                "--reward.judge.schedule knockout: rewards are bracket positions (the champion 1, first-round "
+                "losers 0), a full reward spread whatever the judge's skill, even from a judge that picks at "
+                "random; they rank for best-of-N, they are not a learning signal: use listwise for RL"
+            )
     if (plan.prm or plan.judge) and not plan.image_roots:
         notes.append(
             "no --reward.image_roots: image paths from the data will be refused by the reward actors (bytes and "

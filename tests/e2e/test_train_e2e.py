@@ -199,7 +199,7 @@ def direct_judge_rewards(rows: list, tokenizer, work) -> dict[int, float]:
             ScriptedBackend(lambda req, correct=correct: rule.verdict(req.user_text, correct)),
             schedule="listwise",
             k=4,
-            rounds=1,
+            rounds=4,
         )
         with Image.open(row["images"][0]) as image:
             result = judge.judge_group(
@@ -303,7 +303,7 @@ def test_grpo_prm_min_outcome_judge_relative_roots(
             "group_norm",
             "demo",  # relative: the launcher runs in e2e_work.root, the cluster elsewhere
             *"--reward.prm.aggregation min --reward.outcome.enable --reward.judge.backend vllm".split(),
-            *"--reward.judge.rounds 1 --reward.judge.group_size 4".split(),
+            *"--reward.prm.credit off --reward.judge.rounds 4 --reward.judge.group_size 4".split(),
             *["--reward.judge.model", str(e2e_work.judge)],
             *["--reward.weights", ",".join(f"{k}={v:g}" for k, v in weights.items())],
         ),
