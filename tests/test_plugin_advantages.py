@@ -309,6 +309,13 @@ def test_attach_rewards_places_diff_credit_on_step_ends_and_the_last_token(token
         assert (dense[i] != 0).le(action_mask[i]).all()  # only on response tokens
         assert float(exp.info["reward/credit_return"][i]) == pytest.approx(sum(expected))
     assert set(exp.info) >= {"reward", "score", "reward/prm", "reward/outcome", "reward/credit_return"}
+    # the step's diagnostics reach every sample's info (OpenRLHF logs the mean: the number itself)
+    # PRM min 0.75, 0.65, 0.55, 0.25 with outcomes 1, 0, 1, 0: pairs (0.75 > 0.65), (0.75 > 0.25),
+    # (0.55 < 0.65), (0.55 > 0.25) -> AUROC 3/4; step counts 3, 2, 1, 2
+    assert exp.info["diag/prm_outcome_auroc"].tolist() == pytest.approx([0.75] * 4)
+    assert exp.info["diag/steps_p50"].tolist() == [2.0] * 4
+    assert exp.info["diag/steps_frac_1"].tolist() == [0.25] * 4
+    assert exp.info["diag/zero_var_outcome"].tolist() == [0.0] * 4
 
 
 def test_attach_rewards_anchored_credit_uses_the_answer_step(tokenizer):

@@ -35,6 +35,9 @@
 
   Credit returns computed for an experience but never passed through those hooks stop the run
   (DESIGN principle 4): OpenRLHF's advantage code changed.
+- ``attach_rewards`` also logs the step's hacking diagnostics (``diag/*``,
+  :mod:`openrlhf_visualprm.rewards.diagnostics`) into every sample's ``info``, so OpenRLHF's
+  logger (TensorBoard / wandb) shows them every step.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from openrlhf_visualprm.plugin.plan import DENSE_ESTIMATORS, RewardPlan
 from openrlhf_visualprm.rewards.combine import combine, sample_logs
 from openrlhf_visualprm.rewards.credit import group_returns, token_rewards
 from openrlhf_visualprm.rewards.dense import place_step_rewards, step_end_tokens, token_char_ends
+from openrlhf_visualprm.rewards.diagnostics import step_diagnostics
 from openrlhf_visualprm.rewards.guard import check_failed_fraction
 
 STEP_REWARDS_ATTR = "plugin_step_rewards"  # (B, A) tensor attached to an Experience in credit mode
@@ -159,13 +163,20 @@ class PluginExperienceMaker(RemoteExperienceMaker):
     def attach_rewards(self, samples_list, results: list[list[dict]], where) -> None:
         plan = self.reward_plan
         credited = plan.credited
-        returns = self._credit_returns(results, where) if plan.dense_active else {}
+        texts: dict[int, dict[int, str]] = {}
+        for rows in where:
+            for gi, pos, _, text in rows:
+                texts.setdefault(gi, {})[pos] = text
+        group_texts = {gi: [by_pos[p] for p in range(len(by_pos))] for gi, by_pos in texts.items()}
+        returns = self._credit_returns(results, group_texts) if plan.dense_active else {}
         flat_logs: list[dict[str, float]] = []
+        scalar: dict[int, dict[int, float]] = {}
         for exp, rows in zip(samples_list, where):
             rewards, scores, dense_rows = [], [], []
             for row, (gi, pos, ends, _) in enumerate(rows):
                 result = results[gi][pos]
                 reward, score = combine(result["components"], plan.weights, credited)
+                scalar.setdefault(gi, {})[pos] = reward
                 rewards.append(reward)
                 scores.append(score)
                 logs = sample_logs(result)
@@ -187,6 +198,14 @@ class PluginExperienceMaker(RemoteExperienceMaker):
             exp.info["score"] = exp.scores
             if plan.dense_active:
                 setattr(exp, STEP_REWARDS_ATTR, torch.stack(dense_rows))
+        diagnostics = step_diagnostics(
+            [results[gi] for gi in sorted(group_texts)],
+            [group_texts[gi] for gi in sorted(group_texts)],
+            [self._first_returns(gi, returns, scalar) for gi in sorted(group_texts)],
+            plan.prm.max_steps if plan.prm is not None else None,
+        )
+        for logs in flat_logs:  # one number per step: every sample carries it, so the mean is it
+            logs.update(diagnostics)
         logs = _fill_logs(flat_logs)
         start = 0
         for exp in samples_list:
@@ -195,20 +214,24 @@ class PluginExperienceMaker(RemoteExperienceMaker):
                 exp.info[key] = torch.tensor(values[start : start + size], dtype=torch.float32)
             start += size
 
-    def _credit_returns(self, results: list[list[dict]], where) -> dict[int, list[list[float]]]:
+    @staticmethod
+    def _first_returns(gi: int, returns: dict, scalar: dict) -> list[float]:
+        """The first-token return of each response before whitening: the credit return, or the
+        scalar reward minus its group mean (credit off)."""
+        if gi in returns:
+            return [r[0] for r in returns[gi]]
+        values = [scalar[gi][p] for p in range(len(scalar[gi]))]
+        mean = sum(values) / len(values)
+        return [v - mean for v in values]
+
+    def _credit_returns(
+        self, results: list[list[dict]], texts: dict[int, list[str]]
+    ) -> dict[int, list[list[float]]]:
         """Per group, the credit returns of its responses (``--reward.prm.credit``)."""
         plan = self.reward_plan
-        texts: dict[int, dict[int, str]] = {}
-        for rows in where:
-            for gi, pos, _, text in rows:
-                texts.setdefault(gi, {})[pos] = text
         return {
             gi: group_returns(
-                results[gi],
-                [texts[gi][pos] for pos in range(len(results[gi]))],
-                plan.weights,
-                plan.prm.credit,
-                plan.prm.credit_options(),
+                results[gi], texts[gi], plan.weights, plan.prm.credit, plan.prm.credit_options()
             )
             for gi in texts
         }
