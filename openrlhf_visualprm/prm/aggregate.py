@@ -1,4 +1,4 @@
-"""Turn per-step P('+') into one response score, or into dense per-step rewards.
+"""Turn per-step P('+') into one response score; name the credit modes (step scores -> RL returns).
 
 Scalar aggregations (``aggregate``):
 - ``mean``: the paper's default (best Best-of-N in its ablation).
