@@ -14,8 +14,10 @@ weights, ``n`` the group size, ``ō`` the mean of the known outcomes.
 
 **A stepless response** (EOS only, all-blank text, or a PRM prompt that overflowed) has ``[]``
 steps. It is valued as *one step scored* ``empty_score`` (default 0.0, the worst P('+')), in the
-group statistics and in its own return, and that one return goes on its last token. So saying
-nothing is never worth more than a scored attempt with the same outcome.
+group statistics and in its own return, and that one return goes on its last token. So under
+``diff``, ``diff_group``, ``value`` and ``anchored`` saying nothing is never worth more than a
+scored attempt with the same outcome (tested); the sum-form modes (``process_grpo``, ``pure``,
+``rloo``) can still rank a long below-average attempt under it.
 
 The outcome term ``out_i`` is ``w_o * (o_i - ō)`` (REINFORCE with the group mean as baseline)
 unless a mode says otherwise; it is added to every step's return (it sits on the last token).
