@@ -3,10 +3,11 @@
 #
 # Each prompt's 8 responses are shuffled into sets of 4; the judge (a reasoning VLM, default
 # Qwen2.5-VL-7B-Instruct under our MR. Judge template, `mr-judge`) reads image + question + the
-# 4 candidates, reasons, and names the best; reward = wins / appearances over 2 reshuffled
-# rounds (4 judge calls per group). Win rates have a constant group mean, so GRPO's
-# normalisation is what turns them into a learning signal; OpenRLHF's dynamic filtering on the
-# group mean would be meaningless here (the launcher notes it).
+# 4 candidates, reasons, and names the best; reward = wins / appearances over 4 reshuffled
+# rounds (8 judge calls per group), in which every response holds every label (A-D) once, so a
+# judge's position bias cancels (2 rounds would leave it: the launcher refuses them). Win rates
+# have a constant group mean, so GRPO's normalisation is what turns them into a learning signal;
+# OpenRLHF's dynamic filtering on the group mean would be meaningless here (the launcher notes it).
 #
 # Resource layout, one node with 8 x 80 GB GPUs (total 8):
 #   GPUs 0-3  policy (ZeRO-3) + reference model, colocated
@@ -38,7 +39,7 @@ exec "${PYTHON:-python}" -m openrlhf_visualprm.cli train \
   --ds.zero_stage 3 --ds.param_dtype bf16 --actor.gradient_checkpointing_enable --actor.adam.lr 1e-6 \
   --algo.kl.init_coef 0.001 --algo.kl.use_loss --algo.kl.estimator k3 \
   --ckpt.output_dir "$SAVE" --ckpt.save_steps 50 \
-  --reward.judge.schedule listwise --reward.judge.group_size 4 --reward.judge.rounds 2 \
+  --reward.judge.schedule listwise --reward.judge.group_size 4 --reward.judge.rounds 4 \
   --reward.judge.backend hf --reward.judge.max_new_tokens 1024 \
   --reward.image_roots "$IMAGE_ROOT" \
   "$@"

@@ -8,8 +8,12 @@
 #   GPUs 6-7  2 plugin reward actors, each with VisualPRM-8B in bf16 (~17 GB); the answer check
 #             runs in CPU processes next to them. Each GRPO group of 8 responses is scored in one
 #             shared-prefix PRM pass (image + question encoded once).
-# Reward per response: 0.5 * min_k P(+ | step k) + 1.0 * [final answer == label.answer], then GRPO's
-# per-group normalisation. Min is harder to game by padding a solution with easy steps.
+# Reward per response (--reward.prm.credit anchored, README "Credit assignment"): the answer check
+# decides, VisualPRM ranks only within the same outcome:
+#   1.0 * ([answer == label.answer] - group mean) + 0.5 * (s - mean of s over the same outcome),
+# s = the lowest P(+) from the step holding the final answer on; no hack of
+# benchmarks/credit_probe.py pays under it. (The scalar 0.5 * min + outcome under GRPO's
+# normalisation, --reward.prm.credit off, pays for collapsing a solution into one step.)
 #
 # Data: jsonl rows like {"prompt": "<image>Find x.", "images": ["train/0001.png"],
 #       "label": {"answer": "12", "question": "Find x."}}; image paths lie under IMAGE_ROOT.
@@ -37,7 +41,7 @@ exec "${PYTHON:-python}" -m openrlhf_visualprm.cli train \
   --ds.zero_stage 3 --ds.param_dtype bf16 --actor.gradient_checkpointing_enable --actor.adam.lr 1e-6 \
   --algo.kl.init_coef 0.001 --algo.kl.use_loss --algo.kl.estimator k3 \
   --ckpt.output_dir "$SAVE" --ckpt.save_steps 50 --logger.logging_steps 1 \
-  --reward.prm.aggregation min \
+  --reward.prm.aggregation min --reward.prm.credit anchored \
   --reward.outcome.enable \
   --reward.weights prm=0.5,outcome=1 \
   --reward.image_roots "$IMAGE_ROOT" \

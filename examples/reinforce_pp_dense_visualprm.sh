@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# REINFORCE++ (baseline variant) with dense VisualPRM step rewards plus a math answer check, for a
-# Qwen2.5-VL-7B policy on geometry3k-style data.
+# REINFORCE++ (baseline variant) with VisualPRM credit on the policy's tokens plus a math answer
+# check, for a Qwen2.5-VL-7B policy on geometry3k-style data.
 #
-# Dense rewards: each step's reward diff_k = P(+|step k) - P(+|step k-1) (P before the first step
-# = 0.5) lands on the policy token that ends step k; the answer check (minus the group mean) lands
-# on the last token; OpenRLHF then takes per-token returns and whitens them over the batch.
-# The diff form telescopes to P(last) - 0.5, so writing more steps earns nothing by itself.
+# Credit (--reward.prm.credit anchored, README "Credit assignment"): the answer check decides the
+# outcome class, the PRM ranks responses only within it: every token gets
+#   (correct - group mean) + (s - mean of s over the responses with the same outcome),
+# s = the lowest P(+) from the step holding the final answer on. No hack of
+# benchmarks/credit_probe.py pays under it (padding, repeating, appending confident steps,
+# collapsing to one step, saying nothing). OpenRLHF then whitens the returns over the batch.
+# For per-step credit, --reward.prm.credit process_grpo / pure / diff_group (each pays for some hack).
 #
 # Resource layout, one node with 8 x 80 GB GPUs (total 8):
 #   GPUs 0-3  policy (ZeRO-3) + reference model, colocated
@@ -35,7 +38,7 @@ exec "${PYTHON:-python}" -m openrlhf_visualprm.cli train \
   --ds.zero_stage 3 --ds.param_dtype bf16 --actor.gradient_checkpointing_enable --actor.adam.lr 5e-7 \
   --algo.kl.init_coef 0.001 --algo.kl.use_loss --algo.kl.estimator k2 \
   --ckpt.output_dir "$SAVE" --ckpt.save_steps 50 \
-  --reward.prm.dense diff --reward.prm.v0 0.5 --reward.prm.max_steps 12 \
+  --reward.prm.credit anchored --reward.prm.max_steps 12 \
   --reward.outcome.enable \
   --reward.weights prm=1,outcome=1 \
   --reward.image_roots "$IMAGE_ROOT" \

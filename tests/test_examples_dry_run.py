@@ -12,7 +12,8 @@ import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TRAIN_EXPECTED = {
-    "grpo_visualprm_outcome.sh": {"components": ["prm", "outcome"], "estimator": "group_norm", "dense": False},
+    "grpo_visualprm_outcome.sh": {"components": ["prm", "outcome"], "estimator": "group_norm", "dense": True},
+    "grpo_process_visualprm.sh": {"components": ["prm", "outcome"], "estimator": "group_norm", "dense": True},
     "reinforce_pp_dense_visualprm.sh": {"components": ["prm", "outcome"], "estimator": "reinforce_baseline",
                                         "dense": True},
     "grpo_mr_judge_listwise.sh": {"components": ["judge"], "estimator": "group_norm", "dense": False},

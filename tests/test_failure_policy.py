@@ -204,7 +204,7 @@ def test_dense_step_rewards_not_consumed_by_openrlhf_stop_the_run(monkeypatch):
         )
         maker.strategy, maker.advantage_estimator = SimpleNamespace(args=args), "rloo"
         maker.kl_ctl, maker._dense_by_mask = SimpleNamespace(value=0.0), {}
-        maker.reward_plan = RewardPlan(prm=PRMConfig(model="prm", dense="diff"), weights={"prm": 1.0})
+        maker.reward_plan = RewardPlan(prm=PRMConfig(model="prm", credit="diff"), weights={"prm": 1.0})
         mask = torch.ones(2, 3, dtype=torch.bool)
         exp = Experience(
             index=[0, 1],

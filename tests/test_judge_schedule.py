@@ -148,3 +148,24 @@ def test_run_bracket_follows_mrjudge_knockout_rules_on_failed_verdicts():
     assert (calls, failures) == (6, 6) == (len(result.calls), result.stats["parse_failures"])
     assert shown == [c.order for c in result.calls]
     assert winner == result.best
+
+
+def test_balanced_rounds_is_where_an_always_A_judge_stops_paying():
+    import random as _random
+
+    from openrlhf_visualprm.judge.schedule import balanced_rounds, listwise
+
+    assert balanced_rounds(8, 4) == 4 and balanced_rounds(6, 4) == 3 and balanced_rounds(8, 2) == 2
+    assert balanced_rounds(7, 4) is None and balanced_rounds(1, 4) is None  # uneven sets: greedy
+
+    def always_a_win_rates(rounds):
+        wins, seen = [0] * 8, [0] * 8
+        for m in listwise(8, 4, rounds, _random.Random(3)):
+            for resp in m.order:
+                seen[resp] += 1
+            wins[m.order[0]] += 1  # the judge picks whatever stands under label A
+        return [w / s for w, s in zip(wins, seen)]
+
+    assert len(set(always_a_win_rates(4))) == 1  # a balanced block: position bias cancels
+    assert len(set(always_a_win_rates(8))) == 1
+    assert len(set(always_a_win_rates(2))) > 1  # 2 rounds: rewards from position alone

@@ -110,9 +110,12 @@ def test_sanitiser_escapes_tokenizer_special_tokens_and_control_chars():
     assert clean == "a‹custom_tok›bcd"
 
 
-def test_truncation_is_marked_visibly():
-    clean = sanitize_candidate("x" * 50, max_chars=20)
-    assert clean == "x" * 20 + TRUNCATION_MARKER.format(dropped=30)
+def test_truncation_keeps_head_and_tail_and_is_marked_visibly():
+    # 30 chars over a cap of 21: the first 14 and the last 7 (a third) stay, the cut is marked
+    text = "R" * 40 + "answer=7"  # reasoning, then the final answer at the end
+    clean = sanitize_candidate(text, max_chars=21)
+    assert clean == "R" * 14 + TRUNCATION_MARKER.format(dropped=27) + "nswer=7"
+    assert clean.endswith("swer=7")  # the final answer survives (a head-only cut lost it)
     assert sanitize_candidate("x" * 20, max_chars=20) == "x" * 20
 
 

@@ -63,7 +63,7 @@ def _maker(cls, estimator: str, kl_coef: float = 0.05, plan: RewardPlan | None =
     maker.kl_ctl = SimpleNamespace(value=kl_coef)
     if cls is PluginExperienceMaker:
         maker.reward_plan = plan or RewardPlan(
-            prm=PRMConfig("visualprm", None, dense="diff"), estimator=estimator, n_samples_per_prompt=N
+            prm=PRMConfig("visualprm", None, credit="diff"), estimator=estimator, n_samples_per_prompt=N
         )
         maker._dense_by_mask = {}
     return maker
@@ -99,7 +99,7 @@ def test_scalar_rewards_give_bit_identical_stock_advantages(estimator):
         setattr(e, STEP_REWARDS_ATTR, torch.rand(e.kl.shape, generator=torch.Generator().manual_seed(7)))
     stock = _maker(RemoteExperienceMaker, estimator).compute_advantages_and_returns(stock)
     plan = RewardPlan(
-        prm=PRMConfig("visualprm", None, dense="off"), estimator=estimator, n_samples_per_prompt=N
+        prm=PRMConfig("visualprm", None, credit="off"), estimator=estimator, n_samples_per_prompt=N
     )
     ours = _maker(PluginExperienceMaker, estimator, plan=plan).compute_advantages_and_returns(ours)
     for a, b in zip(stock, ours):
@@ -107,7 +107,7 @@ def test_scalar_rewards_give_bit_identical_stock_advantages(estimator):
         assert torch.equal(a.info["return"], b.info["return"])
 
 
-@pytest.mark.parametrize("estimator", ["reinforce", "rloo", "reinforce_baseline", "gae"])
+@pytest.mark.parametrize("estimator", ALL_ESTIMATORS)
 def test_dense_zero_step_rewards_change_nothing(estimator):
     stock, ours = _experiences(1), _experiences(1)
     for e in ours:
@@ -130,10 +130,16 @@ def _hand_returns(exps, estimator: str, kl_coef: float, gamma: float):
         members = [raw[g * N + j] for j in range(N)]
         for j in range(N):
             r = members[j]
+            mean = sum(members) / N
             if estimator == "rloo":
                 r = r - (sum(members) - r) / (N - 1)
-            elif estimator == "reinforce_baseline":
-                r = r - sum(members) / N
+            elif estimator in ("reinforce_baseline", "dr_grpo"):
+                r = r - mean
+            elif estimator == "group_norm":
+                std = (sum((m - mean) ** 2 for m in members) / (N - 1)) ** 0.5
+                r = (r - mean) / (std + 1e-9)
+            elif estimator == "flash_reinforce":
+                r = r - sum(raw.values()) / len(raw)
             shaped[g * N + j] = r
     out, totals = {}, {}
     for e in exps:
@@ -157,8 +163,20 @@ def _hand_returns(exps, estimator: str, kl_coef: float, gamma: float):
     return out, totals
 
 
-@pytest.mark.parametrize("estimator, gamma", [("rloo", 1.0), ("reinforce_baseline", 1.0), ("reinforce", 0.9)])
+@pytest.mark.parametrize(
+    "estimator, gamma",
+    [
+        ("rloo", 1.0),
+        ("reinforce_baseline", 1.0),
+        ("reinforce", 0.9),
+        ("group_norm", 1.0),
+        ("dr_grpo", 1.0),
+        ("flash_reinforce", 1.0),
+    ],
+)
 def test_dense_step_rewards_give_hand_computed_per_token_returns(estimator, gamma):
+    """Every estimator that turns rewards into returns consumes the credit rewards (the group_norm
+    family too: OpenRLHF 0.11.2 passes them all through get_cumulative_returns)."""
     exps = _experiences(2)
     g = torch.Generator().manual_seed(3)
     for e in exps:
@@ -175,7 +193,7 @@ def test_dense_step_rewards_give_hand_computed_per_token_returns(estimator, gamm
             torch.testing.assert_close(e.returns[row], torch.tensor(expected[idx]), rtol=1e-6, atol=1e-6)
             # the logged per-sample return includes the step rewards
             assert float(e.info["return"][row]) == pytest.approx(totals[idx], abs=1e-6)
-    if estimator == "rloo":  # no whitening: advantages are the returns
+    if estimator in ("rloo", "group_norm", "dr_grpo", "flash_reinforce"):  # no whitening
         for e in out:
             assert torch.equal(e.advantages, e.returns)
     else:  # OpenRLHF's masked batch whitening of the same returns
@@ -185,16 +203,6 @@ def test_dense_step_rewards_give_hand_computed_per_token_returns(estimator, gamm
         rstd = (((flat - mean) ** 2 * mask).sum() / mask.sum()).clamp(min=1e-8).rsqrt()
         for e in out:
             torch.testing.assert_close(e.advantages, (e.returns - mean) * rstd)
-
-
-def test_group_norm_ignores_dense_rewards_and_uses_the_scalar():
-    stock, ours = _experiences(4), _experiences(4)
-    for e in ours:
-        setattr(e, STEP_REWARDS_ATTR, torch.ones_like(e.kl))
-    stock = _maker(RemoteExperienceMaker, "group_norm").compute_advantages_and_returns(stock)
-    ours = _maker(PluginExperienceMaker, "group_norm").compute_advantages_and_returns(ours)
-    for a, b in zip(stock, ours):
-        assert torch.equal(a.advantages, b.advantages)
 
 
 # ----------------------------------------------------------------------------- spans -> tokens
@@ -234,8 +242,10 @@ def test_place_step_rewards_follows_the_action_mask_and_drops_truncated_steps():
     assert row.tolist() == [0, 0, 0.5, 0, 0.5, 0]
 
 
-def test_attach_rewards_combines_components_and_places_dense_rewards(tokenizer):
-    """The experience hook's write-up of reward actor results (no Ray: results given directly)."""
+def _attach(tokenizer, credit: str, **prm_options):
+    """The experience hook's write-up of reward actor results (no Ray: results given directly):
+    one group of 4 real Qwen2 tokenisations, step scores 0.95 - 0.1 k - 0.2 i, outcomes 1, 0, 1, 0,
+    weights prm 2, outcome 1."""
     from openrlhf_visualprm.plugin.experience import build_groups
 
     prompt_ids = tokenizer("<|im_start|>user\nFind the area.<|im_end|>\n<|im_start|>assistant\n")["input_ids"]
@@ -252,7 +262,7 @@ def test_attach_rewards_combines_components_and_places_dense_rewards(tokenizer):
         labels=[{"answer": "21"}] * 4, images=[None] * 4, info={},
     )  # fmt: skip
     plan = RewardPlan(
-        prm=PRMConfig("visualprm", None, dense="diff", v0=0.5),
+        prm=PRMConfig("visualprm", None, credit=credit, **prm_options),
         outcome=OutcomeConfig(),
         weights={"prm": 2.0, "outcome": 1.0},
         estimator="reinforce_baseline",
@@ -268,28 +278,56 @@ def test_attach_rewards_combines_components_and_places_dense_rewards(tokenizer):
             "components": {"prm": min(scores), "outcome": float(i == 0 or i == 2)},
             "prm": {"step_scores": scores, "spans": [[s.start, s.end] for s in steps], "truncated": False,
                     "note": None},
-            "judge": None, "outcome": {"answer": "21"},
+            "judge": None, "outcome": {"answer": ["21", "20", "21", "22"][i]}, "failed": [],
         })  # fmt: skip
     maker = _maker(PluginExperienceMaker, "reinforce_baseline", plan=plan)
     maker.attach_rewards([exp], [results], where)
-    # dense mode: the scalar reward is the outcome term only; the score keeps the PRM aggregate
-    assert exp.rewards.tolist() == [1.0, 0.0, 1.0, 0.0]
+    # credit mode: PRM and outcome are credited, so the scalar reward is 0 (no judge); the score
+    # keeps the PRM aggregate
+    assert exp.rewards.tolist() == [0.0, 0.0, 0.0, 0.0]
     assert exp.scores.tolist() == pytest.approx(
         [2 * r["components"]["prm"] + r["components"]["outcome"] for r in results]
     )
+    assert exp.info["prm/num_steps"].tolist() == [3.0, 2.0, 1.0, 2.0]
+    return exp, results, action_mask
+
+
+def test_attach_rewards_places_diff_credit_on_step_ends_and_the_last_token(tokenizer):
+    exp, results, action_mask = _attach(tokenizer, "diff", v0=0.5)
     dense = getattr(exp, STEP_REWARDS_ATTR)
     for i, r in enumerate(results):
         steps = r["prm"]["step_scores"]
+        # diff: R_k = 2 (V_last - V_{k-1}) + (o - 0.5); per-token R_k - R_{k+1} = 2 (V_k - V_{k-1})
+        # at the end of step k < K-1, and R_{K-1} on the response's last token (<|im_end|>)
+        out = [0.5, -0.5, 0.5, -0.5][i]
         expected = [2.0 * (s - p) for s, p in zip(steps, [0.5] + steps[:-1])]
+        expected[-1] += out
         nonzero = dense[i][dense[i] != 0].tolist()
         assert nonzero == pytest.approx(expected)
+        slots = torch.nonzero(action_mask[i]).flatten()
+        assert float(dense[i, slots[-1]]) == pytest.approx(expected[-1])  # on the last response token
         assert (dense[i] != 0).le(action_mask[i]).all()  # only on response tokens
-    assert set(exp.info) >= {
-        "reward",
-        "score",
-        "reward/prm",
-        "reward/outcome",
-        "prm/num_steps",
-        "reward/dense_sum",
-    }
-    assert exp.info["prm/num_steps"].tolist() == [3.0, 2.0, 1.0, 2.0]
+        assert float(exp.info["reward/credit_return"][i]) == pytest.approx(sum(expected))
+    assert set(exp.info) >= {"reward", "score", "reward/prm", "reward/outcome", "reward/credit_return"}
+    # the step's diagnostics reach every sample's info (OpenRLHF logs the mean: the number itself)
+    # PRM min 0.75, 0.65, 0.55, 0.25 with outcomes 1, 0, 1, 0: pairs (0.75 > 0.65), (0.75 > 0.25),
+    # (0.55 < 0.65), (0.55 > 0.25) -> AUROC 3/4; step counts 3, 2, 1, 2
+    assert exp.info["diag/prm_outcome_auroc"].tolist() == pytest.approx([0.75] * 4)
+    assert exp.info["diag/steps_p50"].tolist() == [2.0] * 4
+    assert exp.info["diag/steps_frac_1"].tolist() == [0.25] * 4
+    assert exp.info["diag/zero_var_outcome"].tolist() == [0.0] * 4
+
+
+def test_attach_rewards_anchored_credit_uses_the_answer_step(tokenizer):
+    exp, results, action_mask = _attach(tokenizer, "anchored")
+    dense = getattr(exp, STEP_REWARDS_ATTR)
+    # s = min P(+) from the step holding the final answer: response 0 "\\boxed{21}" is step 2 of
+    # [0.95, 0.85, 0.75] -> 0.75; response 1 "20" in step 1 of [0.75, 0.65] -> 0.65; response 2
+    # [0.55] -> 0.55; response 3 "22" in step 1 of [0.35, 0.25] -> 0.25. Outcome classes 1: 0.75,
+    # 0.55 (mean 0.65); 0: 0.65, 0.25 (mean 0.45). R = 2 (s - class mean) + (o - 0.5), all on
+    # the last token.
+    want = [2 * 0.1 + 0.5, 2 * 0.2 - 0.5, 2 * -0.1 + 0.5, 2 * -0.2 - 0.5]
+    for i in range(4):
+        slots = torch.nonzero(action_mask[i]).flatten()
+        assert dense[i].nonzero().flatten().tolist() == [int(slots[-1])]
+        assert float(dense[i, slots[-1]]) == pytest.approx(want[i])

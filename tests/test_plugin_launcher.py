@@ -119,7 +119,7 @@ def test_legacy_and_dotted_spellings_give_the_same_openrlhf_namespace():
     plan = a.reward_plan
     assert plan.components == ["prm", "outcome"]
     assert plan.weights == {"prm": 0.5, "outcome": 1.0}
-    assert plan.prm.aggregation == "min" and not plan.dense_active
+    assert plan.prm.aggregation == "min" and plan.prm.credit == "anchored" and plan.dense_active
     # plugin flags never reach OpenRLHF
     assert not any(
         tok.startswith(("--reward.prm", "--reward.outcome", "--reward.weights")) for tok in a.openrlhf_argv
@@ -127,27 +127,28 @@ def test_legacy_and_dotted_spellings_give_the_same_openrlhf_namespace():
 
 
 def test_dry_run_json_prints_argv_reward_plan_and_gpu_plan(capsys, data_cwd):
-    rc = launcher.main(BASE_LEGACY + PLUGIN + ["--reward.prm.dense", "diff", "--dry-run", "--json"])
+    rc = launcher.main(BASE_LEGACY + PLUGIN + ["--reward.prm.credit", "diff", "--dry-run", "--json"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["openrlhf_module"] == "openrlhf.cli.train_ppo_ray"
     argv = out["openrlhf_argv"]
     assert argv[argv.index("--reward.model_name_or_path") + 1] == "OpenGVLab/VisualPRM-8B-v1_1"
     assert "--dry-run" not in argv and "--json" not in argv
-    assert out["reward_plan"]["dense_active"] is False  # group_norm takes the scalar aggregate
-    assert any("no effect with group_norm" in n for n in out["notes"])
+    assert out["reward_plan"]["dense_active"] is True  # group_norm consumes credit returns too
+    assert out["reward_plan"]["prm"]["credit"] == "diff"
+    assert any("appended after a wrong answer" in n for n in out["notes"])
     gpus = out["gpu_plan"]
     # actor 8 + reference 8 (kl init 0.01 > 0) + vLLM 2 + reward 1, nothing colocated
     assert (gpus["actor"], gpus["reference"], gpus["vllm"], gpus["reward"]) == (8, 8, 2, 1)
     assert gpus["total_gpus"] == 19
 
 
-def test_dry_run_text_mentions_dense_mode_for_reinforce(capsys, data_cwd):
+def test_dry_run_text_shows_the_credit_mode_and_its_note(capsys, data_cwd):
     argv = BASE_DOTTED + [
         "--algo.advantage.estimator",
         "reinforce_baseline",
-        "--reward.prm.dense",
-        "diff",
+        "--reward.prm.credit",
+        "value",
         "--dry-run",
     ]
     assert launcher.main(argv) == 0
@@ -155,7 +156,10 @@ def test_dry_run_text_mentions_dense_mode_for_reinforce(capsys, data_cwd):
     # the first line says what this is: not a stock command a user could paste and lose the plugin
     assert text.startswith("openrlhf-visualprm train --dry-run: nothing started")
     assert not text.splitlines()[0].startswith("python")
-    assert "dense (diff) per-token" in text
+    assert "credit value (returns on step-end tokens; prm credited)" in text
+    assert "padding with confident steps pays" in text  # value's launch note
+    assert launcher.main(BASE_DOTTED + ["--reward.prm.credit", "off", "--dry-run"]) == 0
+    assert "credit off: scalar (mean)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -172,8 +176,10 @@ def test_dry_run_text_mentions_dense_mode_for_reinforce(capsys, data_cwd):
         (BASE_DOTTED + ["--reward.outcome.enable", "--data.label_key", ""], "--data.label_key", "ground truth"),
         (BASE_DOTTED + ["--reward.judge.model", "mr-judge", "--rollout.n_samples_per_prompt", "1",
                         "--algo.advantage.estimator", "reinforce"], "--rollout.n_samples_per_prompt", ">= 2"),
-        (["--pretrain", "m", "--reward.remote_url", "r.py", "--reward.prm.dense", "diff"], "--reward.prm.dense",
+        (["--pretrain", "m", "--reward.remote_url", "r.py", "--reward.prm.credit", "diff"], "--reward.prm.credit",
          "no plugin reward model"),
+        (BASE_DOTTED + ["--reward.prm.dense", "diff"], "--reward.prm.dense", "replaced by --reward.prm.credit"),
+        (BASE_DOTTED + ["--reward.prm.value_max_steps", "0"], "--reward.prm.value_max_steps", ">= 1"),
         (["--pretrain", "m", "--advantage_estimator", "group_norm"], "--reward.model_name_or_path", "no reward source"),
         (BASE_DOTTED + ["--reward.model_name_or_path", "visualprm,visualprm-v1"], "--reward.model_name_or_path",
          "more than one prm"),
@@ -243,14 +249,14 @@ def test_local_prm_and_judge_list_is_rewritten_to_paths(tmp_path, data_cwd):
         "--reward.model_name_or_path",
         f"{prm_dir},{judge_dir}",
         "--reward.judge.rounds",
-        "2",
+        "8",
     ]
     plan = launcher.prepare(argv)
     value = plan.openrlhf_argv[len(plan.openrlhf_argv) - 1 - plan.openrlhf_argv[::-1].index(
         "--reward.model_name_or_path") + 1]  # fmt: skip
     assert value == f"{prm_dir.resolve()},{judge_dir.resolve()}"
     assert plan.reward_plan.components == ["prm", "judge"]
-    assert plan.reward_plan.judge.rounds == 2 and plan.reward_plan.judge.path == str(judge_dir.resolve())
+    assert plan.reward_plan.judge.rounds == 8 and plan.reward_plan.judge.path == str(judge_dir.resolve())
     assert not any("not on this machine" in n for n in plan.notes)
 
 
@@ -349,3 +355,49 @@ def test_train_subcommand_is_registered_and_passes_flags_through(capsys, data_cw
     assert "--actor.model_name_or_path Qwen/Qwen2.5-VL-7B-Instruct" in capsys.readouterr().out
     assert cli.main(["train", "--help"]) == 0
     assert "--reward.prm.aggregation" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "typed, meant",
+    [
+        ("\\n\\n", "\n\n"),
+        ("\\x", "\\x"),
+        ("。\\n", "。\n"),
+        ("re:\\d+\\.\\n", "re:\\d+\\.\\n"),
+        ("preset:think", "preset:think"),
+    ],
+)
+def test_splitter_flag_is_taken_literally_but_for_newline_and_tab(typed, meant):
+    """Only \\n and \\t are escapes: '\\x' used to be a unicode_escape traceback and '。\\n' garbled."""
+    plan = launcher.prepare(BASE_DOTTED + ["--reward.prm.splitter", typed, "--dry-run"]).reward_plan
+    assert plan.prm.splitter == meant
+
+
+def test_bad_splitter_regex_and_preset_name_the_flag():
+    for typed, phrase in (("re:\\x", "not a valid regular expression"), ("preset:bullets", "unknown preset")):
+        with pytest.raises(launcher.LaunchError, match=phrase) as err:
+            launcher.prepare(BASE_DOTTED + ["--reward.prm.splitter", typed, "--dry-run"])
+        assert "--reward.prm" in str(err.value)
+
+
+def test_judge_rounds_that_break_label_balancing_are_refused(tmp_path, data_cwd):
+    judge_dir = _fake_checkpoint(tmp_path / "judge", "qwen2_5_vl")
+    base = BASE_DOTTED + ["--reward.model_name_or_path", str(judge_dir), "--reward.judge.group_size", "4"]
+    # groups of 8 in sets of 4: every response holds each of A-D once per 4 rounds
+    for rounds in ("1", "2", "6"):
+        with pytest.raises(launcher.LaunchError, match="breaks label balancing") as err:
+            launcher.prepare(base + ["--reward.judge.rounds", rounds])
+        assert err.value.flag == "--reward.judge.rounds" and "a multiple of 4" in str(err.value)
+    assert launcher.prepare(base + ["--reward.judge.rounds", "4"]).reward_plan.judge.rounds == 4
+    # groups of 6 in sets of 3 (k=4 -> 2 sets): blocks of 3
+    six = [a if a != "--rollout.n_samples_per_prompt=8" else "--rollout.n_samples_per_prompt=6" for a in base]
+    assert launcher.prepare(six + ["--reward.judge.rounds", "3"]).reward_plan.judge.rounds == 3
+    with pytest.raises(launcher.LaunchError, match="--reward.judge.rounds 6 \\(a multiple of 3\\)"):
+        launcher.prepare(six + ["--reward.judge.rounds", "4"])
+
+
+def test_knockout_gets_a_launch_note(tmp_path, data_cwd):
+    judge_dir = _fake_checkpoint(tmp_path / "judge", "qwen2_5_vl")
+    argv = BASE_DOTTED + ["--reward.model_name_or_path", str(judge_dir), "--reward.judge.schedule", "knockout"]
+    notes = launcher.prepare(argv).notes
+    assert any("not a learning signal" in n for n in notes), notes

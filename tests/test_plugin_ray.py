@@ -32,7 +32,7 @@ N = 4
 def plan(tiny_models, demo_data) -> RewardPlan:
     return RewardPlan(
         prm=PRMConfig(
-            "visualprm-tiny", str(tiny_models["visualprm-tiny"]), aggregation="min", dense="diff", v0=0.5
+            "visualprm-tiny", str(tiny_models["visualprm-tiny"]), aggregation="min", credit="diff", v0=0.5
         ),
         judge=JudgeConfig(
             "judge-tiny", str(tiny_models["judge-tiny"]), schedule="listwise", rounds=1, max_new_tokens=4
@@ -175,11 +175,20 @@ def test_reward_actor_scores_groups_through_openrlhf_experience_maker(
     expected_judge = _judge_directly(plan, meta, demo_data)
     assert torch.allclose(info["reward/judge"], torch.tensor([expected_judge[i] for i in order.tolist()]))
     assert len(set(expected_judge.values())) > 1  # not constant: a misrouted group would show
-    # dense mode: the scalar reward leaves the PRM out ...
-    assert torch.allclose(rewards, 0.5 * info["reward/judge"] + expected_outcome)
-    # ... the score keeps its aggregate, and the step rewards telescope to last step - v0
-    assert torch.allclose(info["score"], rewards + info["reward/prm"])
-    assert torch.allclose(info["reward/dense_sum"], info["prm/last_step_score"] - 0.5, atol=1e-6)
+    # credit mode: the scalar reward leaves the PRM and the outcome out (they are credited) ...
+    assert torch.allclose(rewards, 0.5 * info["reward/judge"])
+    # ... the score keeps them; diff credit: (last step - v0) + (outcome - its group mean)
+    assert torch.allclose(info["score"], rewards + info["reward/prm"] + expected_outcome)
+    outcome_by_index = dict(zip(order.tolist(), expected_outcome.tolist()))
+    centred = torch.tensor(
+        [
+            o - sum(outcome_by_index[g] for g in range(i // N * N, i // N * N + N)) / N
+            for i, o in outcome_by_index.items()
+        ]
+    )
+    assert torch.allclose(
+        info["reward/credit_return"], info["prm/last_step_score"] - 0.5 + centred, atol=1e-6
+    )
     assert info["prm/num_steps"].tolist() == [float(len(meta[i][1]["steps"])) for i in order.tolist()]
     # OpenRLHF's returns: group-centred scalar on the last token plus the step rewards (kl off)
     by_index = dict(zip(order.tolist(), rewards.tolist()))
@@ -187,7 +196,7 @@ def test_reward_actor_scores_groups_through_openrlhf_experience_maker(
         for row, idx in enumerate(e.index):
             group = [by_index[g] for g in range(idx // N * N, idx // N * N + N)]
             first = int(torch.nonzero(e.action_mask[row])[0])
-            dense_sum = float(e.info["reward/dense_sum"][row])
+            dense_sum = float(e.info["reward/credit_return"][row])
             assert float(e.returns[row, first]) == pytest.approx(
                 by_index[idx] - sum(group) / N + dense_sum, abs=1e-5
             )

@@ -1,4 +1,4 @@
-"""Aggregations and dense rewards against hand-computed values."""
+"""Aggregations against hand-computed values (credit modes: tests/test_credit.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from openrlhf_visualprm.prm.aggregate import aggregate, dense_rewards
+from openrlhf_visualprm.prm.aggregate import aggregate
 
 S = [0.9, 0.5, 0.8]
 
@@ -27,13 +27,6 @@ def test_softmin_hand_value_and_limits():
     assert aggregate(S, "softmin", 1e4) == pytest.approx(2.2 / 3, abs=1e-4)
 
 
-def test_dense_value_and_diff_telescope():
-    assert dense_rewards(S, "value") == S
-    diff = dense_rewards(S, "diff", v0=0.5)
-    assert diff == pytest.approx([0.4, -0.4, 0.3])
-    assert sum(diff) == pytest.approx(S[-1] - 0.5)
-
-
 def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="unknown aggregation 'median'"):
         aggregate(S, "median")
@@ -41,5 +34,3 @@ def test_errors_name_the_problem():
         aggregate([], "mean")
     with pytest.raises(ValueError, match="temperature"):
         aggregate(S, "softmin", 0)
-    with pytest.raises(ValueError, match="unknown dense mode"):
-        dense_rewards(S, "sum")

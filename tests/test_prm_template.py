@@ -24,10 +24,10 @@ def test_prompt_matches_spec_exactly():
 def test_unicode_and_max_steps_merging_in_prompt():
     response = "α = 30°\n\nβ = 60°\n\nγ = 90°\n\n答案是 90"
     steps = [s.text for s in split_steps(response, max_steps=2)]
-    assert steps == ["α = 30°\n\nβ = 60°", "γ = 90°\n\n答案是 90"]
+    assert steps == ["α = 30°\n\nβ = 60°\n\nγ = 90°", "答案是 90"]  # the final answer keeps its own step
     got = T.render_prompt("S", "题目", steps, tiles_per_image=[2])
-    assert "### Solution Process:\nα = 30°\n\nβ = 60°<|im_end|>\n<|im_start|>assistant\n+" in got
-    assert "<|im_start|>user\nγ = 90°\n\n答案是 90<|im_end|>\n<|im_start|>assistant\n+<|im_end|>\n" in got
+    assert "### Solution Process:\nα = 30°\n\nβ = 60°\n\nγ = 90°<|im_end|>\n<|im_start|>assistant\n+" in got
+    assert "<|im_start|>user\n答案是 90<|im_end|>\n<|im_start|>assistant\n+<|im_end|>\n" in got
     assert got.count("<IMG_CONTEXT>") == 512
 
 

@@ -12,6 +12,9 @@ every shuffle. Documented guarantees (tested):
   assigned to the members that have held them least so far (balanced greedily). The one case
   that would leave a set of one (k = 2, odd n) gives one response per round a bye instead,
   rotating, so appearance counts then differ by at most one.
+  :func:`balanced_rounds` gives that block size m: with ``rounds`` not a multiple of it some
+  responses never hold some labels, so a position-biased judge (always "A") hands out rewards
+  that are pure noise; the launcher refuses such ``rounds``.
 - ``all_pairs(n)``: every unordered pair twice, once in each order: n(n-1) calls.
 - ``versus_reference(n)``: each response against the reference, both orders: 2n calls.
 - knockout: :func:`knockout_round` pairs the survivors of the previous round (random order
@@ -49,6 +52,16 @@ def _set_sizes(n: int, k: int) -> list[int]:
     groups = math.ceil(n / k)
     base, extra = divmod(n, groups)
     return [base + 1] * extra + [base] * (groups - extra)
+
+
+def balanced_rounds(n: int, k: int = MAX_CANDIDATES) -> int | None:
+    """The block of rounds after which every response has held every label equally often (the
+    set size m when the ``ceil(n / k)`` sets have equal size), or None when the sets are uneven
+    (labels are then balanced greedily, never exactly) or there is nothing to compare."""
+    if n < 2 or not 2 <= k <= MAX_CANDIDATES:
+        return None
+    sizes = _set_sizes(n, k)
+    return sizes[0] if len(set(sizes)) == 1 else None
 
 
 def listwise(

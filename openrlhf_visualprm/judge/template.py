@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 LABELS = ("A", "B", "C", "D")
 MAX_CANDIDATES = len(LABELS)
 DEFAULT_MAX_CANDIDATE_CHARS = 6000
-TRUNCATION_MARKER = "\n[... candidate truncated by the judge harness: {dropped} characters omitted ...]"
+TRUNCATION_MARKER = "\n[... candidate truncated by the judge harness: {dropped} characters omitted ...]\n"
+TAIL_FRACTION = 1 / 3  # of max_chars kept from the end of a long candidate: its final answer is there
 
 DEFAULT_SYSTEM = (
     "You are a careful, impartial judge of answers to questions about images. "
@@ -89,7 +90,9 @@ def sanitize_text(
     docstring.
 
     ``special_tokens`` are the judge tokenizer's own tokens (all of them are escaped; see
-    :func:`control_tokens`). ``max_chars`` caps the text (None = no cap); the cut is marked visibly.
+    :func:`control_tokens`). ``max_chars`` caps the text (None = no cap): a long text keeps its
+    head and its tail (:data:`TAIL_FRACTION` of the cap, where a response's final answer is) and
+    the cut in the middle is marked visibly.
     """
     if not isinstance(text, str):
         raise TypeError(f"{what} must be strings, got {type(text).__name__}")
@@ -103,8 +106,10 @@ def sanitize_text(
     text = _ROLE_HEADER.sub(lambda m: f"{m.group(1)}(quoted {m.group(2)}){m.group(3)}", text)
     text = _escape_special(text, special_tokens)
     if max_chars is not None and len(text) > max_chars:
+        tail = int(max_chars * TAIL_FRACTION)
+        head = max_chars - tail
         dropped = len(text) - max_chars
-        text = text[:max_chars] + TRUNCATION_MARKER.format(dropped=dropped)
+        text = text[:head] + TRUNCATION_MARKER.format(dropped=dropped) + (text[-tail:] if tail else "")
     return text
 
 

@@ -11,26 +11,33 @@
   rewards are present; a NaN that leaked would be loud, never a silent zero). Colocation follows
   OpenRLHF's own reward model: with ``colocate_all`` (or ``colocate_critic_reward`` and a critic)
   the rewards are awaited and the actors' CUDA cache emptied before the forwards start.
-- ``compute_advantages_and_returns``: OpenRLHF's own, untouched. With dense mode off it is the
-  stock computation, bit for bit. With dense mode on, the per-token step rewards are added to the
-  per-token rewards right where OpenRLHF turns them into returns (``get_cumulative_returns`` /
-  ``get_advantages_and_returns``), after its scalar shaping. What each estimator does:
+- ``compute_advantages_and_returns``: OpenRLHF's own, untouched. With ``--reward.prm.credit off``
+  it is the stock computation, bit for bit (the PRM's scalar aggregate is one of the summed
+  rewards). With a credit mode, :func:`openrlhf_visualprm.rewards.credit.group_returns` turns each
+  group's step scores and outcomes into per-step returns ``R_k``; the hook puts ``R_k - R_{k+1}``
+  on the token that completes step k and ``R_K`` on the response's last token, and adds these
+  per-token rewards right where OpenRLHF turns rewards into returns (``get_cumulative_returns``,
+  or ``get_advantages_and_returns`` for GAE), after its scalar shaping. So every token of step k
+  gets ``R_k`` (gamma 1) plus what OpenRLHF makes of the remaining scalar (the judge, if any;
+  the PRM and the outcome are credited, not in the scalar). What each OpenRLHF 0.11.2 estimator
+  then does (``compute_advantages_and_returns``; all of them pass through one of those hooks):
 
-  ============================  ===============================================================
-  reinforce                     returns = reverse cumsum (gamma) of [step rewards + KL + the
-                                outcome/judge scalar on the last token]; batch-whitened.
-  reinforce_baseline            scalar minus the group mean on the last token, step rewards
-                                added as they are; then batch-whitened (OpenRLHF's step).
-  rloo                          scalar minus the leave-one-out mean on the last token, step
-                                rewards added as they are; no whitening.
-  gae                           step rewards join the per-token rewards of GAE (text-only
-                                policies with a critic: OpenRLHF forbids a critic with images).
-  group_norm, dr_grpo,          one number per response is normalised within its group, so
-  flash_reinforce               the PRM enters as its scalar aggregate (dense is not applied).
-  ============================  ===============================================================
+  ==========================================  ===================================================
+  reinforce, reinforce_baseline               returns = the credit returns (+ KL, + the judge
+                                              scalar, baselined by reinforce_baseline); then
+                                              whitened over the batch's action tokens.
+  rloo, group_norm, dr_grpo, flash_reinforce  the scalar (judge) is shaped per group (leave-one-out,
+                                              z-score, mean); returns = credit returns + that on
+                                              the last token; advantages = returns, no whitening.
+  gae                                         the per-token rewards join GAE's (text-only policies
+                                              with a critic: OpenRLHF forbids a critic with images).
+  ==========================================  ===================================================
 
-  Step rewards are not baseline-subtracted: use ``--reward.prm.dense diff`` (they telescope to
-  last - v0, so a longer chain of steps earns nothing by length) rather than ``value``.
+  Credit returns computed for an experience but never passed through those hooks stop the run
+  (DESIGN principle 4): OpenRLHF's advantage code changed.
+- ``attach_rewards`` also logs the step's hacking diagnostics (``diag/*``,
+  :mod:`openrlhf_visualprm.rewards.diagnostics`) into every sample's ``info``, so OpenRLHF's
+  logger (TensorBoard / wandb) shows them every step.
 """
 
 from __future__ import annotations
@@ -42,11 +49,13 @@ from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
 
 from openrlhf_visualprm.errors import HostError
 from openrlhf_visualprm.plugin.plan import DENSE_ESTIMATORS, RewardPlan
-from openrlhf_visualprm.rewards.combine import combine, sample_logs, step_rewards
+from openrlhf_visualprm.rewards.combine import combine, sample_logs
+from openrlhf_visualprm.rewards.credit import group_returns, token_rewards
 from openrlhf_visualprm.rewards.dense import place_step_rewards, step_end_tokens, token_char_ends
+from openrlhf_visualprm.rewards.diagnostics import step_diagnostics
 from openrlhf_visualprm.rewards.guard import check_failed_fraction
 
-STEP_REWARDS_ATTR = "plugin_step_rewards"  # (B, A) tensor attached to an Experience in dense mode
+STEP_REWARDS_ATTR = "plugin_step_rewards"  # (B, A) tensor attached to an Experience in credit mode
 
 
 def response_token_ids(experience, row: int) -> list[int]:
@@ -56,7 +65,7 @@ def response_token_ids(experience, row: int) -> list[int]:
 
 
 def build_groups(samples_list, tokenizer, n: int, need_offsets: bool):
-    """Prompt groups in rollout order, and for each sample ``(group, position, char ends)``.
+    """Prompt groups in rollout order, and for each sample ``(group, position, char ends, text)``.
 
     Groups are the contiguous runs of ``n`` rollout indices, exactly as OpenRLHF's estimators
     group them (``rewards.reshape(-1, n)`` over the original order).
@@ -85,7 +94,7 @@ def build_groups(samples_list, tokenizer, n: int, need_offsets: bool):
                 },
             )
             group["slots"][index % n] = text
-            rows.append((gid, index % n, ends))
+            rows.append((gid, index % n, ends, text))
         where.append(rows)
     ordered = sorted(groups)
     payload = []
@@ -100,7 +109,7 @@ def build_groups(samples_list, tokenizer, n: int, need_offsets: bool):
             | {"responses": [g["slots"][i] for i in range(len(g["slots"]))]}
         )
     position = {gid: i for i, gid in enumerate(ordered)}
-    where = [[(position[gid], pos, ends) for gid, pos, ends in rows] for rows in where]
+    where = [[(position[gid], pos, ends, text) for gid, pos, ends, text in rows] for rows in where]
     return payload, where
 
 
@@ -153,27 +162,50 @@ class PluginExperienceMaker(RemoteExperienceMaker):
 
     def attach_rewards(self, samples_list, results: list[list[dict]], where) -> None:
         plan = self.reward_plan
+        credited = plan.credited
+        texts: dict[int, dict[int, str]] = {}
+        for rows in where:
+            for gi, pos, _, text in rows:
+                texts.setdefault(gi, {})[pos] = text
+        group_texts = {gi: [by_pos[p] for p in range(len(by_pos))] for gi, by_pos in texts.items()}
+        returns = self._credit_returns(results, group_texts) if plan.dense_active else {}
         flat_logs: list[dict[str, float]] = []
+        scalar: dict[int, dict[int, float]] = {}
         for exp, rows in zip(samples_list, where):
             rewards, scores, dense_rows = [], [], []
-            for row, (gi, pos, ends) in enumerate(rows):
+            for row, (gi, pos, ends, _) in enumerate(rows):
                 result = results[gi][pos]
-                reward, score = combine(result["components"], plan.weights, plan.dense_active)
+                reward, score = combine(result["components"], plan.weights, credited)
+                scalar.setdefault(gi, {})[pos] = reward
                 rewards.append(reward)
                 scores.append(score)
-                flat_logs.append(sample_logs(result))
+                logs = sample_logs(result)
                 if plan.dense_active:
-                    values = step_rewards(result.get("prm"), plan.weights["prm"], plan.prm.dense, plan.prm.v0)
+                    ret = returns[gi][pos]
                     spans = (result.get("prm") or {}).get("spans") or []
-                    positions = step_end_tokens(ends or [], spans[: len(values)])
-                    dense_rows.append(place_step_rewards(exp.action_mask[row], positions, values))
+                    if len(ret) > 1 and len(spans) < len(ret):
+                        raise ValueError(
+                            f"prompt group {gi} response {pos}: {len(ret)} scored steps but {len(spans)} step spans"
+                        )
+                    last = int(exp.action_mask[row].sum()) - 1  # the response's last token
+                    positions = step_end_tokens(ends or [], spans[: len(ret) - 1]) + [last]
+                    dense_rows.append(place_step_rewards(exp.action_mask[row], positions, token_rewards(ret)))
+                    logs["reward/credit_return"] = ret[0]
+                flat_logs.append(logs)
             exp.rewards = torch.tensor(rewards, dtype=torch.float32)
             exp.scores = torch.tensor(scores, dtype=torch.float32)
             exp.info["reward"] = exp.rewards
             exp.info["score"] = exp.scores
             if plan.dense_active:
                 setattr(exp, STEP_REWARDS_ATTR, torch.stack(dense_rows))
-                exp.info["reward/dense_sum"] = getattr(exp, STEP_REWARDS_ATTR).sum(-1)
+        diagnostics = step_diagnostics(
+            [results[gi] for gi in sorted(group_texts)],
+            [group_texts[gi] for gi in sorted(group_texts)],
+            [self._first_returns(gi, returns, scalar) for gi in sorted(group_texts)],
+            plan.prm.max_steps if plan.prm is not None else None,
+        )
+        for logs in flat_logs:  # one number per step: every sample carries it, so the mean is it
+            logs.update(diagnostics)
         logs = _fill_logs(flat_logs)
         start = 0
         for exp in samples_list:
@@ -181,6 +213,28 @@ class PluginExperienceMaker(RemoteExperienceMaker):
             for key, values in logs.items():
                 exp.info[key] = torch.tensor(values[start : start + size], dtype=torch.float32)
             start += size
+
+    @staticmethod
+    def _first_returns(gi: int, returns: dict, scalar: dict) -> list[float]:
+        """The first-token return of each response before whitening: the credit return, or the
+        scalar reward minus its group mean (credit off)."""
+        if gi in returns:
+            return [r[0] for r in returns[gi]]
+        values = [scalar[gi][p] for p in range(len(scalar[gi]))]
+        mean = sum(values) / len(values)
+        return [v - mean for v in values]
+
+    def _credit_returns(
+        self, results: list[list[dict]], texts: dict[int, list[str]]
+    ) -> dict[int, list[list[float]]]:
+        """Per group, the credit returns of its responses (``--reward.prm.credit``)."""
+        plan = self.reward_plan
+        return {
+            gi: group_returns(
+                results[gi], texts[gi], plan.weights, plan.prm.credit, plan.prm.credit_options()
+            )
+            for gi in texts
+        }
 
     def submit_plugin_rewards(self, samples_list):
         n = self.strategy.args.rollout.n_samples_per_prompt
@@ -221,7 +275,7 @@ class PluginExperienceMaker(RemoteExperienceMaker):
     @torch.no_grad()
     def compute_advantages_and_returns(self, experiences):
         plan = getattr(self, "reward_plan", None)
-        dense_on = plan is not None and plan.prm is not None and plan.prm.dense != "off"
+        dense_on = plan is not None and plan.prm is not None and plan.prm.credit != "off"
         # Dense off: stock OpenRLHF bit for bit, whatever an experience carries.
         self._dense_by_mask = {
             id(e.action_mask): getattr(e, STEP_REWARDS_ATTR)
@@ -240,8 +294,8 @@ class PluginExperienceMaker(RemoteExperienceMaker):
             raise HostError(
                 f"dense step rewards were computed for {len(unused)} of {len(dense_by_mask)} experiences but "
                 f"OpenRLHF's advantage code ({self.advantage_estimator}) never passed them through "
-                "get_cumulative_returns / get_advantages_and_returns: its advantage code changed. Turn off "
-                "--reward.prm.dense or use a supported OpenRLHF version"
+                "get_cumulative_returns / get_advantages_and_returns: its advantage code changed. Use "
+                "--reward.prm.credit off or a supported OpenRLHF version"
             )
         for e in experiences:
             dense = dense_by_mask.get(id(e.action_mask))

@@ -265,6 +265,52 @@ def _explicit_plugin_flags(argv: list[str]) -> list[str]:
     return flags
 
 
+def check_judge_balance(plan) -> None:
+    """Refuse listwise rounds that leave labels unbalanced (judge.schedule.balanced_rounds)."""
+    from openrlhf_visualprm.judge.schedule import balanced_rounds
+
+    judge = plan.judge
+    block = balanced_rounds(plan.n_samples_per_prompt, judge.group_size)
+    if judge.schedule != "listwise" or block is None or judge.rounds % block == 0:
+        return
+    fixed = block * -(-judge.rounds // block)
+    raise LaunchError(
+        f"--reward.judge.rounds {judge.rounds} breaks label balancing: with groups of "
+        f"{plan.n_samples_per_prompt} in sets of {block}, each response holds every label once per {block} "
+        f'rounds, so with {judge.rounds} a judge that prefers one position (always "A") gives rewards that are '
+        f"position noise. Use --reward.judge.rounds {fixed} (a multiple of {block})",
+        "--reward.judge.rounds",
+    )
+
+
+def credit_notes(plan) -> list[str]:
+    """Launch notes for a credit mode that pays for a known hack (benchmarks/credit_probe.py)."""
+    credit, notes = plan.prm.credit, []
+    if plan.estimator not in DENSE_ESTIMATORS:
+        notes.append(f"--reward.prm.credit {credit}: estimator {plan.estimator} has no per-token returns")
+    if credit == "value":
+        notes.append(
+            f"--reward.prm.credit value pays every step its P(+), up to --reward.prm.value_max_steps "
+            f"{plan.prm.value_max_steps}: padding with confident steps pays; prefer anchored or diff_group"
+        )
+    elif credit == "off":
+        notes.append(
+            f"--reward.prm.credit off: the PRM's {plan.prm.aggregation} aggregate is one summed reward; under "
+            "group statistics mean pays for padding and min for collapsing to one step (credit_probe.py)"
+        )
+    elif credit in ("process_grpo", "rloo", "pure"):
+        notes.append(
+            f"--reward.prm.credit {credit} sums per-step credit: padding or repeating confident steps can pay "
+            "(benchmarks/credit_probe.py); watch prm/num_steps and credit/* diagnostics"
+        )
+    elif credit in ("diff", "diff_group"):
+        notes.append(
+            f"--reward.prm.credit {credit} pays the last step: confident steps appended after a wrong answer "
+            "pay (benchmarks/credit_probe.py); anchored does not"
+        )
+    return notes
+
+
 def _component_flags(popts, component: str, config_type) -> dict:
     """``--reward.<component>.<field>`` values by field name: the flags are named after the config
     type's fields, so a new field needs only its flag. ``model``/``path`` come from the resolver."""
@@ -362,12 +408,16 @@ def _check_combination(
             "set --rollout.n_samples_per_prompt >= 2",
             "--rollout.n_samples_per_prompt",
         )
-    if plan.prm is not None and plan.prm.dense != "off" and plan.estimator not in DENSE_ESTIMATORS:
-        notes.append(
-            f"--reward.prm.dense {plan.prm.dense} has no effect with {plan.estimator}: it normalises one reward "
-            f"per response, so it gets the {plan.prm.aggregation} aggregate (dense works with "
-            f"{', '.join(DENSE_ESTIMATORS)})"
-        )
+    if plan.prm is not None:
+        notes.extend(credit_notes(plan))
+    if plan.judge is not None:
+        check_judge_balance(plan)
+        if plan.judge.schedule == "knockout":
+            notes.append(
+                "--reward.judge.schedule knockout: rewards are bracket positions (the champion 1, first-round "
+                "losers 0), a full reward spread whatever the judge's skill, even from a judge that picks at "
+                "random; they rank for best-of-N, they are not a learning signal: use listwise for RL"
+            )
     if (plan.prm or plan.judge) and not plan.image_roots:
         notes.append(
             "no --reward.image_roots: image paths from the data will be refused by the reward actors (bytes and "
@@ -499,7 +549,9 @@ def format_dry_run(plan: LaunchPlan) -> str:
         lines.append(f"reward components: {', '.join(f'{c} x {rp.weights[c]:g}' for c in rp.components)}")
         if rp.prm:
             mode = (
-                f"dense ({rp.prm.dense}) per-token" if rp.dense_active else f"scalar ({rp.prm.aggregation})"
+                f"credit {rp.prm.credit} (returns on step-end tokens; {', '.join(rp.credited)} credited)"
+                if rp.dense_active
+                else f"credit off: scalar ({rp.prm.aggregation})"
             )
             lines.append(f"  prm: {rp.prm.model} [{rp.prm.path}] {mode}, method {rp.prm.method}")
         if rp.judge:

@@ -11,8 +11,8 @@ import argparse
 from openrlhf_visualprm.errors import FlagError
 from openrlhf_visualprm.plugin.plan import (
     AGGREGATIONS,
+    CREDIT_MODES,
     DEFAULT_MAX_FAILED_FRACTION,
-    DENSE_MODES,
     JUDGE_BACKENDS,
     JUDGE_SCHEDULES,
     OUTCOME_CHECKERS,
@@ -22,6 +22,7 @@ from openrlhf_visualprm.plugin.plan import (
     PRMConfig,
 )
 from openrlhf_visualprm.prm.config import DTYPES
+from openrlhf_visualprm.steps import unescape_separator
 
 # Flag defaults are the config types' defaults: one home per default.
 _PRM, _JUDGE, _OUTCOME = PRMConfig(), JudgeConfig(), OutcomeConfig()
@@ -36,11 +37,6 @@ class _RaisingParser(argparse.ArgumentParser):
             (tok.split("/")[0] for tok in message.replace(":", " ").split() if tok.startswith("--")), None
         )
         raise PluginArgError(f"plugin flag error: {message}", flag)
-
-
-def _unescape(text: str) -> str:
-    """Let ``--reward.prm.splitter '\\n\\n'`` typed in a shell mean two newlines."""
-    return text.encode("utf-8").decode("unicode_escape") if "\\" in text else text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,17 +62,48 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--reward.prm.splitter",
         default=_PRM.splitter.encode("unicode_escape").decode(),
-        help="step separator (escapes like \\n allowed); prefix 're:' for a regular expression",
+        help="step separator (\\n and \\t are the only escapes), 're:PATTERN' for a regular expression taken "
+        "literally, or preset:paragraphs|lines|steps|think",
     )
     g.add_argument(
-        "--reward.prm.dense",
-        choices=DENSE_MODES,
-        default=_PRM.dense,
-        help="per-token step rewards at step ends: value = P(+) of the step, diff = change from the previous step",
+        "--reward.prm.credit",
+        choices=CREDIT_MODES,
+        default=_PRM.credit,
+        help="how step scores (and the outcome) become per-token returns: anchored (default: the PRM ranks "
+        "within the outcome class), process_grpo, pure, rloo, diff, diff_group, value; off = the scalar "
+        "aggregate through OpenRLHF's estimator (README: credit assignment)",
     )
     g.add_argument(
-        "--reward.prm.v0", type=float, default=_PRM.v0, help="value before the first step (dense=diff)"
+        "--reward.prm.v0",
+        type=float,
+        default=_PRM.v0,
+        help="value before the first step (credit diff, diff_group)",
     )
+    g.add_argument(
+        "--reward.prm.empty_score",
+        type=float,
+        default=_PRM.empty_score,
+        help="P(+) of the one step a stepless response counts as (credit modes)",
+    )
+    g.add_argument(
+        "--reward.prm.value_max_steps",
+        type=int,
+        default=_PRM.value_max_steps,
+        help="credit value: steps after this many earn nothing",
+    )
+    g.add_argument(
+        "--reward.prm.credit_temperature",
+        type=float,
+        default=_PRM.credit_temperature,
+        help="credit pure: temperature of the min-form softmax",
+    )
+    g.add_argument(
+        "--reward.prm.credit_anchor",
+        action="store_true",
+        help="outcome-anchored option for the per-step credit modes: each response's first-token return is "
+        "the anchored value, the mode keeps its step-to-step credit",
+    )
+    g.add_argument("--reward.prm.dense", default=None, help=argparse.SUPPRESS)  # replaced: a clear error
     g.add_argument(
         "--reward.prm.max_tiles", type=int, default=_PRM.max_tiles, help="InternVL dynamic tiles per image"
     )
@@ -153,8 +180,21 @@ def parse_plugin_flags(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = build_parser()
     ns, rest = parser.parse_known_args(argv)
     ns = argparse.Namespace(**{k.replace(".", "_"): v for k, v in vars(ns).items()})
-    ns.reward_prm_splitter = _unescape(ns.reward_prm_splitter)
-    for name, low in (("reward_prm_max_steps", 1), ("reward_judge_rounds", 1), ("reward_prm_max_tiles", 1)):
+    ns.reward_prm_splitter = unescape_separator(ns.reward_prm_splitter)  # only \\n, \\t; re: as typed
+    if ns.reward_prm_dense is not None:
+        raise PluginArgError(
+            f"--reward.prm.dense was replaced by --reward.prm.credit (modes {', '.join(CREDIT_MODES)}); "
+            f"--reward.prm.dense {ns.reward_prm_dense} is --reward.prm.credit {ns.reward_prm_dense} with "
+            "--reward.prm.v0 0.5 (diff); the default, anchored, is the mode no probed hack pays under",
+            "--reward.prm.dense",
+        )
+    del ns.reward_prm_dense
+    for name, low in (
+        ("reward_prm_max_steps", 1),
+        ("reward_judge_rounds", 1),
+        ("reward_prm_max_tiles", 1),
+        ("reward_prm_value_max_steps", 1),
+    ):
         value = getattr(ns, name)
         if value is not None and value < low:
             flag = "--" + name.replace("_", ".", 2)

@@ -17,16 +17,16 @@ from openrlhf_visualprm.judge.config import JudgeConfig
 from openrlhf_visualprm.judge.schedule import SCHEDULES as JUDGE_SCHEDULES
 from openrlhf_visualprm.outcome.config import CHECKERS as OUTCOME_CHECKERS
 from openrlhf_visualprm.outcome.config import OutcomeConfig
-from openrlhf_visualprm.prm.aggregate import AGGREGATIONS
-from openrlhf_visualprm.prm.config import DENSE_MODES, PRMConfig
+from openrlhf_visualprm.prm.aggregate import AGGREGATIONS, CREDIT_MODES
 from openrlhf_visualprm.prm.config import METHODS as PRM_METHODS
+from openrlhf_visualprm.prm.config import PRMConfig
 from openrlhf_visualprm.rewards.guard import DEFAULT_MAX_FAILED_FRACTION
 
 __all__ = [
     "AGGREGATIONS",
     "COMPONENTS",
+    "CREDIT_MODES",
     "DENSE_ESTIMATORS",
-    "DENSE_MODES",
     "JUDGE_BACKENDS",
     "JUDGE_SCHEDULES",
     "OUTCOME_CHECKERS",
@@ -42,9 +42,18 @@ PLAN_ENV = "OPENRLHF_VISUALPRM_PLAN"
 
 COMPONENTS = ("prm", "judge", "outcome")
 
-# Estimators that receive per-token step rewards in dense mode; the others get the scalar
-# aggregate (their group statistics are defined on one number per response).
-DENSE_ESTIMATORS = ("reinforce", "reinforce_baseline", "rloo", "gae")
+# Estimators whose OpenRLHF 0.11 code turns per-token rewards into returns (get_cumulative_returns,
+# or GAE's get_advantages_and_returns): every one it has. The experience hook adds the credit
+# returns there, and stops the run if the code stopped passing through them.
+DENSE_ESTIMATORS = (
+    "gae",
+    "reinforce",
+    "rloo",
+    "reinforce_baseline",
+    "group_norm",
+    "dr_grpo",
+    "flash_reinforce",
+)
 
 
 @dataclass
@@ -66,8 +75,16 @@ class RewardPlan:
 
     @property
     def dense_active(self) -> bool:
-        """Per-token step rewards reach the advantages only for estimators that can use them."""
-        return self.prm is not None and self.prm.dense != "off" and self.estimator in DENSE_ESTIMATORS
+        """Credit returns (``--reward.prm.credit`` other than off) go on step-end tokens."""
+        return self.prm is not None and self.prm.credit != "off" and self.estimator in DENSE_ESTIMATORS
+
+    @property
+    def credited(self) -> tuple[str, ...]:
+        """Components whose reward arrives as credit returns, not in OpenRLHF's scalar: the PRM,
+        and the outcome (each credit mode defines how the outcome enters)."""
+        if not self.dense_active:
+            return ()
+        return tuple(c for c in ("prm", "outcome") if getattr(self, c) is not None)
 
     def to_dict(self) -> dict:
         data = asdict(self)

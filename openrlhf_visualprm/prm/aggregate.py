@@ -1,4 +1,4 @@
-"""Turn per-step P('+') into one response score, or into dense per-step rewards.
+"""Turn per-step P('+') into one response score; name the credit modes (step scores -> RL returns).
 
 Scalar aggregations (``aggregate``):
 - ``mean``: the paper's default (best Best-of-N in its ablation).
@@ -7,10 +7,9 @@ Scalar aggregations (``aggregate``):
 - ``product``: probability that every step is right, if steps were independent.
 - ``softmin``: ``-T * log(mean(exp(-s / T)))``; tends to ``min`` as T -> 0 and to ``mean`` as
   T -> inf, a smooth compromise between the two.
-Dense forms (``dense_rewards``), one value per step, placed on the step's last token by the RL side:
-- ``value``: r_k = V_k, the step's own score.
-- ``diff``: potential differences r_k = V_k - V_{k-1} with V_{-1} = ``v0``; they telescope to
-  V_K - v0, so the return from the first token equals the last step's value minus a constant.
+Per-step credit (how step scores become per-token returns in RL: ``--reward.prm.credit``) lives
+in :mod:`openrlhf_visualprm.rewards.credit`; its mode names are defined here, next to the
+aggregations, because the PRM config (this layer) validates them.
 """
 
 from __future__ import annotations
@@ -19,7 +18,9 @@ import math
 from collections.abc import Sequence
 
 AGGREGATIONS = ("mean", "min", "last", "product", "softmin")
-DENSE_MODES = ("value", "diff")
+# "off": the scalar aggregate; the others: rewards.credit.step_returns (one formula each).
+CREDIT_MODES = ("off", "process_grpo", "pure", "rloo", "diff", "diff_group", "value", "anchored")
+DEFAULT_CREDIT = "anchored"  # 0 hack wins in benchmarks/credit_probe.py
 
 
 def aggregate(step_scores: Sequence[float], how: str = "mean", temperature: float = 0.1) -> float:
@@ -42,17 +43,3 @@ def aggregate(step_scores: Sequence[float], how: str = "mean", temperature: floa
     lo = min(scores)  # shift for a stable log-sum-exp
     mean_exp = sum(math.exp(-(s - lo) / temperature) for s in scores) / len(scores)
     return lo - temperature * math.log(mean_exp)
-
-
-def dense_rewards(step_scores: Sequence[float], mode: str = "value", v0: float = 0.5) -> list[float]:
-    """Per-step rewards; see the module docstring for ``value`` and ``diff``."""
-    if mode not in DENSE_MODES:
-        raise ValueError(f"unknown dense mode {mode!r}; choose one of {', '.join(DENSE_MODES)}")
-    scores = [float(s) for s in step_scores]
-    if mode == "value":
-        return scores
-    prev, out = float(v0), []
-    for s in scores:
-        out.append(s - prev)
-        prev = s
-    return out

@@ -23,14 +23,12 @@ from typing import Any
 
 from openrlhf_visualprm.errors import ConfigError
 from openrlhf_visualprm.images import DEFAULT_MAX_TILES
-from openrlhf_visualprm.prm.aggregate import AGGREGATIONS
-from openrlhf_visualprm.steps import DEFAULT_SEPARATOR
+from openrlhf_visualprm.prm.aggregate import AGGREGATIONS, CREDIT_MODES, DEFAULT_CREDIT
+from openrlhf_visualprm.steps import DEFAULT_SEPARATOR, REGEX_PREFIX, check_splitter
 
 METHODS = ("per-step", "single", "shared")
-DENSE_MODES = ("off", "value", "diff")
 DTYPES = ("auto", "bfloat16", "float16", "float32")  # auto: bfloat16 on GPU, float32 on CPU
 SCORING_FIELDS = ("method", "aggregation", "max_steps", "splitter", "temperature")
-REGEX_PREFIX = "re:"  # splitter "re:PATTERN" splits on a regular expression
 
 
 @dataclass(frozen=True)
@@ -44,8 +42,13 @@ class PRMConfig:
     max_steps: int | None = None
     splitter: str = DEFAULT_SEPARATOR
     temperature: float = 0.1
-    dense: str = "off"
-    v0: float = 0.5
+    # how step scores become per-token returns in RL (rewards.credit); RL-side only, no score changes
+    credit: str = DEFAULT_CREDIT
+    v0: float = 0.0  # diff / diff_group: the value before the first step
+    empty_score: float = 0.0  # a stepless response counts as one step with this P('+')
+    value_max_steps: int = 8  # value: steps after this many earn nothing
+    credit_temperature: float = 0.1  # pure: T of the min-form softmax
+    credit_anchor: bool = False  # per-step modes: each response's level set by the anchored value
     max_tiles: int = DEFAULT_MAX_TILES
     dtype: str = "auto"
     # prm | internvl2_5 | config | the text itself; None: the checkpoint config's, else InternVL2.5's
@@ -55,7 +58,7 @@ class PRMConfig:
     def __post_init__(self) -> None:
         _choice("method", self.method, METHODS)
         _choice("aggregation", self.aggregation, AGGREGATIONS)
-        _choice("dense", self.dense, DENSE_MODES)
+        _choice("credit", self.credit, CREDIT_MODES)
         _choice("dtype", self.dtype, DTYPES)
         if self.max_steps is not None and (
             not isinstance(self.max_steps, int) or isinstance(self.max_steps, bool) or self.max_steps < 1
@@ -63,21 +66,25 @@ class PRMConfig:
             raise ConfigError(f"prm max_steps must be a positive integer or null, got {self.max_steps!r}")
         if not isinstance(self.max_tiles, int) or isinstance(self.max_tiles, bool) or self.max_tiles < 1:
             raise ConfigError(f"prm max_tiles must be a positive integer, got {self.max_tiles!r}")
-        if not isinstance(self.splitter, str) or not self.splitter:
-            raise ConfigError(f"prm splitter must be a non-empty string, got {self.splitter!r}")
-        if self.splitter.startswith(REGEX_PREFIX):
-            try:
-                re.compile(self.splitter[len(REGEX_PREFIX) :])
-            except re.error as exc:
-                raise ConfigError(
-                    f"prm splitter {self.splitter!r} is not a valid regular expression: {exc}"
-                ) from None
-        for name in ("temperature", "v0"):
+        check_splitter(self.splitter)  # literal, re:PATTERN or preset:NAME (steps.py)
+        if (
+            not isinstance(self.value_max_steps, int)
+            or isinstance(self.value_max_steps, bool)
+            or self.value_max_steps < 1
+        ):
+            raise ConfigError(f"prm value_max_steps must be a positive integer, got {self.value_max_steps!r}")
+        if not isinstance(self.credit_anchor, bool):
+            raise ConfigError(f"prm credit_anchor must be true or false, got {self.credit_anchor!r}")
+        for name in ("temperature", "v0", "empty_score", "credit_temperature"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise ConfigError(f"prm {name} must be a number, got {value!r}")
         if self.temperature <= 0:
             raise ConfigError(f"prm temperature must be > 0, got {self.temperature}")
+        if self.credit_temperature <= 0:
+            raise ConfigError(f"prm credit_temperature must be > 0, got {self.credit_temperature}")
+        if not 0.0 <= self.empty_score <= 1.0:
+            raise ConfigError(f"prm empty_score must be a P('+') in [0, 1], got {self.empty_score}")
         if self.system_message is not None and (
             not isinstance(self.system_message, str) or not self.system_message.strip()
         ):
@@ -100,6 +107,16 @@ class PRMConfig:
     def score_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``VisualPRM.score`` for these options."""
         return {**self.scoring_options(), "splitter": self.split_pattern()}
+
+    def credit_options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`openrlhf_visualprm.rewards.credit.step_returns` (weights aside)."""
+        return {
+            "v0": self.v0,
+            "empty_score": self.empty_score,
+            "temperature": self.credit_temperature,
+            "value_max_steps": self.value_max_steps,
+            "anchor": self.credit_anchor,
+        }
 
     def load_dtype(self, device: str) -> str:
         """The dtype to load with on ``device``: ``auto`` is bfloat16 on GPU, float32 on CPU."""

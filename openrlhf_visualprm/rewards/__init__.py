@@ -19,7 +19,8 @@ _EXPORTS = {
     "OutcomeComponent": "components",
     "RewardRuntime": "runtime",
     "combine": "combine",
-    "step_rewards": "combine",
+    "step_returns": "credit",
+    "group_returns": "credit",
     "sample_logs": "combine",
 }
 

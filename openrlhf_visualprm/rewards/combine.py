@@ -1,45 +1,32 @@
 """Reward components -> the numbers RL trains on and logs (pure Python, no OpenRLHF).
 
-- ``reward`` (scalar, one per response): ``sum_c weight_c * component_c``. In dense mode the
-  PRM term is left out here and arrives instead as per-step rewards (``step_rewards``), each
-  ``weight_prm * dense_rewards(step_scores, mode, v0)[k]``, placed on the token ending step k.
+- ``reward`` (scalar, one per response): ``sum_c weight_c * component_c``. With a credit mode
+  (``--reward.prm.credit``) the *credited* components (PRM, outcome) are left out here and arrive
+  instead as per-step returns (:func:`openrlhf_visualprm.rewards.credit.group_returns`).
 - ``score`` (absolute, for filtering and logs): the weighted sum with the PRM's scalar
-  aggregate, dense mode or not, before any estimator shaping.
+  aggregate, credit mode or not, before any estimator shaping.
 - per-sample logs, averaged by OpenRLHF into its wandb / tensorboard metrics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 
 def combine(
-    components: Mapping[str, float], weights: Mapping[str, float], dense: bool = False
+    components: Mapping[str, float], weights: Mapping[str, float], credited: Collection[str] = ()
 ) -> tuple[float, float]:
     """``(reward, score)`` for one response; every weighted component must be present.
 
-    ``weights`` names the active components; ``dense``: the PRM term arrives as step rewards,
-    so it is left out of ``reward`` (not of ``score``).
+    ``weights`` names the active components; ``credited``: components that arrive as credit
+    returns, so they are left out of ``reward`` (not of ``score``).
     """
     missing = [c for c in weights if c not in components]
     if missing:
         raise ValueError(f"reward components {missing} missing from the reward runtime's result")
     score = sum(weights[c] * float(components[c]) for c in weights)
-    if dense:
-        reward = sum(weights[c] * float(components[c]) for c in weights if c != "prm")
-    else:
-        reward = score
+    reward = sum(weights[c] * float(components[c]) for c in weights if c not in credited)
     return reward, score
-
-
-def step_rewards(prm: dict | None, weight: float, mode: str, v0: float) -> list[float]:
-    """Weighted dense step rewards of one response (``mode`` 'value' or 'diff'); empty without
-    steps or with ``mode`` 'off'."""
-    if mode == "off" or not prm or not prm.get("step_scores"):
-        return []
-    from openrlhf_visualprm.prm.aggregate import dense_rewards
-
-    return [weight * r for r in dense_rewards(prm["step_scores"], mode, v0)]
 
 
 JUDGE_LOG_STATS = ("parse_failure_rate", "first_position_pick_rate", "swap_flip_rate", "reward_spread")

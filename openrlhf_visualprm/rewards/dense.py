@@ -6,7 +6,11 @@ the step's end), so a return at token t sums exactly the steps finished at or af
 
 Character offsets come from the tokenizer's offset mapping when re-tokenising the decoded text
 reproduces the generated ids (the usual case); otherwise (a non-canonical tokenisation sampled
-by the policy) from prefix decoding, which is exact for any token sequence but slower.
+by the policy) from incremental decoding: each token's text is the difference between decoding a
+short window that ends with it and the same window without it (the window restarts after every
+complete character, as vLLM's incremental detokenizer does), so a response costs O(n) short
+decodes instead of the n prefix decodes, O(n^2), of a naive method (2.4 s for 4k tokens).
+A token that ends inside a multi-byte character adds nothing until the character completes.
 """
 
 from __future__ import annotations
@@ -40,10 +44,7 @@ def token_char_ends(tokenizer, ids: Sequence[int]) -> tuple[str, list[int]]:
             ends_kept = [end for _, end in enc["offset_mapping"]]
             ends_kept = list(itertools.accumulate(ends_kept, max))  # monotone
     if ends_kept is None:
-        ends_kept = []
-        for k in range(len(kept)):
-            length = len(tok.decode(kept[: k + 1], skip_special_tokens=True))
-            ends_kept.append(min(max(length, ends_kept[-1] if ends_kept else 0), len(text)))
+        ends_kept = _incremental_ends(tok, kept, text)
     ends, j, last = [], 0, 0
     for token in ids:
         if token in special:
@@ -53,6 +54,31 @@ def token_char_ends(tokenizer, ids: Sequence[int]) -> tuple[str, list[int]]:
             ends.append(last)
             j += 1
     return text, ends
+
+
+_MAX_PENDING = 8  # tokens a window waits for a multi-byte character (UTF-8: at most 4 bytes)
+
+
+def _incremental_ends(tok, ids: list[int], text: str) -> list[int]:
+    """Per token, the end offset of its text in ``text`` by windowed incremental decoding (linear).
+
+    A window whose text ends in U+FFFD (a character not complete yet) waits for the next token,
+    at most :data:`_MAX_PENDING` tokens (invalid bytes a policy sampled stay U+FFFD forever), so
+    every decode covers a bounded window. Ends are clamped to ``len(text)``.
+    """
+    ends: list[int] = []
+    prefix, read, total = 0, 0, 0
+    for k in range(len(ids)):
+        before = tok.decode(ids[prefix:read], skip_special_tokens=True) if read > prefix else ""
+        after = tok.decode(ids[prefix : k + 1], skip_special_tokens=True)
+        pending = after.endswith("\ufffd") and k + 1 - read < _MAX_PENDING
+        if len(after) > len(before) and not pending:
+            total += len(after) - len(before)
+            prefix, read = read, k + 1
+        ends.append(min(total, len(text)))
+    if ends and read < len(ids):  # a trailing incomplete character: the last token ends the text
+        ends[-1] = len(text)
+    return ends
 
 
 def step_end_tokens(ends: Sequence[int], spans: Sequence[tuple[int, int]]) -> list[int]:

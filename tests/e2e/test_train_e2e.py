@@ -199,7 +199,7 @@ def direct_judge_rewards(rows: list, tokenizer, work) -> dict[int, float]:
             ScriptedBackend(lambda req, correct=correct: rule.verdict(req.user_text, correct)),
             schedule="listwise",
             k=4,
-            rounds=1,
+            rounds=4,
         )
         with Image.open(row["images"][0]) as image:
             result = judge.judge_group(
@@ -253,27 +253,55 @@ def assert_group_norm(rows: list) -> None:
                 )
 
 
-def assert_reinforce_baseline_dense(
-    rows: list, scalar: dict[int, float], prm_res: dict, tokenizer, w_prm, v0
+def credit_by_hand(members: list, prm_res: dict, outcome: dict, credit: str, w_prm, w_outcome, v0) -> dict:
+    """Per sample, the return of each step under ``credit``, from the published formulas:
+    process_grpo (DeepSeekMath 4.1.3): r~ = (p - mean) / std over every step of the group (unbiased
+    std, as torch), R_k = w_prm * sum_{j >= k} r~_j + w_outcome * z-score of the outcome;
+    diff: R_k = w_prm * (p_last - p_{k-1}) (p_{-1} = v0) + w_outcome * (o - group mean)."""
+    o = torch.tensor([outcome[s.index] for s in members], dtype=torch.float64)
+    if credit == "process_grpo":
+        pooled = torch.tensor(
+            [p for s in members for p in prm_res[s.index]["step_scores"]], dtype=torch.float64
+        )
+        mean, std = pooled.mean(), pooled.std()
+        o_term = (o - o.mean()) / o.std() if float(o.std()) > 1e-8 else torch.zeros_like(o)
+        out = {}
+        for s, ot in zip(members, o_term):
+            z = [(p - mean) / std for p in prm_res[s.index]["step_scores"]]
+            out[s.index] = [float(w_prm * sum(z[k:]) + w_outcome * ot) for k in range(len(z))]
+        return out
+    assert credit == "diff"
+    out = {}
+    for s, oi in zip(members, o):
+        scores = prm_res[s.index]["step_scores"]
+        prev = [v0, *scores[:-1]]
+        out[s.index] = [
+            float(w_prm * (scores[-1] - prev[k]) + w_outcome * (oi - o.mean())) for k in range(len(scores))
+        ]
+    return out
+
+
+def assert_credit_returns(
+    rows: list, outcome: dict, prm_res: dict, tokenizer, credit: str, estimator: str, w_prm, w_outcome, v0
 ):
-    """reinforce_baseline + dense diff: per-token rewards are w_prm * (s_k - s_{k-1}) on the token
-    ending step k plus (scalar - group mean) on the last token; returns their reverse cumsum;
-    advantages the returns whitened over every action token of the step."""
+    """Credit returns R_k on the tokens of step k: per-token rewards R_k - R_{k+1} on the token
+    ending step k and R_last on the response's last token; OpenRLHF's returns are their reverse
+    cumsum (kl off, no judge: the scalar left to OpenRLHF is 0); advantages are the returns for
+    group_norm and the batch-whitened returns for reinforce_baseline."""
     want_returns = {}
     for members in groups(rows).values():
-        baseline = sum(scalar[s.index] for s in members) / len(members)
+        by_hand = credit_by_hand(members, prm_res, outcome, credit, w_prm, w_outcome, v0)
         for s in members:
             res = prm_res[s.index]
-            scores = res["step_scores"]
-            assert len(scores) >= 3, (
-                f"sample {s.index}: {len(scores)} steps, expected the demo's multi-step responses"
+            ret = by_hand[s.index]
+            assert len(ret) >= 3, (
+                f"sample {s.index}: {len(ret)} steps, expected the demo's multi-step responses"
             )
-            steps = [w_prm * (b - a) for a, b in zip([v0, *scores[:-1]], scores)]
             ends = token_end_positions(tokenizer, s.response_ids, [span[1] for span in res["spans"]])
             token_rewards = torch.zeros(len(s.response_ids), dtype=torch.float64)
-            for pos, value in zip(ends, steps):
-                token_rewards[pos] += value
-            token_rewards[-1] += scalar[s.index] - baseline
+            for pos, (a, b) in zip(ends, zip(ret, ret[1:])):
+                token_rewards[pos] += a - b
+            token_rewards[-1] += ret[-1]
             want_returns[s.index] = cumulative_returns(token_rewards)
             got = s.returns.double()
             worst = float((got - want_returns[s.index]).abs().max())
@@ -282,8 +310,13 @@ def assert_reinforce_baseline_dense(
                 f" per-token rewards in the run: {(got - torch.cat([got[1:], got.new_zeros(1)])).nonzero().flatten().tolist()}"
                 f"\n by hand at: {token_rewards.nonzero().flatten().tolist()}"
             )
+            assert s.info["reward/credit_return"] == pytest.approx(ret[0], abs=1e-5)
     order = sorted(want_returns)
-    for i, adv in zip(order, batch_whiten([want_returns[i].float() for i in order])):
+    if estimator == "group_norm":  # no whitening: the advantages are the returns
+        wanted = [want_returns[i].float() for i in order]
+    else:
+        wanted = batch_whiten([want_returns[i].float() for i in order])
+    for i, adv in zip(order, wanted):
         got = next(s for s in rows if s.index == i).advantages
         assert torch.allclose(got, adv, atol=1e-4), (i, got[:4].tolist(), adv[:4].tolist())
 
@@ -303,7 +336,7 @@ def test_grpo_prm_min_outcome_judge_relative_roots(
             "group_norm",
             "demo",  # relative: the launcher runs in e2e_work.root, the cluster elsewhere
             *"--reward.prm.aggregation min --reward.outcome.enable --reward.judge.backend vllm".split(),
-            *"--reward.judge.rounds 1 --reward.judge.group_size 4".split(),
+            *"--reward.prm.credit off --reward.judge.rounds 4 --reward.judge.group_size 4".split(),
             *["--reward.judge.model", str(e2e_work.judge)],
             *["--reward.weights", ",".join(f"{k}={v:g}" for k, v in weights.items())],
         ),
@@ -337,10 +370,17 @@ def test_grpo_prm_min_outcome_judge_relative_roots(
     )
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
-def test_reinforce_baseline_dense_diff(mode, e2e_work, ray_cluster, direct_prm, policy_tokenizer, tmp_path):
-    """REINFORCE++-baseline with dense ``diff`` step rewards (and the same under
-    ``--train.async_enable``, where the experience hook runs in the nested training actor)."""
+@pytest.mark.parametrize(
+    "mode, estimator, credit",
+    [("sync", "group_norm", "process_grpo"), ("async", "reinforce_baseline", "diff")],
+)
+def test_credit_returns_reach_the_advantages(
+    mode, estimator, credit, e2e_work, ray_cluster, direct_prm, policy_tokenizer, tmp_path
+):
+    """Process-supervised GRPO (``--reward.prm.credit process_grpo`` under group_norm) and ``diff``
+    under REINFORCE++-baseline with ``--train.async_enable`` (the experience hook runs in the nested
+    training actor): per-token returns and advantages equal the published formulas by hand, and
+    the hacking diagnostics reach TensorBoard."""
     v0, w_prm, w_outcome = 0.5, 1.0, 1.0
     extra = ["--train.async_enable"] if mode == "async" else []
     run = launch(
@@ -348,9 +388,9 @@ def test_reinforce_baseline_dense_diff(mode, e2e_work, ray_cluster, direct_prm, 
         plugin_argv(
             e2e_work,
             tmp_path,
-            "reinforce_baseline",
+            estimator,
             str(e2e_work.demo),
-            *f"--reward.prm.aggregation min --reward.prm.dense diff --reward.prm.v0 {v0}".split(),
+            *f"--reward.prm.aggregation min --reward.prm.credit {credit} --reward.prm.v0 {v0}".split(),
             *f"--reward.outcome.enable --reward.weights prm={w_prm:g},outcome={w_outcome:g}".split(),
             *extra,
         ),
@@ -370,10 +410,15 @@ def test_reinforce_baseline_dense_diff(mode, e2e_work, ray_cluster, direct_prm, 
         "reward/prm",
     )
     assert_steps_match(rows, prm_res)
-    scalar = {i: w_outcome * outcome[i] for i in outcome}  # dense mode: the PRM comes as step rewards
-    assert_close({s.index: s.reward for s in rows}, scalar, "scalar reward")
-    assert_reinforce_baseline_dense(rows, scalar, prm_res, policy_tokenizer, w_prm, v0)
-    assert_logged(run, rows, ["reward/prm", "reward/outcome", "reward/failed_group", "reward/dense_sum"])
+    # credit mode: PRM and outcome arrive as credit returns; no judge, so OpenRLHF's scalar is 0
+    assert_close({s.index: s.reward for s in rows}, {i: 0.0 for i in outcome}, "scalar reward")
+    assert_credit_returns(rows, outcome, prm_res, policy_tokenizer, credit, estimator, w_prm, w_outcome, v0)
+    assert_logged(
+        run,
+        rows,
+        ["reward/prm", "reward/outcome", "reward/failed_group", "reward/credit_return", "diag/steps_p50",
+         "diag/zero_var_outcome", "diag/prm_empty_rate"],
+    )  # fmt: skip
 
 
 def test_stock_train_ppo_ray_with_reward_fns(e2e_work, ray_cluster, direct_prm, policy_tokenizer, tmp_path):
