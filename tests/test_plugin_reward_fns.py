@@ -94,6 +94,16 @@ def test_visualprm_reward_fn_matches_the_scorer_on_the_label_image(tokenizer, en
     assert exp.info["prm_min_step"].item() == pytest.approx(min(expected.step_scores), abs=1e-5)
 
 
+def test_visualprm_reward_fn_placeholder_mismatch_is_a_counted_bad_sample(tokenizer, env, caplog):
+    """Issue 23: two <image> placeholders for one image stopped the run; now a neutral, counted sample."""
+    label = {"answer": env["answer"], "images": [env["image"]], "question": "<image> vs <image>: which?"}
+    with caplog.at_level(logging.ERROR, logger="openrlhf_visualprm.reward_fn"):
+        out, exp = run_sample(tokenizer, "visualprm.py", label, env["candidates"][0]["response"])
+    assert out["reward"] is not None
+    assert exp.rewards.tolist() == [0.0] and exp.info["reward_fn/failed"].tolist() == [1.0]
+    assert "image_placeholders: the question has 2 <image> placeholder(s)" in caplog.text
+
+
 def test_mr_judge_reward_fn_judges_against_the_reference(tokenizer, env, caplog):
     label = {"image": env["image"], "reference": env["candidates"][-1]["response"]}
     _, exp = run_sample(tokenizer, "mr_judge.py", label, env["candidates"][0]["response"])

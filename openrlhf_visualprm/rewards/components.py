@@ -20,7 +20,11 @@ Scored = dict[str, Any]  # {"score": float, "detail": dict | None}
 
 
 class Component(Protocol):
-    """``name``: prm | judge | outcome; ``needs``: sample parts whose breakage neutralises it."""
+    """``name``: prm | judge | outcome; ``needs``: sample parts whose breakage neutralises it.
+
+    A component may also define ``check(group)``: raise :class:`~openrlhf_visualprm.errors.InputError`
+    for a group it cannot score (the runtime gives it the neutral value, counted), before any batch.
+    """
 
     name: str
     needs: tuple[str, ...]
@@ -54,6 +58,13 @@ class PRMComponent:
         self.prm = prm
         self.method, self.aggregation, self.max_steps = method, aggregation, max_steps
         self.splitter, self.temperature, self.max_batch_tokens = splitter, temperature, max_batch_tokens
+
+    @staticmethod
+    def check(group: RewardGroup) -> None:
+        """A question whose ``<image>`` placeholders do not match its images is a bad sample."""
+        from openrlhf_visualprm.prm.template import format_question
+
+        format_question(group.question, len(group.images))
 
     def score_groups(self, groups: Sequence[RewardGroup]) -> list[list[Scored]]:
         results = self.prm.score_groups(

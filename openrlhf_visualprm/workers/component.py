@@ -23,6 +23,8 @@ class PoolComponent:
         self.pool, self.name, self.config = pool, name, config
         ref = PRMComponent if name == "prm" else JudgeComponent
         self.needs, self.neutral = ref.needs, ref.neutral
+        if name == "prm":  # the same per-group check as a local PRM: a bad sample, not a failed request
+            self.check = PRMComponent.check
 
     @classmethod
     def for_config(cls, pool: Any, cfg: Any, where: str) -> PoolComponent:

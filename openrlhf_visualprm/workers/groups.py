@@ -29,7 +29,7 @@ from typing import Any
 
 from PIL import Image
 
-from openrlhf_visualprm.errors import ConfigError
+from openrlhf_visualprm.errors import ConfigError, InputError
 from openrlhf_visualprm.images import (
     DEFAULT_MAX_TILES,
     ImageError,
@@ -199,8 +199,8 @@ def prepare_group(
 
         try:
             format_question(question, len(refs))
-        except ValueError as exc:
-            raise BadRequestError(f"{where}.question: {exc}") from None
+        except InputError as exc:
+            raise BadRequestError(f"{where}.question: {exc}", exc.part, exc.reason) from None
     responses, steps = raw.get("responses"), raw.get("steps")
     if (responses is None) == (steps is None):
         raise BadRequestError(
