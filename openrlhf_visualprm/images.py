@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from openrlhf_visualprm.errors import PART_IMAGE, InputError
+from openrlhf_visualprm.errors import PART_IMAGE, ConfigError, InputError
 
 if TYPE_CHECKING:
     import torch
@@ -38,6 +38,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TILE_SIZE = 448
 DEFAULT_MAX_TILES = 12
+# Upper bound of max_tiles on every route: 64 tiles are 16,384 image tokens per image, and the
+# grid search grows with the cube of the bound (200: 0.13 s per image; 100,000: never ends).
+MAX_TILES_LIMIT = 64
 DEFAULT_MAX_PIXELS = 64_000_000  # refuse decompression bombs well before PIL's own limit
 MAX_PATH_CHARS = 4096  # Linux PATH_MAX; longer references are refused before touching the disk
 # ``Image.info`` key of the thumbnail kept by :func:`shrink_for_tiling` (Image.info survives
@@ -264,6 +267,8 @@ def choose_grid(
     """The (cols, rows) tiling grid InternVL uses for an image of ``width`` x ``height``."""
     if max_tiles < 1 or min_tiles < 1 or min_tiles > max_tiles:
         raise ValueError(f"need 1 <= min_tiles <= max_tiles, got {min_tiles}, {max_tiles}")
+    if max_tiles > MAX_TILES_LIMIT:  # every route's last line of defence (configs refuse it first)
+        raise ConfigError(f"max_tiles {max_tiles} is over the limit of {MAX_TILES_LIMIT}")
     aspect = width / height
     area = width * height
     best, best_diff = (1, 1), float("inf")

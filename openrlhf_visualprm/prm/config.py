@@ -20,8 +20,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from openrlhf_visualprm.bounds import number
 from openrlhf_visualprm.errors import ConfigError
-from openrlhf_visualprm.images import DEFAULT_MAX_TILES
+from openrlhf_visualprm.images import DEFAULT_MAX_TILES, MAX_TILES_LIMIT
 from openrlhf_visualprm.prm.aggregate import AGGREGATIONS
 from openrlhf_visualprm.steps import DEFAULT_SEPARATOR
 
@@ -56,12 +57,12 @@ class PRMConfig:
         _choice("aggregation", self.aggregation, AGGREGATIONS)
         _choice("dense", self.dense, DENSE_MODES)
         _choice("dtype", self.dtype, DTYPES)
-        if self.max_steps is not None and (
-            not isinstance(self.max_steps, int) or isinstance(self.max_steps, bool) or self.max_steps < 1
-        ):
-            raise ConfigError(f"prm max_steps must be a positive integer or null, got {self.max_steps!r}")
-        if not isinstance(self.max_tiles, int) or isinstance(self.max_tiles, bool) or self.max_tiles < 1:
-            raise ConfigError(f"prm max_tiles must be a positive integer, got {self.max_tiles!r}")
+        if self.max_steps is not None:
+            number(self.max_steps, "prm max_steps (or null)", low=1, integer=True)
+        # tokens and the tile-grid search grow with max_tiles (the search with its cube)
+        number(self.max_tiles, "prm max_tiles", low=1, high=MAX_TILES_LIMIT, integer=True)
+        number(self.temperature, "prm temperature", low=0, low_open=True)  # softmin: any finite T
+        number(self.v0, "prm v0", low=0, high=1)  # the value before the first step: a P('+')
         if not isinstance(self.splitter, str) or not self.splitter:
             raise ConfigError(f"prm splitter must be a non-empty string, got {self.splitter!r}")
         if self.splitter.startswith(REGEX_PREFIX):
@@ -71,12 +72,6 @@ class PRMConfig:
                 raise ConfigError(
                     f"prm splitter {self.splitter!r} is not a valid regular expression: {exc}"
                 ) from None
-        for name in ("temperature", "v0"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise ConfigError(f"prm {name} must be a number, got {value!r}")
-        if self.temperature <= 0:
-            raise ConfigError(f"prm temperature must be > 0, got {self.temperature}")
         if self.system_message is not None and (
             not isinstance(self.system_message, str) or not self.system_message.strip()
         ):
