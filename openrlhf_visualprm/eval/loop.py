@@ -33,6 +33,7 @@ class LoopOutcome:
     resumed: int = 0
     skipped: list[dict] = field(default_factory=list)
     errors: ErrorLog | None = None
+    redone: int = 0  # results lines of an earlier run not trusted on resume (ResultsLog.redo)
 
     def counts(self) -> dict:
         bad = len(self.errors) if self.errors is not None else 0
@@ -42,6 +43,7 @@ class LoopOutcome:
             "valid_items": len(self.selected_ids),
             "scored_this_run": self.scored_now,
             "reused_from_previous_run": self.resumed,
+            "previous_results_lines_not_trusted": self.redone,
             "skipped_items": len(self.skipped),
             "evaluated_items": len(self.selected_ids) - len(self.skipped),
         }
@@ -76,7 +78,7 @@ def run_items(
     can keep it in the right group's denominator.
     """
     errors = ErrorLog(on_error)
-    out = LoopOutcome(errors=errors)
+    out = LoopOutcome(errors=errors, redone=len(log.redo))
     rows = iter_rows(data, split)
     bar = tqdm(desc=desc, total=limit, unit="item", disable=not progress, dynamic_ncols=True)
     first_line: dict[str, int] = {}
