@@ -98,8 +98,11 @@ def iter_lines(f: BinaryIO, max_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[i
         if len(raw) > max_bytes and not raw.endswith(b"\n"):
             del raw
             while True:  # the rest of the over-long line, never held whole
-                chunk = f.readline(_SKIP_CHUNK)
-                if not chunk or chunk.endswith(b"\n"):
+                chunk = f.read(_SKIP_CHUNK)
+                end = chunk.find(b"\n")
+                if end >= 0:
+                    f.seek(end + 1 - len(chunk), os.SEEK_CUR)
+                if not chunk or end >= 0:
                     break
             yield lineno, None
             continue
@@ -108,7 +111,7 @@ def iter_lines(f: BinaryIO, max_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[i
 
 def _iter_jsonl(path: Path) -> Iterator[Row]:
     with path.open("rb") as f:
-        for lineno, raw in iter_lines(f):
+        for lineno, raw in iter_lines(f, MAX_LINE_BYTES):
             if raw is None:
                 yield Row(lineno, None, f"line too long: over {MAX_LINE_BYTES} bytes, not read")
                 continue
