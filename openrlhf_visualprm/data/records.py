@@ -218,6 +218,38 @@ def iter_rows(path: str | os.PathLike, split: str | None = None) -> Iterator[Row
         yield from _iter_jsonl(p)
 
 
+def count_rows(path: str | os.PathLike, split: str | None = None) -> int | None:
+    """How many rows :func:`iter_rows` will yield, cheaply and in bounded memory, for progress
+    bars: newlines of a jsonl file (blank lines included), a parquet footer's row count, a
+    ``datasets`` folder's length; None for a ``.json`` list (it would be parsed twice) or when
+    the file cannot be read (the reader then reports why)."""
+    p = Path(path)
+    try:
+        if p.is_dir():
+            import datasets
+
+            ds = datasets.load_from_disk(str(p))
+            if isinstance(ds, datasets.DatasetDict):
+                names = list(ds.keys())
+                ds = ds[split or names[0]] if (split in ds or len(names) == 1) else None
+            return None if ds is None else len(ds)
+        suffix = p.suffix.lower()
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(p).metadata.num_rows
+        if suffix == ".json":
+            return None
+        lines, last = 0, b"\n"
+        with p.open("rb") as f:
+            while chunk := f.read(_SKIP_CHUNK):
+                lines += chunk.count(b"\n")
+                last = chunk[-1:]
+        return lines + (last != b"\n")
+    except Exception:  # noqa: BLE001 - a count for a progress bar; iter_rows reports the real problem
+        return None
+
+
 def read_records(path: str | os.PathLike, errors: ErrorLog, split: str | None = None) -> Iterator[Row]:
     """The good rows of ``path``, streamed in file order; bad ones go to ``errors`` as they come
     (which raises on ``stop``), so large files never sit in memory and errors keep line order."""
