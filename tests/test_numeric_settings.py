@@ -182,3 +182,10 @@ def test_softmin_equals_its_formula_at_ordinary_temperatures(temperature):
 def test_softmin_refuses_a_temperature_that_is_not_finite_and_positive(temperature):
     with pytest.raises(ConfigError, match="softmin temperature"):
         aggregate(SCORES, "softmin", temperature)
+
+
+def test_serve_refuses_a_huge_max_tiles_at_start():
+    from openrlhf_visualprm.workers.config import WorkerConfig
+
+    with pytest.raises(ConfigError, match=r"max_tiles \(serve --max-tiles\) must be an integer in \[1, 64\]"):
+        WorkerConfig(model="m", max_tiles=100_000)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from openrlhf_visualprm.images import DEFAULT_MAX_TILES
+from openrlhf_visualprm.bounds import number
+from openrlhf_visualprm.images import DEFAULT_MAX_TILES, MAX_TILES_LIMIT
 
 DEFAULT_POOL_NAME = "visualprm-reward-pool"
 DEFAULT_NAMESPACE = "openrlhf_visualprm"
@@ -54,6 +55,7 @@ class WorkerConfig:
             raise ValueError(f"scorer_wrapper must be 'module:function', got {self.scorer_wrapper!r}")
         if self.max_batch_tokens < 1:
             raise ValueError(f"max_batch_tokens must be >= 1, got {self.max_batch_tokens}")
+        number(self.max_tiles, "max_tiles (serve --max-tiles)", low=1, high=MAX_TILES_LIMIT, integer=True)
 
 
 @dataclass
