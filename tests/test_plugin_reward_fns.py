@@ -169,6 +169,19 @@ def test_reward_fn_without_a_model_or_pool_raises_a_clear_error(monkeypatch):
         make_reward_func("prm")(["no prompt here"], [PROMPT], [{"image": image}])
 
 
+def _corrupt_avif_uri() -> str:
+    """An AVIF whose last 40 bytes are zeroed: Pillow's decoder raises RuntimeError on it."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 10, 10)).save(buf, "AVIF")
+    data = buf.getvalue()[:-40] + bytes(40)
+    return "data:image/avif;base64," + base64.b64encode(data).decode()
+
+
 @pytest.mark.parametrize("reward_file", ["visualprm.py", "mr_judge.py"])
 @pytest.mark.parametrize(
     "path, needle",
@@ -176,6 +189,8 @@ def test_reward_fn_without_a_model_or_pool_raises_a_clear_error(monkeypatch):
         ("images/x\u0000.png", "NUL character"),
         ("a" * 10_000, "longer than 4096"),
         ("a/" * 200 + "b" * 300, "not found under"),
+        ("images/\ud800.png", "cannot be encoded as a file name"),  # issue 22 item 2
+        (_corrupt_avif_uri(), "not a readable image (RuntimeError"),  # issue 22 item 2
     ],
 )
 def test_bad_image_paths_get_the_neutral_reward(tokenizer, env, caplog, reward_file, path, needle):
