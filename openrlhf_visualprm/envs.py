@@ -8,7 +8,12 @@ keeps their names and defaults from drifting between the modules that read them.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+from openrlhf_visualprm.bounds import parse_number
+
+MAX_FAILURE_WINDOW = 100_000  # samples a reward_fns process remembers (memory grows with it)
 
 
 @dataclass(frozen=True)
@@ -16,6 +21,9 @@ class EnvVar:
     name: str
     default: str | None
     help: str
+    # bounds of a numeric variable read with :func:`number` (see bounds.number); a variable that
+    # fills a config field gets its range from the config type instead
+    bounds: dict[str, Any] = field(default_factory=dict)
 
 
 _VARS = (
@@ -65,11 +73,13 @@ _VARS = (
         "OPENRLHF_VISUALPRM_MAX_FAILED_FRACTION",
         None,
         "reward_fns: stop when more of the last window's samples were bad samples (default 0.5; 1: never)",
+        {"low": 0, "high": 1},
     ),
     EnvVar(
         "OPENRLHF_VISUALPRM_FAILURE_WINDOW",
         None,
         "reward_fns: samples per process the failed fraction is taken over (default 64)",
+        {"low": 1, "high": MAX_FAILURE_WINDOW},
     ),
 )
 VARS = {v.name: v for v in _VARS}
@@ -80,6 +90,15 @@ def get(name: str) -> str | None:
     var = VARS[name]
     value = os.environ.get(name)
     return value if value not in (None, "") else var.default
+
+
+def number(name: str, integer: bool = False) -> int | float | None:
+    """The variable as a finite number within its declared bounds, or None when unset; anything
+    else is a :class:`~openrlhf_visualprm.errors.ConfigError` naming the variable."""
+    value = get(name)
+    if value is None:
+        return None
+    return parse_number(value, name, integer=integer, **VARS[name].bounds)
 
 
 def is_set(name: str) -> bool:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from openrlhf_visualprm.errors import PART_IMAGE, InputError
+from openrlhf_visualprm.errors import PART_IMAGE, ConfigError, InputError
 
 if TYPE_CHECKING:
     import torch
@@ -38,6 +38,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TILE_SIZE = 448
 DEFAULT_MAX_TILES = 12
+# Upper bound of max_tiles on every route: 64 tiles are 16,384 image tokens per image, and the
+# grid search grows with the cube of the bound (200: 0.13 s per image; 100,000: never ends).
+MAX_TILES_LIMIT = 64
 DEFAULT_MAX_PIXELS = 64_000_000  # refuse decompression bombs well before PIL's own limit
 MAX_PATH_CHARS = 4096  # Linux PATH_MAX; longer references are refused before touching the disk
 # ``Image.info`` key of the thumbnail kept by :func:`shrink_for_tiling` (Image.info survives
@@ -89,7 +92,13 @@ class ImageRoots:
                 f"image path {shown} is longer than {MAX_PATH_CHARS} characters", reason="bad_path"
             )
         try:
+            os.fsencode(text)  # a lone surrogate cannot name a file: UnicodeEncodeError
             return self._resolve(Path(text), shown)
+        except UnicodeError:
+            raise ImageError(
+                f"image path {shown} cannot be encoded as a file name (lone surrogate or invalid text)",
+                reason="bad_path",
+            ) from None
         except OSError as exc:  # a component over NAME_MAX, a permission error, a loop of links
             raise ImageError(
                 f"image path {shown} cannot be opened ({type(exc).__name__}: {exc.strerror or exc})",
@@ -113,9 +122,26 @@ class ImageRoots:
         raise ImageError(f"image file {shown} not found under the image roots ({roots})")
 
 
+# Formats Pillow decodes by running an external program on the bytes (EPS: Ghostscript): never
+# for data from datasets or the network.
+REFUSED_FORMATS = frozenset({"EPS"})
+
+
+def _decodable_formats() -> list[str]:
+    Image.init()
+    return [f for f in Image.ID if f not in REFUSED_FORMATS]
+
+
 def _decode(data: bytes, what: str, max_pixels: int) -> Image.Image:
+    """Decode untrusted bytes; every failure is an :class:`ImageError` (a bad sample).
+
+    Pillow's decoders raise far more than ``OSError`` on corrupt input (AVIF ``RuntimeError``,
+    DDS / BLP ``NotImplementedError``, ``struct.error``, ``EOFError``, ...), and which one depends
+    on the format plugin, so everything raised *here* (nothing but Pillow runs in this block) is
+    a bad image, never a reason to stop a run or answer 500.
+    """
     try:
-        with Image.open(io.BytesIO(data)) as probe:
+        with Image.open(io.BytesIO(data), formats=_decodable_formats()) as probe:
             w, h = probe.size
             if w * h > max_pixels:
                 raise ImageError(f"{what} is {w}x{h} = {w * h} pixels, over the limit of {max_pixels}")
@@ -123,7 +149,12 @@ def _decode(data: bytes, what: str, max_pixels: int) -> Image.Image:
             img.load()
     except ImageError:
         raise
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError as exc:
+        raise ImageError(
+            f"{what} is not a readable image ({type(exc).__name__}: {exc}); "
+            f"formats never decoded: {', '.join(sorted(REFUSED_FORMATS))}"
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - only Pillow's decoder runs in this block (see above)
         raise ImageError(f"{what} is not a readable image ({type(exc).__name__}: {exc})") from exc
     if img.width < 1 or img.height < 1:
         raise ImageError(f"{what} has an empty size {img.size}")
@@ -236,6 +267,8 @@ def choose_grid(
     """The (cols, rows) tiling grid InternVL uses for an image of ``width`` x ``height``."""
     if max_tiles < 1 or min_tiles < 1 or min_tiles > max_tiles:
         raise ValueError(f"need 1 <= min_tiles <= max_tiles, got {min_tiles}, {max_tiles}")
+    if max_tiles > MAX_TILES_LIMIT:  # every route's last line of defence (configs refuse it first)
+        raise ConfigError(f"max_tiles {max_tiles} is over the limit of {MAX_TILES_LIMIT}")
     aspect = width / height
     area = width * height
     best, best_diff = (1, 1), float("inf")

@@ -6,6 +6,7 @@ Bottom layer: torch is imported only when a name is turned into a torch object, 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 # name -> torch attribute; the accepted spellings users type in flags and configs.
@@ -40,10 +41,29 @@ def as_dtype(dtype: Any, allow_auto: bool = False) -> Any:
     return getattr(torch, DTYPE_NAMES[check_dtype_name(dtype)])
 
 
+# Device names a flag, env var or plan may give: auto, or a torch device type with an optional index.
+DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu", "npu")
+_DEVICE = re.compile(rf"^(?:auto|(?:{'|'.join(DEVICE_TYPES)})(?::\d{{1,4}})?)$")
+
+
+def check_device_name(name: Any, where: str = "device") -> str:
+    """``name`` if it is ``auto`` or a device such as ``cpu``, ``cuda``, ``cuda:1``; else a
+    :class:`~openrlhf_visualprm.errors.ConfigError` naming ``where`` (a flag or variable)."""
+    if not isinstance(name, str) or not _DEVICE.match(name):
+        from openrlhf_visualprm.errors import ConfigError
+
+        shown = repr(name) if len(repr(name)) <= 40 else repr(name)[:40] + "..."
+        raise ConfigError(
+            f"{where} must be auto or a device ({', '.join(DEVICE_TYPES)}, optionally with :INDEX such as "
+            f"cuda:1), got {shown}"
+        )
+    return name
+
+
 def resolve_device(requested: str | None = "auto") -> str:
-    """``auto``/None -> ``cuda`` when a GPU is visible, else ``cpu``; anything else is returned as is."""
+    """``auto``/None -> ``cuda`` when a GPU is visible, else ``cpu``; any other valid name as is."""
     if requested not in (None, "auto"):
-        return str(requested)
+        return check_device_name(requested)
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"

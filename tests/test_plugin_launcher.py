@@ -398,6 +398,11 @@ def test_judge_rounds_that_break_label_balancing_are_refused(tmp_path, data_cwd)
 
 def test_knockout_gets_a_launch_note(tmp_path, data_cwd):
     judge_dir = _fake_checkpoint(tmp_path / "judge", "qwen2_5_vl")
-    argv = BASE_DOTTED + ["--reward.model_name_or_path", str(judge_dir), "--reward.judge.schedule", "knockout"]
+    argv = BASE_DOTTED + [
+        "--reward.model_name_or_path",
+        str(judge_dir),
+        "--reward.judge.schedule",
+        "knockout",
+    ]
     notes = launcher.prepare(argv).notes
     assert any("not a learning signal" in n for n in notes), notes

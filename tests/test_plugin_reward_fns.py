@@ -94,6 +94,16 @@ def test_visualprm_reward_fn_matches_the_scorer_on_the_label_image(tokenizer, en
     assert exp.info["prm/min_step_score"].item() == pytest.approx(min(expected.step_scores), abs=1e-5)
 
 
+def test_visualprm_reward_fn_placeholder_mismatch_is_a_counted_bad_sample(tokenizer, env, caplog):
+    """Issue 23: two <image> placeholders for one image stopped the run; now a neutral, counted sample."""
+    label = {"answer": env["answer"], "images": [env["image"]], "question": "<image> vs <image>: which?"}
+    with caplog.at_level(logging.ERROR, logger="openrlhf_visualprm.reward_fn"):
+        out, exp = run_sample(tokenizer, "visualprm.py", label, env["candidates"][0]["response"])
+    assert out["reward"] is not None
+    assert exp.rewards.tolist() == [0.0] and exp.info["reward_fn/failed"].tolist() == [1.0]
+    assert "image_placeholders: the question has 2 <image> placeholder(s)" in caplog.text
+
+
 def test_mr_judge_reward_fn_judges_against_the_reference(tokenizer, env, caplog):
     label = {"image": env["image"], "reference": env["candidates"][-1]["response"]}
     _, exp = run_sample(tokenizer, "mr_judge.py", label, env["candidates"][0]["response"])
@@ -159,6 +169,19 @@ def test_reward_fn_without_a_model_or_pool_raises_a_clear_error(monkeypatch):
         make_reward_func("prm")(["no prompt here"], [PROMPT], [{"image": image}])
 
 
+def _corrupt_avif_uri() -> str:
+    """An AVIF whose last 40 bytes are zeroed: Pillow's decoder raises RuntimeError on it."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 10, 10)).save(buf, "AVIF")
+    data = buf.getvalue()[:-40] + bytes(40)
+    return "data:image/avif;base64," + base64.b64encode(data).decode()
+
+
 @pytest.mark.parametrize("reward_file", ["visualprm.py", "mr_judge.py"])
 @pytest.mark.parametrize(
     "path, needle",
@@ -166,6 +189,8 @@ def test_reward_fn_without_a_model_or_pool_raises_a_clear_error(monkeypatch):
         ("images/x\u0000.png", "NUL character"),
         ("a" * 10_000, "longer than 4096"),
         ("a/" * 200 + "b" * 300, "not found under"),
+        ("images/\ud800.png", "cannot be encoded as a file name"),  # issue 22 item 2
+        (_corrupt_avif_uri(), "not a readable image (RuntimeError"),  # issue 22 item 2
     ],
 )
 def test_bad_image_paths_get_the_neutral_reward(tokenizer, env, caplog, reward_file, path, needle):

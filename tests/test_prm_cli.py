@@ -58,6 +58,18 @@ def test_score_json_and_table(tiny_prm_path, tmp_path, capsys):
     assert "response 0: score" in table and "step 1:" in table
 
 
+def test_score_placeholder_mismatch_is_one_line_and_exit_2(tiny_prm_path, tmp_path, capsys):
+    """Issue 23: a question with two <image> placeholders and one --image."""
+    img = tmp_path / "fig.png"
+    Image.new("RGB", (64, 48)).save(img)
+    responses = tmp_path / "r.jsonl"
+    responses.write_text('{"response": "a"}\n')
+    args = ["score", "--model", str(tiny_prm_path), "--image", str(img), "--responses", str(responses)]
+    assert cli.main(args + ["--question", "<image> or <image>?"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "2 <image> placeholder(s) but 1 image(s)" in err, err
+
+
 def test_score_reports_bad_responses_file(tiny_prm_path, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": 1}\n')

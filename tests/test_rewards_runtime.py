@@ -292,3 +292,30 @@ def test_prm_component_honours_request_options_and_explicit_steps(tiny_prm):
     (by_steps,) = tiny_prm.score(group.images, group.question, steps=[["First add 3 and 4.", "That is 7."]])
     assert steps[0]["detail"]["steps"] == ["First add 3 and 4.", "That is 7."]
     assert steps[0]["detail"]["step_scores"] == pytest.approx(by_steps.step_scores, abs=1e-6)
+
+
+def test_prm_placeholder_mismatch_is_a_counted_bad_sample_and_the_batch_scores_on(tiny_prm, caplog):
+    """Issue 23: two <image> placeholders for one image: the PRM's neutral value, counted with its
+    reason tag; the outcome check and the other group of the same batch still score."""
+    runtime = RewardRuntime({"prm": PRMComponent(tiny_prm), "outcome": OutcomeComponent("exact")})
+    good, bad = prm_groups()
+    bad.question = "<image> left and <image> right: which is larger?"
+    bad.responses = ["So \\boxed{12}.", "It is 3."]
+    with caplog.at_level("ERROR", logger="openrlhf_visualprm.rewards"):
+        out = runtime.score_groups([good, bad])
+    alone = RewardRuntime({"prm": PRMComponent(tiny_prm)}).score_groups([good])[0]
+    assert [r["components"]["prm"] for r in out[0]] == pytest.approx(
+        [r["components"]["prm"] for r in alone], abs=1e-6
+    )
+    assert [r["components"] for r in out[1]] == [{"prm": 0.0, "outcome": 1.0}, {"prm": 0.0, "outcome": 0.0}]
+    assert out[1][0]["failed"] == ["prm"] and out[1][0]["reasons"] == ["image_placeholders"]
+    assert "2 <image> placeholder(s) but 1 image(s)" in out[1][0]["error"]
+    assert runtime.failed_groups == 1 and "image_placeholders" in caplog.text
+
+
+def test_the_scorer_raises_input_error_naming_the_question(tiny_prm):
+    from openrlhf_visualprm.errors import InputError
+
+    with pytest.raises(InputError, match="2 <image> placeholder") as info:
+        tiny_prm.score([image((1, 2, 3))], "<image> and <image>", responses=["a"])
+    assert info.value.part == "question" and info.value.reason == "image_placeholders"

@@ -101,6 +101,20 @@ def test_openrlhf_remote_reward_client_gets_correct_rewards(service, items, dire
     assert reply["rewards"] == pytest.approx(want, abs=TOL)
 
 
+def test_reward_route_counts_a_placeholder_mismatch_as_a_bad_sample(service, items):
+    """Issue 23: on OpenRLHF's route the mismatched sample gets the neutral reward, counted; the
+    other sample of the batch keeps its score."""
+    item = items[0]
+    label = {"images": [item["image"]], "question": item["question"]}
+    bad = {**label, "question": "<image> beside <image>: which?"}
+    response = item["candidates"][0]["response"]
+    body = {"query": [PROMPT + response] * 2, "prompts": [PROMPT] * 2, "labels": [label, bad]}
+    reply = httpx.post(service + "/reward", json=body, timeout=60)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["extra_logs"]["reward_fn/failed"] == [0.0, 1.0]
+    assert reply.json()["rewards"][1] == 0.0 and reply.json()["extra_logs"]["prm_num_steps"][0] >= 1
+
+
 def test_extended_endpoint_returns_per_step_scores(service, items, direct_prm, demo_data):
     a, b = items[1], items[2]
     data = (Path(demo_data).parent / b["image"]).read_bytes()

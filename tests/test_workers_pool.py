@@ -208,6 +208,29 @@ def test_bad_requests_raise_clear_errors_and_pool_keeps_serving(pool, items):
     assert len(pool.score_groups([_group(items[0], n=1)])[0]) == 1
 
 
+def test_placeholder_mismatch_is_a_bad_sample_on_the_pool_route(pool, items, caplog):
+    """Issue 23: the pool refuses the group naming the question part; through the runtime (the reward
+    actor's / reward_fns' pool component) it is a neutral, counted sample and the batch scores on."""
+    from openrlhf_visualprm.images import load_image
+    from openrlhf_visualprm.labels import Label
+    from openrlhf_visualprm.rewards.groups import RewardGroup
+    from openrlhf_visualprm.rewards.runtime import RewardRuntime
+    from openrlhf_visualprm.workers.component import PoolComponent
+
+    bad = {**_group(items[0], n=1), "question": "<image> and <image>?"}
+    with pytest.raises(InputError, match=r"question: the question has 2") as info:
+        pool.score_groups([bad])
+    assert info.value.part == "question" and info.value.reason == "image_placeholders"
+    image = load_image(items[0]["image"], pool.roots)
+    groups = [
+        RewardGroup(q, [items[0]["candidates"][0]["response"]], [image], Label({}))
+        for q in ("<image> and <image>?", items[0]["question"])
+    ]
+    out = RewardRuntime({"prm": PoolComponent(pool)}).score_groups(groups)
+    assert out[0][0]["failed"] == ["prm"] and out[0][0]["reasons"] == ["image_placeholders"]
+    assert out[1][0]["error"] is None and out[1][0]["prm"]["step_scores"]
+
+
 def test_oom_is_split_and_completes(faulty_pool, items, direct_prm, demo_data):
     group = _group(items[5], aggregation="min")
     assert len(group["responses"]) > 2

@@ -6,7 +6,9 @@
                                 conversation format, with statistics.
 
 Bad lines (malformed JSON, wrong schema, missing image) are reported with file, line and reason;
-``--on-error skip`` (default) goes on and lists them at the end, ``stop`` halts at the first.
+``--on-error skip`` (default) goes on and ends with a summary (counts by reason, the first few
+lines; every one in ``OUT.bad_lines.jsonl``), ``stop`` halts at the first. Converting nothing is
+an error (exit 2) and writes no output file.
 """
 
 from __future__ import annotations
@@ -166,15 +168,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def _print_errors(errors: ErrorLog) -> None:
-    if len(errors):
-        print(f"{len(errors)} bad line(s):")
-        for e in errors.entries:
-            print(f"  {e['file']}:{e['line']}: {e['reason']}")
+SUMMARY_LINES = 5  # bad lines shown in the summary; all of them go to OUT.bad_lines.jsonl
+
+
+def _bad_lines_path(out: str | Path) -> Path:
+    return Path(str(out) + ".bad_lines.jsonl")
+
+
+def _print_errors(errors: ErrorLog, out: str | Path) -> None:
+    """A summary: the count by reason, the first few lines, and the file holding every one."""
+    path = _bad_lines_path(out)
+    if not len(errors):
+        path.unlink(missing_ok=True)  # a stale list from an earlier run would mislead
+        return
+    write_records(path, errors.entries)
+    by_reason = sorted(errors.summary()["by_reason"].items(), key=lambda kv: -kv[1])
+    print(f"{len(errors)} bad line(s): " + ", ".join(f"{reason} ({n})" for reason, n in by_reason))
+    for e in errors.entries[:SUMMARY_LINES]:
+        print(f"  {e['file']}:{e['line']}: {e['reason']}")
+    if len(errors) > SUMMARY_LINES:
+        print(f"  ... {len(errors) - SUMMARY_LINES} more")
+    print(f"every bad line and its reason: {path}")
+
+
+def _require_rows(rows: list, errors: ErrorLog, inputs: list[str]) -> None:
+    """Converting nothing is an error (exit 2), not a run that wrote an empty file."""
+    if rows:
+        return
+    first = f"; first: {errors.entries[0]['file']}:{errors.entries[0]['line']}: {errors.entries[0]['reason']}"
+    raise BadDataError(
+        f"converted nothing from {', '.join(map(str, inputs))}: {len(errors)} bad line(s)"
+        + (first if len(errors) else " (no records)")
+        + "; nothing was written. Check --image-root and the input layout (--dataset)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    errors = ErrorLog(args.on_error)
+    errors = ErrorLog(args.on_error, max_print=SUMMARY_LINES)
     try:
         if args.format == "math":
             image_out = Path(args.image_out) if args.image_out else Path(args.out).resolve().parent / "images"
@@ -187,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
                 rows += convert_math(
                     path, store, errors, args.dataset, args.source, args.suffix, args.split, left
                 )
+            _require_rows(rows, errors, args.input)
             write_records(args.out, rows)
             print(
                 f"wrote {len(rows)} prompt rows to {args.out} ({store.written} embedded images written to "
@@ -204,6 +235,7 @@ def run(args: argparse.Namespace) -> int:
                 roots,
                 args.limit,
             )
+            _require_rows(rows, errors, args.input)
             write_records(args.out, rows)
             print(f"wrote {len(rows)} rows ({args.to}) to {args.out}")
             print(format_statistics(stats))
@@ -211,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
                 json.dumps(stats, indent=2) + "\n", encoding="utf-8"
             )
     except (BadDataError, ImageError):
-        _print_errors(errors)  # what was collected before the stop; the CLI prints the error itself
+        _print_errors(errors, args.out)  # what was collected before the stop; the CLI prints the error
         raise
-    _print_errors(errors)
+    _print_errors(errors, args.out)
     return 0

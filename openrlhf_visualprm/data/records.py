@@ -16,11 +16,18 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from openrlhf_visualprm.errors import VisualPRMError
 
 ON_ERROR_CHOICES = ("skip", "stop")
+# Memory bounds for files from elsewhere. A jsonl line longer than this is a bad line, skipped
+# without being held in memory (a 2 GB file without a newline used to be read whole); a ``.json``
+# list is parsed whole (Python needs several times its size), so larger ones are refused: convert
+# them to jsonl (``jq -c '.[]' in.json > out.jsonl``).
+MAX_LINE_BYTES = 64 * 1024 * 1024
+MAX_JSON_BYTES = 256 * 1024 * 1024
+_SKIP_CHUNK = 1024 * 1024
 
 
 class BadDataError(VisualPRMError, ValueError):
@@ -79,9 +86,35 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def iter_lines(f: BinaryIO, max_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes | None]]:
+    """``(lineno, line)`` of a binary file, the newline kept (a last line without one is partial);
+    ``line`` is None for a line over ``max_bytes``, which is skipped in bounded chunks."""
+    lineno = 0
+    while True:
+        raw = f.readline(max_bytes + 1)
+        if not raw:
+            return
+        lineno += 1
+        if len(raw) > max_bytes and not raw.endswith(b"\n"):
+            del raw
+            while True:  # the rest of the over-long line, never held whole
+                chunk = f.read(_SKIP_CHUNK)
+                end = chunk.find(b"\n")
+                if end >= 0:
+                    f.seek(end + 1 - len(chunk), os.SEEK_CUR)
+                if not chunk or end >= 0:
+                    break
+            yield lineno, None
+            continue
+        yield lineno, raw
+
+
 def _iter_jsonl(path: Path) -> Iterator[Row]:
     with path.open("rb") as f:
-        for lineno, raw in enumerate(f, start=1):
+        for lineno, raw in iter_lines(f, MAX_LINE_BYTES):
+            if raw is None:
+                yield Row(lineno, None, f"line too long: over {MAX_LINE_BYTES} bytes, not read")
+                continue
             text = raw.strip()
             if not text:
                 continue
@@ -97,6 +130,13 @@ def _iter_jsonl(path: Path) -> Iterator[Row]:
 
 
 def _iter_json_list(path: Path) -> Iterator[Row]:
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise BadDataError(
+            f"{path}: a .json list is read whole and this one is {size} bytes, over the limit of "
+            f"{MAX_JSON_BYTES}; write it as jsonl (one object per line, e.g. jq -c '.[]' {path.name}), "
+            "which is streamed"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -176,6 +216,38 @@ def iter_rows(path: str | os.PathLike, split: str | None = None) -> Iterator[Row
         yield from _iter_json_list(p)
     else:
         yield from _iter_jsonl(p)
+
+
+def count_rows(path: str | os.PathLike, split: str | None = None) -> int | None:
+    """How many rows :func:`iter_rows` will yield, cheaply and in bounded memory, for progress
+    bars: newlines of a jsonl file (blank lines included), a parquet footer's row count, a
+    ``datasets`` folder's length; None for a ``.json`` list (it would be parsed twice) or when
+    the file cannot be read (the reader then reports why)."""
+    p = Path(path)
+    try:
+        if p.is_dir():
+            import datasets
+
+            ds = datasets.load_from_disk(str(p))
+            if isinstance(ds, datasets.DatasetDict):
+                names = list(ds.keys())
+                ds = ds[split or names[0]] if (split in ds or len(names) == 1) else None
+            return None if ds is None else len(ds)
+        suffix = p.suffix.lower()
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(p).metadata.num_rows
+        if suffix == ".json":
+            return None
+        lines, last = 0, b"\n"
+        with p.open("rb") as f:
+            while chunk := f.read(_SKIP_CHUNK):
+                lines += chunk.count(b"\n")
+                last = chunk[-1:]
+        return lines + (last != b"\n")
+    except Exception:  # noqa: BLE001 - a count for a progress bar; iter_rows reports the real problem
+        return None
 
 
 def read_records(path: str | os.PathLike, errors: ErrorLog, split: str | None = None) -> Iterator[Row]:

@@ -32,7 +32,16 @@ from openrlhf_visualprm.eval.loop import add_run_arguments, finish_run, run_item
 from openrlhf_visualprm.eval.metrics import argmax_first, majority_vote, n_values
 from openrlhf_visualprm.eval.plots import plot_bon
 from openrlhf_visualprm.eval.prm_bench import StepScorer
-from openrlhf_visualprm.eval.results import ResultsLog, write_json
+from openrlhf_visualprm.eval.results import (
+    ResultsLog,
+    field_of,
+    is_finite,
+    is_int,
+    is_str,
+    list_of,
+    optional,
+    write_json,
+)
 from openrlhf_visualprm.images import ImageRoots
 from openrlhf_visualprm.judge.schedule import Matchup, run_bracket
 from openrlhf_visualprm.prm.aggregate import AGGREGATIONS
@@ -56,6 +65,24 @@ def _default_checker() -> tuple[Extract, Verify]:
 
 def _finite_or_none(x: float) -> float | None:
     return x if x is not None and math.isfinite(x) else None
+
+
+def check_bon_record(record: dict) -> None:
+    """A reused results line must hold what the curves read ("correct": "yes" counted as right)."""
+    n = field_of(record, "n", lambda v: is_int(v) and v >= 1, "a positive integer")
+    field_of(record, "answers", list_of(optional(is_str), n), f"{n} strings or nulls")
+    field_of(record, "correct", list_of(lambda v: isinstance(v, bool), n), f"{n} booleans")
+    if "prm" in record:
+        prm = field_of(record, "prm", lambda v: isinstance(v, dict), "an object")
+        for how in AGGREGATIONS:
+            field_of(prm, how, list_of(optional(is_finite), n), f"{n} finite numbers or nulls")
+    if "judge" in record:
+        judge = field_of(record, "judge", lambda v: isinstance(v, dict), "an object")
+        winners = field_of(judge, "winners", lambda v: isinstance(v, dict), "an object")
+        for k in range(1, n + 1):
+            field_of(winners, str(k), lambda v, k=k: is_int(v) and 0 <= v < k, f"an index below {k}")
+        for key in ("calls", "parse_failures"):
+            field_of(judge, key, lambda v: is_int(v) and v >= 0, "a count")
 
 
 def evaluate_bon(
@@ -123,7 +150,7 @@ def evaluate_bon(
             record["judge"] = {"winners": winners, "calls": len(cache), "parse_failures": failures}
         return record
 
-    with ResultsLog(out / "results.jsonl", fingerprint, fresh=fresh) as log:
+    with ResultsLog(out / "results.jsonl", fingerprint, fresh=fresh, check=check_bon_record) as log:
         loop = run_items(data, read_bon, score, log, roots, on_error, limit, "eval-bon", progress)
         done = [
             log.done[i] for i in dict.fromkeys(loop.selected_ids) if not log.done.get(i, {}).get("skipped")

@@ -24,7 +24,7 @@ from openrlhf_visualprm.eval.judge_adapter import PairJudge
 from openrlhf_visualprm.eval.loop import add_run_arguments, finish_run, run_items
 from openrlhf_visualprm.eval.metrics import accuracy_report, order_stats
 from openrlhf_visualprm.eval.plots import plot_judge_accuracy
-from openrlhf_visualprm.eval.results import ResultsLog, write_json
+from openrlhf_visualprm.eval.results import ResultsLog, field_of, is_int, list_of, write_json
 from openrlhf_visualprm.images import ImageRoots
 
 
@@ -34,6 +34,15 @@ def _check_pick(pick) -> int | None:
     if pick not in (0, 1) or isinstance(pick, bool):
         raise ValueError(f"judge returned {pick!r}; a pair judge must return 0, 1 or None")
     return int(pick)
+
+
+def check_vlrb_record(record: dict) -> None:
+    """A reused results line must hold what the accuracy reads."""
+    field_of(record, "category", lambda v: v in VLRB_CATEGORIES, f"one of {', '.join(VLRB_CATEGORIES)}")
+    field_of(record, "preferred", lambda v: is_int(v) and v in (0, 1), "0 or 1")
+    field_of(
+        record, "picks", list_of(lambda v: v is None or (is_int(v) and v in (0, 1)), 2), "two of 0, 1, null"
+    )
 
 
 def evaluate_vlrewardbench(
@@ -61,7 +70,7 @@ def evaluate_vlrewardbench(
             "picks": [pick_original, pick_swapped],
         }
 
-    with ResultsLog(out / "results.jsonl", fingerprint, fresh=fresh) as log:
+    with ResultsLog(out / "results.jsonl", fingerprint, fresh=fresh, check=check_vlrb_record) as log:
         loop = run_items(
             data,
             read_vlrewardbench,

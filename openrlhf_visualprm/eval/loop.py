@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from openrlhf_visualprm.data.records import ON_ERROR_CHOICES, BadDataError, ErrorLog, iter_rows
+from openrlhf_visualprm.data.records import ON_ERROR_CHOICES, BadDataError, ErrorLog, count_rows, iter_rows
 from openrlhf_visualprm.eval.results import ResultsLog
 from openrlhf_visualprm.images import ImageError, ImageRoots, load_image
 
@@ -33,6 +33,7 @@ class LoopOutcome:
     resumed: int = 0
     skipped: list[dict] = field(default_factory=list)
     errors: ErrorLog | None = None
+    redone: int = 0  # results lines of an earlier run not trusted on resume (ResultsLog.redo)
 
     def counts(self) -> dict:
         bad = len(self.errors) if self.errors is not None else 0
@@ -42,6 +43,7 @@ class LoopOutcome:
             "valid_items": len(self.selected_ids),
             "scored_this_run": self.scored_now,
             "reused_from_previous_run": self.resumed,
+            "previous_results_lines_not_trusted": self.redone,
             "skipped_items": len(self.skipped),
             "evaluated_items": len(self.selected_ids) - len(self.skipped),
         }
@@ -76,9 +78,12 @@ def run_items(
     can keep it in the right group's denominator.
     """
     errors = ErrorLog(on_error)
-    out = LoopOutcome(errors=errors)
+    out = LoopOutcome(errors=errors, redone=len(log.redo))
     rows = iter_rows(data, split)
-    bar = tqdm(desc=desc, total=limit, unit="item", disable=not progress, dynamic_ncols=True)
+    total = count_rows(data, split) if progress else None  # a total gives the bar its ETA
+    if limit is not None:
+        total = limit if total is None else min(limit, total)
+    bar = tqdm(desc=desc, total=total, unit="item", disable=not progress, dynamic_ncols=True)
     first_line: dict[str, int] = {}
     try:
         for row in rows:
@@ -121,6 +126,9 @@ def run_items(
             record = {"id": item.id, "line": row.lineno, **record}
             log.append(record)
             out.scored_now += 1
+        if bar.total is not None and bar.n != bar.total:
+            bar.total = bar.n  # blank lines were counted as rows: end the bar at 100 %
+            bar.refresh()
     finally:
         bar.close()
     return out

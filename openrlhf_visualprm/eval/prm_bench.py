@@ -19,7 +19,15 @@ from openrlhf_visualprm.data.benchmarks import ProcessBenchItem, read_processben
 from openrlhf_visualprm.eval.loop import add_run_arguments, finish_run, run_items
 from openrlhf_visualprm.eval.metrics import default_thresholds, grouped_step_f1, threshold_sweep
 from openrlhf_visualprm.eval.plots import plot_f1_sweep
-from openrlhf_visualprm.eval.results import ResultsLog, write_json
+from openrlhf_visualprm.eval.results import (
+    ResultsLog,
+    field_of,
+    is_finite,
+    is_int,
+    is_str,
+    list_of,
+    write_json,
+)
 from openrlhf_visualprm.images import ImageRoots
 from openrlhf_visualprm.prm.config import METHODS
 from openrlhf_visualprm.prm.load_options import add_load_arguments, load_prm
@@ -36,6 +44,16 @@ def prm_step_scorer(prm, method: str = "shared") -> StepScorer:
         return [list(r.step_scores) for r in prm.score(images, question, steps=steps, method=method)]
 
     return score
+
+
+def check_processbench_record(record: dict) -> None:
+    """A reused results line must hold what the metrics read (NaN would zero the F1 silently)."""
+    labels = field_of(
+        record, "labels", list_of(lambda v: is_int(v) and v in (-1, 0, 1)), "a list of 1, 0, -1"
+    )
+    scores = field_of(record, "step_scores", list_of(is_finite, len(labels)), f"{len(labels)} finite numbers")
+    field_of(record, "data_source", is_str, "a string")
+    del scores
 
 
 def evaluate_processbench(
@@ -67,7 +85,7 @@ def evaluate_processbench(
             "step_scores": [float(s) for s in scores],
         }
 
-    with ResultsLog(out / "results.jsonl", fingerprint, fresh=fresh) as log:
+    with ResultsLog(out / "results.jsonl", fingerprint, fresh=fresh, check=check_processbench_record) as log:
         loop = run_items(
             data,
             read_processbench,

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from openrlhf_visualprm.errors import ConfigError
+from openrlhf_visualprm.bounds import number
 from openrlhf_visualprm.judge.aggregate import AGGREGATORS, FAILURE_POLICIES
 from openrlhf_visualprm.judge.schedule import SCHEDULES
 from openrlhf_visualprm.judge.template import MAX_CANDIDATES
@@ -20,6 +20,10 @@ BACKENDS = ("hf", "vllm")
 # come in balanced blocks, and position bias averages out (see judge/schedule.py).
 DEFAULT_ROUNDS = 4
 DEFAULT_MAX_NEW_TOKENS = 1024
+# Upper bounds (cost grows with each): 64 rounds is 16x the default's judge calls; 32768 tokens is
+# the context of the released judge.
+MAX_ROUNDS = 64
+MAX_NEW_TOKENS_LIMIT = 32768
 
 
 @dataclass(frozen=True)
@@ -41,20 +45,13 @@ class JudgeConfig:
         _choice("judge backend", self.backend, BACKENDS)
         _choice("judge aggregator", self.aggregator, AGGREGATORS)
         _choice("judge on_failure", self.on_failure, FAILURE_POLICIES)
+        # rounds and max_new_tokens multiply the judge's generation time: bounded
         for name, low, high in (
-            ("rounds", 1, None),
+            ("rounds", 1, MAX_ROUNDS),
             ("group_size", 2, MAX_CANDIDATES),
-            ("max_new_tokens", 1, None),
+            ("max_new_tokens", 1, MAX_NEW_TOKENS_LIMIT),
         ):
-            value = getattr(self, name)
-            if (
-                not isinstance(value, int)
-                or isinstance(value, bool)
-                or value < low
-                or (high and value > high)
-            ):
-                bound = f"{low}-{high}" if high else f">= {low}"
-                raise ConfigError(f"judge {name} must be an integer {bound}, got {value!r}")
+            number(getattr(self, name), f"judge {name}", low=low, high=high, integer=True)
 
     def judge_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``MRJudge`` / ``MRJudge.from_pretrained`` (besides the backend)."""

@@ -10,11 +10,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from openrlhf_visualprm.bounds import number
 from openrlhf_visualprm.errors import ConfigError
 from openrlhf_visualprm.labels import DEFAULT_ANSWER_KEY
 from openrlhf_visualprm.prm.config import _choice, _from_mapping
 
 CHECKERS = ("math-verify", "exact")
+MAX_TIMEOUT_S = 600.0  # per answer check: a longer one would stall a whole RL step
 
 
 @dataclass(frozen=True)
@@ -27,12 +29,7 @@ class OutcomeConfig:
 
     def __post_init__(self) -> None:
         _choice("outcome checker", self.checker, CHECKERS)
-        if (
-            not isinstance(self.timeout_s, (int, float))
-            or isinstance(self.timeout_s, bool)
-            or self.timeout_s <= 0
-        ):
-            raise ConfigError(f"outcome timeout must be a number > 0, got {self.timeout_s!r}")
+        number(self.timeout_s, "outcome timeout (seconds)", low=0, low_open=True, high=MAX_TIMEOUT_S)
         if not isinstance(self.answer_key, str) or not self.answer_key:
             raise ConfigError(f"outcome answer_key must be a non-empty string, got {self.answer_key!r}")
 

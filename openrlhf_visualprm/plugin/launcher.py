@@ -35,6 +35,7 @@ from openrlhf_visualprm.plugin.plan import (
     RewardPlan,
     parse_weights,
 )
+from openrlhf_visualprm.torch_names import check_device_name
 
 WORKER_HOOK = "openrlhf_visualprm.plugin.worker_hook.setup_worker"
 OPENRLHF_ENV_DEFAULTS = {
@@ -327,6 +328,10 @@ def build_reward_plan(
 ) -> RewardPlan:
     """The flags parsed into the component config types; a value they refuse names its flag."""
     by_kind = {r.kind: r for r in models}
+    try:  # the config layer's one device check (the plan repeats it), named by its flag here
+        check_device_name(popts.reward_device, "--reward.device")
+    except ConfigError as exc:
+        raise LaunchError(str(exc), "--reward.device") from None
     plan = RewardPlan(
         estimator=ns.algo.advantage.estimator,
         n_samples_per_prompt=ns.rollout.n_samples_per_prompt,

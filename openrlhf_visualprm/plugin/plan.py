@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from openrlhf_visualprm import envs
+from openrlhf_visualprm.bounds import number, parse_number
 from openrlhf_visualprm.errors import ConfigError
 from openrlhf_visualprm.judge.config import BACKENDS as JUDGE_BACKENDS
 from openrlhf_visualprm.judge.config import JudgeConfig
@@ -21,6 +22,7 @@ from openrlhf_visualprm.prm.aggregate import AGGREGATIONS, CREDIT_MODES
 from openrlhf_visualprm.prm.config import METHODS as PRM_METHODS
 from openrlhf_visualprm.prm.config import PRMConfig
 from openrlhf_visualprm.rewards.guard import DEFAULT_MAX_FAILED_FRACTION
+from openrlhf_visualprm.torch_names import check_device_name
 
 __all__ = [
     "AGGREGATIONS",
@@ -68,6 +70,14 @@ class RewardPlan:
     pool: str | None = None
     device: str = "auto"
     max_failed_fraction: float = DEFAULT_MAX_FAILED_FRACTION
+
+    def __post_init__(self) -> None:
+        """A plan from flags or from the exported JSON is checked the same way (NaN is valid JSON)."""
+        check_device_name(self.device, "--reward.device")
+        number(self.max_failed_fraction, "--reward.max_failed_fraction", low=0, high=1)
+        number(self.n_samples_per_prompt, "n_samples_per_prompt", low=1, integer=True)
+        for name, weight in self.weights.items():
+            number(weight, f"--reward.weights {name}")
 
     @property
     def components(self) -> list[str]:
@@ -129,8 +139,5 @@ def parse_weights(text: str) -> dict[str, float]:
             raise ConfigError(
                 f"--reward.weights: bad item {item!r}; expected NAME=NUMBER with NAME in {', '.join(COMPONENTS)}"
             )
-        try:
-            weights[name] = float(value)
-        except ValueError:
-            raise ConfigError(f"--reward.weights: {value!r} in {item!r} is not a number") from None
+        weights[name] = float(parse_number(value, f"--reward.weights {name}"))
     return weights

@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from openrlhf_visualprm.errors import ConfigError
+
 AGGREGATIONS = ("mean", "min", "last", "product", "softmin")
 # "off": the scalar aggregate; the others: rewards.credit.step_returns (one formula each).
 CREDIT_MODES = ("off", "process_grpo", "pure", "rloo", "diff", "diff_group", "value", "anchored")
@@ -38,8 +40,12 @@ def aggregate(step_scores: Sequence[float], how: str = "mean", temperature: floa
         return scores[-1]
     if how == "product":
         return math.prod(scores)
-    if temperature <= 0:
-        raise ValueError(f"softmin temperature must be > 0, got {temperature}")
-    lo = min(scores)  # shift for a stable log-sum-exp
-    mean_exp = sum(math.exp(-(s - lo) / temperature) for s in scores) / len(scores)
-    return lo - temperature * math.log(mean_exp)
+    if not (temperature > 0 and math.isfinite(temperature)):
+        raise ConfigError(f"softmin temperature must be a finite number > 0, got {temperature}")
+    # min + softmin of the gaps d = s - min >= 0: -T log(mean(exp(-d/T))) written as
+    # -T log1p(mean(expm1(-d/T))). Plain exp/log rounds exp(-d/T) to 1 once d/T < 1e-16 and returns
+    # the minimum for T >= ~1e16; expm1/log1p keep the small terms, so large T tends to the mean.
+    # The minimum's own term is exactly 0, so 1 + mean >= 1/n: no cancellation for small T either.
+    lo = min(scores)
+    mean_m1 = sum(math.expm1(-(s - lo) / temperature) for s in scores) / len(scores)
+    return lo - temperature * math.log1p(mean_m1)

@@ -90,6 +90,7 @@ def run_score(args: argparse.Namespace) -> int:
     from openrlhf_visualprm.images import ImageRoots
 
     responses, steps = read_responses_file(args.responses)
+    T.format_question(args.question, len(args.image))  # a placeholder mismatch: refused before loading
     roots = ImageRoots.of([Path(p).resolve().parent for p in args.image])
     prm = load_prm(args.model, args, image_roots=roots)
     results = prm.score(

@@ -21,8 +21,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from openrlhf_visualprm.bounds import number
 from openrlhf_visualprm.errors import ConfigError
-from openrlhf_visualprm.images import DEFAULT_MAX_TILES
+from openrlhf_visualprm.images import DEFAULT_MAX_TILES, MAX_TILES_LIMIT
 from openrlhf_visualprm.prm.aggregate import AGGREGATIONS, CREDIT_MODES, DEFAULT_CREDIT
 from openrlhf_visualprm.steps import DEFAULT_SEPARATOR, REGEX_PREFIX, check_splitter
 
@@ -60,31 +61,18 @@ class PRMConfig:
         _choice("aggregation", self.aggregation, AGGREGATIONS)
         _choice("credit", self.credit, CREDIT_MODES)
         _choice("dtype", self.dtype, DTYPES)
-        if self.max_steps is not None and (
-            not isinstance(self.max_steps, int) or isinstance(self.max_steps, bool) or self.max_steps < 1
-        ):
-            raise ConfigError(f"prm max_steps must be a positive integer or null, got {self.max_steps!r}")
-        if not isinstance(self.max_tiles, int) or isinstance(self.max_tiles, bool) or self.max_tiles < 1:
-            raise ConfigError(f"prm max_tiles must be a positive integer, got {self.max_tiles!r}")
+        if self.max_steps is not None:
+            number(self.max_steps, "prm max_steps (or null)", low=1, integer=True)
+        # tokens and the tile-grid search grow with max_tiles (the search with its cube)
+        number(self.max_tiles, "prm max_tiles", low=1, high=MAX_TILES_LIMIT, integer=True)
         check_splitter(self.splitter)  # literal, re:PATTERN or preset:NAME (steps.py)
-        if (
-            not isinstance(self.value_max_steps, int)
-            or isinstance(self.value_max_steps, bool)
-            or self.value_max_steps < 1
-        ):
-            raise ConfigError(f"prm value_max_steps must be a positive integer, got {self.value_max_steps!r}")
+        number(self.value_max_steps, "prm value_max_steps", low=1, integer=True)
         if not isinstance(self.credit_anchor, bool):
             raise ConfigError(f"prm credit_anchor must be true or false, got {self.credit_anchor!r}")
-        for name in ("temperature", "v0", "empty_score", "credit_temperature"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise ConfigError(f"prm {name} must be a number, got {value!r}")
-        if self.temperature <= 0:
-            raise ConfigError(f"prm temperature must be > 0, got {self.temperature}")
-        if self.credit_temperature <= 0:
-            raise ConfigError(f"prm credit_temperature must be > 0, got {self.credit_temperature}")
-        if not 0.0 <= self.empty_score <= 1.0:
-            raise ConfigError(f"prm empty_score must be a P('+') in [0, 1], got {self.empty_score}")
+        number(self.temperature, "prm temperature", low=0, low_open=True)  # softmin: any finite T
+        number(self.credit_temperature, "prm credit_temperature", low=0, low_open=True)
+        number(self.v0, "prm v0", low=0, high=1)  # the value before the first step: a P('+')
+        number(self.empty_score, "prm empty_score (a P('+'))", low=0, high=1)
         if self.system_message is not None and (
             not isinstance(self.system_message, str) or not self.system_message.strip()
         ):

@@ -392,6 +392,8 @@ class VisualPRM:
 
         Raises:
             ValueError: an unknown method, both or neither of responses/steps.
+            InputError: the question's ``<image>`` placeholders do not match the images (part
+                ``question``, reason ``image_placeholders``): a bad sample.
             ImageError: an image that is missing, outside the roots or unreadable (an InputError).
         """
         if method not in METHODS:
@@ -404,6 +406,7 @@ class VisualPRM:
             responses = [responses]
         if isinstance(images, (str, bytes, Image.Image)):
             images = [images]
+        T.format_question(question, len(images))  # placeholders vs images: InputError before decoding
         step_lists = self._steps_of(responses, steps, max_steps, splitter)
         pixel_values, tiles = self.prepare_images(list(images))
         prefix = self.prefix_text(question, tiles)
@@ -447,6 +450,7 @@ class VisualPRM:
         for images, question, responses in groups:
             if isinstance(images, (str, bytes, Image.Image)):
                 images = [images]
+            T.format_question(question, len(images))  # InputError before any image is decoded
             step_lists = self._steps_of(list(responses), None, max_steps, splitter)
             pixel_values, tiles = self.prepare_images(list(images))
             prefix = self.prefix_text(question, tiles)

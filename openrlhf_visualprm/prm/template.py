@@ -42,7 +42,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from openrlhf_visualprm.errors import ConfigError, ModelError
+from openrlhf_visualprm.errors import PART_QUESTION, ConfigError, InputError, ModelError
 
 IMAGE_PLACEHOLDER = "<image>"
 IMG_START = "<img>"
@@ -115,8 +115,17 @@ def neutralize(text: str, specials: Iterable[str] = _DEFAULT_SPECIALS) -> str:
     return pattern.sub(lambda m: m.group(0)[0] + ZERO_WIDTH_SPACE + m.group(0)[1:], text)
 
 
+# InputError.reason of a question whose <image> placeholders do not match its images.
+REASON_IMAGE_PLACEHOLDERS = "image_placeholders"
+
+
 def format_question(question: str, num_images: int) -> str:
-    """Ensure the question holds exactly ``num_images`` ``<image>`` placeholders."""
+    """Ensure the question holds exactly ``num_images`` ``<image>`` placeholders.
+
+    A mismatch is a bad *sample* (a label's question written for another number of images), so it
+    raises :class:`~openrlhf_visualprm.errors.InputError` (part ``question``): a neutral reward,
+    counted, on the training routes; a 4xx on the service; one line and exit 2 on the CLI.
+    """
     found = question.count(IMAGE_PLACEHOLDER)
     if found == 0 and num_images == 1:
         return f"{IMAGE_PLACEHOLDER}\n{question}"
@@ -124,9 +133,11 @@ def format_question(question: str, num_images: int) -> str:
         head = "".join(f"Image-{i + 1}: {IMAGE_PLACEHOLDER}\n" for i in range(num_images))
         return head + question
     if found != num_images:
-        raise ValueError(
+        raise InputError(
             f"the question has {found} {IMAGE_PLACEHOLDER} placeholder(s) but {num_images} image(s) were given; "
-            "give one image per placeholder, or none and let the scorer prepend them"
+            "give one image per placeholder, or none and let the scorer prepend them",
+            PART_QUESTION,
+            REASON_IMAGE_PLACEHOLDERS,
         )
     return question
 

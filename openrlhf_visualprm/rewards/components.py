@@ -21,7 +21,11 @@ Scored = dict[str, Any]  # {"score": float, "detail": dict | None}
 
 
 class Component(Protocol):
-    """``name``: prm | judge | outcome; ``needs``: sample parts whose breakage neutralises it."""
+    """``name``: prm | judge | outcome; ``needs``: sample parts whose breakage neutralises it.
+
+    A component may also define ``check(group)``: raise :class:`~openrlhf_visualprm.errors.InputError`
+    for a group it cannot score (the runtime gives it the neutral value, counted), before any batch.
+    """
 
     name: str
     needs: tuple[str, ...]
@@ -63,6 +67,13 @@ class PRMComponent:
             "splitter": self.splitter,
             "temperature": self.temperature,
         }
+
+    @staticmethod
+    def check(group: RewardGroup) -> None:
+        """A question whose ``<image>`` placeholders do not match its images is a bad sample."""
+        from openrlhf_visualprm.prm.template import format_question
+
+        format_question(group.question, len(group.images))
 
     def score_groups(self, groups: Sequence[RewardGroup]) -> list[list[Scored]]:
         out: list[list[Scored] | None] = [None] * len(groups)

@@ -306,8 +306,8 @@ def prepare_group(
 
         try:
             format_question(question, len(images))
-        except ValueError as exc:
-            bad(InputError(f"{where}.question: {exc}", PART_QUESTION, "bad_question"))
+        except InputError as exc:  # placeholder count against the images (reason image_placeholders)
+            bad(InputError(f"{where}.question: {exc}", PART_QUESTION, exc.reason))
     reference = raw.get("reference", label.reference)
     if reference is not None and not isinstance(reference, str):
         bad(InputError(f"{where}.reference must be a string or null", PART_REFERENCE, "no_reference"))

@@ -10,8 +10,9 @@ Per response the result is a plain dict (cheap to ship through Ray, JSON-friendl
      "failed": ["prm", "judge"],              # the components that gave their neutral value
      "reasons": ["bad_image"]}                # short tags (InputError.reason) the guard counts
 
-Error policy: a bad sample (recorded by ``prepare_groups``) gives the neutral value to exactly
-the components that need the broken part, and ``reward/failed_group`` counts it. Any exception a
+Error policy: a bad sample (recorded by ``prepare_groups``, or refused by a component's own
+``check``, e.g. the PRM's placeholder count) gives the neutral value to exactly the components
+that need the broken part, and ``reward/failed_group`` counts it. Any exception a
 component raises propagates: a model, config or template error stops the run.
 """
 
@@ -22,6 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from openrlhf_visualprm.errors import InputError
 from openrlhf_visualprm.rewards.components import Component
 from openrlhf_visualprm.rewards.groups import RewardGroup
 
@@ -80,21 +82,33 @@ class RewardRuntime:
             ]
             for i in real
         }
+        refused = {i: self._refused(groups[i]) for i in real}  # component -> InputError of its check
         for i in real:
             g = groups[i]
-            failed = [n for n, c in self.components.items() if any(need in g.broken for need in c.needs)]
+            failed = [
+                n
+                for n, c in self.components.items()
+                if n in refused[i] or any(need in g.broken for need in c.needs)
+            ]
             if failed:  # a broken part no component needs (no reference without that schedule) is fine
                 parts = {need for n in failed for need in self.components[n].needs if need in g.broken}
-                reason = "; ".join(dict.fromkeys(g.broken[p] for p in sorted(parts)))
+                causes = [g.broken[p] for p in sorted(parts)] + [
+                    f"{e.reason}: {e}" for e in refused[i].values()
+                ]
+                reason = "; ".join(dict.fromkeys(causes))
                 self._log_bad(i, failed, reason)
                 self.failed_groups += 1
-                tags = sorted({g.broken[p].split(":", 1)[0] for p in parts})
+                tags = sorted({c.split(":", 1)[0] for c in causes})
                 for row in rows[i]:
                     row["error"], row["failed"], row["reasons"] = reason, failed, tags
         self.last_timings = {}
         for name, comp in self.components.items():
             start = time.perf_counter()
-            todo = [i for i in real if not any(need in groups[i].broken for need in comp.needs)]
+            todo = [
+                i
+                for i in real
+                if name not in refused[i] and not any(need in groups[i].broken for need in comp.needs)
+            ]
             if batched:
                 scored = comp.score_groups([groups[i] for i in todo]) if todo else []
             else:
@@ -113,3 +127,16 @@ class RewardRuntime:
                         row["components"][name] = float(comp.neutral)
             self.last_timings[name] = time.perf_counter() - start
         return [rows.get(i) for i in range(len(groups))]
+
+    def _refused(self, group: RewardGroup) -> dict[str, InputError]:
+        """Components whose own ``check`` refuses ``group`` (a bad sample for them only)."""
+        out = {}
+        for name, comp in self.components.items():
+            check = getattr(comp, "check", None)
+            if check is None or any(need in group.broken for need in comp.needs):
+                continue
+            try:
+                check(group)
+            except InputError as exc:
+                out[name] = exc
+        return out

@@ -32,6 +32,8 @@ class PoolComponent:
         self.needs, self.neutral, self.splittable = ref.needs, ref.neutral, ref.splittable
         if self.name == "judge" and getattr(worker.component, "schedule", None) == "reference":
             self.needs = (*ref.needs, "reference")
+        if self.name == "prm":  # the same per-group check as a local PRM: a bad sample, not a failed request
+            self.check = ref.check
 
     @classmethod
     def for_config(cls, pool: Any, cfg: Any, where: str) -> PoolComponent:

@@ -87,13 +87,8 @@ def _device() -> str:
 
 
 def _typed(name: str, cast: Callable[[str], Any]) -> Any:
-    value = envs.get(name)
-    if value is None:
-        return None
-    try:
-        return cast(value)
-    except ValueError:
-        raise ConfigError(f"{name}={value!r} is not a valid {cast.__name__}") from None
+    """A finite number in the variable's bounds (envs.number: errors name the variable)."""
+    return envs.number(name, integer=cast is int)
 
 
 def prm_config_from_env():
