@@ -5,7 +5,7 @@ its own time limit so one hang cannot eat the lease, and writes ``--out`` after 
 (nothing is lost when the lease ends mid-run):
 
 - ``gpu_tests``: ``pytest -m gpu tests/test_gpu.py`` (real-size VisualPRM and judge, random weights);
-- ``prm_throughput``: per-step / single / shared PRM paths at the DESIGN.md workload;
+- ``prm_throughput``: per-step / single / shared PRM paths at the default workload (8 responses, 7 tiles, 8 steps);
 - ``judge_throughput``: listwise judge rounds, HF backend;
 - ``reward_step``: one RL step of PRM + outcome rewards through the reward actor's runtime;
 - ``credit``: ``credit_probe.py --json`` (hack wins per credit mode) and the time ``step_returns``
@@ -123,7 +123,8 @@ def credit_stage(groups: int) -> dict:
     if probe.returncode != 0:
         raise SystemExit(f"credit_probe.py failed ({probe.returncode}): {probe.stderr[-2000:]}")
     figures: dict = {"probe": json.loads(probe.stdout)}
-    from openrlhf_visualprm.rewards import credit
+    from openrlhf_visualprm.prm.aggregate import CREDIT_MODES
+    from openrlhf_visualprm.rewards.credit import step_returns
 
     rng = random.Random(0)
     batch = [
@@ -131,10 +132,10 @@ def credit_stage(groups: int) -> dict:
         for _ in range(groups)
     ]
     timing = {}
-    for mode in credit.MODES:
+    for mode in [m for m in CREDIT_MODES if m != "off"]:
         start = time.perf_counter()
         for scores, outcomes in batch:
-            credit.step_returns(mode, scores, outcomes)
+            step_returns(mode, scores, outcomes)
         timing[mode] = round(time.perf_counter() - start, 4)
     figures["step_returns_s_per_rl_step"] = timing
     figures["groups"], figures["group_size"], figures["steps"] = groups, 8, 16

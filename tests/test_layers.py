@@ -15,7 +15,19 @@ PACKAGE = Path(__file__).resolve().parents[1] / "openrlhf_visualprm"
 # top-level module or folder -> layer
 LAYERS: dict[str, int] = {
     **dict.fromkeys(
-        ["errors", "envs", "labels", "registry", "steps", "images", "answers", "log", "lazy", "torch_names"],
+        [
+            "errors",
+            "bounds",
+            "envs",
+            "labels",
+            "registry",
+            "steps",
+            "images",
+            "answers",
+            "log",
+            "lazy",
+            "torch_names",
+        ],
         0,
     ),
     "tiny_models": 0,

@@ -76,12 +76,11 @@ def test_config_types_refuse_non_finite_and_unbounded_values(make, needle):
 
 
 def test_service_request_config_with_infinite_temperature_is_a_bad_request():
-    from openrlhf_visualprm.workers.groups import validate_config
+    from openrlhf_visualprm.errors import InputError
+    from openrlhf_visualprm.rewards.groups import request_options
 
-    from openrlhf_visualprm.workers.errors import BadRequestError
-
-    with pytest.raises(BadRequestError, match="prm temperature"):
-        validate_config(json.loads('{"temperature": 1e400}'), "prm", "groups[0]")
+    with pytest.raises(InputError, match="prm temperature"):
+        request_options(json.loads('{"temperature": 1e400}'), "prm", "groups[0].config")
 
 
 def test_exported_plan_with_nan_weight_or_bogus_device_is_refused():
@@ -134,7 +133,7 @@ def test_train_dry_run_refuses_bad_numbers_naming_the_flag(extra, flag, capsys):
     ],
 )
 def test_failure_window_env_vars_out_of_range_name_the_variable(monkeypatch, var, value, needle):
-    from openrlhf_visualprm.plugin.remote_reward import _failure_window
+    from openrlhf_visualprm.workers.reward_func import _failure_window
 
     monkeypatch.setenv(var, value)
     with pytest.raises(ConfigError) as info:
@@ -144,7 +143,7 @@ def test_failure_window_env_vars_out_of_range_name_the_variable(monkeypatch, var
 
 @pytest.mark.parametrize("value", ["nan", "inf", "1e400"])
 def test_answer_timeout_env_var_nan_is_refused_naming_it(monkeypatch, value):
-    from openrlhf_visualprm.plugin.remote_reward import outcome_config_from_env
+    from openrlhf_visualprm.workers.reward_func import outcome_config_from_env
 
     monkeypatch.setenv("OPENRLHF_VISUALPRM_ANSWER_TIMEOUT", value)
     with pytest.raises(ConfigError, match="OPENRLHF_VISUALPRM_ANSWER_TIMEOUT"):
@@ -186,7 +185,12 @@ def test_softmin_refuses_a_temperature_that_is_not_finite_and_positive(temperatu
 
 
 def test_serve_refuses_a_huge_max_tiles_at_start():
-    from openrlhf_visualprm.workers.config import WorkerConfig
+    import argparse
 
-    with pytest.raises(ConfigError, match=r"max_tiles \(serve --max-tiles\) must be an integer in \[1, 64\]"):
-        WorkerConfig(model="m", max_tiles=100_000)
+    from openrlhf_visualprm.workers import serve_cli
+
+    parser = argparse.ArgumentParser()
+    serve_cli.add_arguments(parser)
+    args = parser.parse_args(["--model", "visualprm", "--max-tiles", "100000"])
+    with pytest.raises(ConfigError, match=r"prm max_tiles must be an integer in \[1, 64\]"):
+        serve_cli.component_config(args)

@@ -1,6 +1,6 @@
 """Credit assignment: PRM step scores (and outcomes) of one prompt group -> per-step returns.
 
-How step scores become advantages decides what a policy learns (DESIGN.md principle 5), so each
+How step scores become advantages decides what a policy learns (a reward teaches: check what it teaches), so each
 mode here is one published formula, with its hand-computed test, and ``benchmarks/credit_probe.py``
 shows which of the usual hacks (say nothing, pad with confident steps, collapse to one step, repeat
 a step, append confident steps after a wrong answer) pay under it. Torch-free; no Ray, no OpenRLHF.
