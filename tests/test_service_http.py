@@ -111,8 +111,8 @@ def test_reward_route_counts_a_placeholder_mismatch_as_a_bad_sample(service, ite
     body = {"query": [PROMPT + response] * 2, "prompts": [PROMPT] * 2, "labels": [label, bad]}
     reply = httpx.post(service + "/reward", json=body, timeout=60)
     assert reply.status_code == 200, reply.text
-    assert reply.json()["extra_logs"]["reward_fn/failed"] == [0.0, 1.0]
-    assert reply.json()["rewards"][1] == 0.0 and reply.json()["extra_logs"]["prm_num_steps"][0] >= 1
+    assert reply.json()["extra_logs"]["reward/failed_group"] == [0.0, 1.0]
+    assert reply.json()["rewards"][1] == 0.0 and reply.json()["extra_logs"]["prm/num_steps"][0] >= 1
 
 
 def test_extended_endpoint_returns_per_step_scores(service, items, direct_prm, demo_data):
