@@ -319,3 +319,56 @@ def test_the_scorer_raises_input_error_naming_the_question(tiny_prm):
     with pytest.raises(InputError, match="2 <image> placeholder") as info:
         tiny_prm.score([image((1, 2, 3))], "<image> and <image>", responses=["a"])
     assert info.value.part == "question" and info.value.reason == "image_placeholders"
+
+
+def test_a_group_whose_every_judge_verdict_fails_to_parse_is_a_counted_failure(caplog):
+    """Issue 19 item 7: such a group used to get equal judge rewards (zero advantage) silently,
+    outside the failure guard. Now: the judge's neutral value, the group counted and named, the
+    outcome still scored, the other groups untouched; the step guard sees it."""
+    from openrlhf_visualprm.errors import RewardFailureError
+    from openrlhf_visualprm.rewards.guard import check_failed_fraction
+
+    def rambling_on_group_0(request) -> str:
+        if "question 0?" in request.user_text:
+            return "<think>I cannot decide.</think> Both look fine."  # no <answer>: unparseable
+        return pick_largest(request)
+
+    judge = MRJudge(ScriptedBackend(rambling_on_group_0), schedule="listwise", k=4, rounds=2)
+    runtime = RewardRuntime({"judge": JudgeComponent(judge), "outcome": OutcomeComponent("exact")})
+    groups = judge_groups(n_groups=2, n=4)
+    with caplog.at_level("ERROR", logger="openrlhf_visualprm.rewards"):
+        out = runtime.score_groups(groups)
+    assert [r["components"]["judge"] for r in out[0]] == [0.0] * 4
+    assert [r["components"]["outcome"] for r in out[0]] == [1.0, 0.0, 0.0, 0.0]
+    assert out[0][0]["failed"] == ["judge"] and out[0][0]["reasons"] == ["judge_unparsed"]
+    assert "judge_unparsed" in caplog.text
+    assert out[1][0]["error"] is None
+    assert [r["components"]["judge"] for r in out[1]] == pytest.approx(hand_win_rates(groups[1], judge))
+    assert runtime.failed_groups == 1
+    assert check_failed_fraction(out, 0.5) == (1, 2)
+    with pytest.raises(RewardFailureError, match="judge_unparsed"):
+        check_failed_fraction(out, 0.25)
+
+
+def test_an_unparsed_judge_group_stays_a_counted_failure_through_a_pool_host():
+    """The pool's workers run the same runtime; the host's pool component keeps their verdict that
+    a group's judge result was unusable (a stand-in pool object: the transport is not the point)."""
+    from types import SimpleNamespace
+
+    from openrlhf_visualprm.judge.config import JudgeConfig
+    from openrlhf_visualprm.workers.component import PoolComponent
+
+    def rambling(request) -> str:
+        return "no verdict" if "question 0?" in request.user_text else pick_largest(request)
+
+    judge = MRJudge(ScriptedBackend(rambling), schedule="listwise", k=4, rounds=2)
+    worker_runtime = RewardRuntime({"judge": JudgeComponent(judge)})
+    pool = SimpleNamespace(
+        config=SimpleNamespace(worker=SimpleNamespace(kind="judge", component=JudgeConfig())),
+        score_rows=lambda groups: worker_runtime.score_groups(groups),
+    )
+    host = RewardRuntime({"judge": PoolComponent(pool), "outcome": OutcomeComponent("exact")})
+    out = host.score_groups(judge_groups(n_groups=2, n=4))
+    assert out[0][0]["failed"] == ["judge"] and out[0][0]["reasons"] == ["judge_unparsed"]
+    assert [r["components"]["outcome"] for r in out[0]] == [1.0, 0.0, 0.0, 0.0]
+    assert out[1][0]["error"] is None and host.failed_groups == 1

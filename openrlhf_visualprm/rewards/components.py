@@ -17,7 +17,11 @@ from typing import Any, Protocol
 from openrlhf_visualprm.prm.config import PRMConfig
 from openrlhf_visualprm.rewards.groups import RewardGroup
 
-Scored = dict[str, Any]  # {"score": float, "detail": dict | None}
+# {"score": float, "detail": dict | None, "bad": "reason: message" (optional)}. "bad" on a group's
+# responses: the component ran but its result is no signal (every judge call unparseable); the
+# runtime gives the group the neutral value and counts it as failed, like a bad sample.
+Scored = dict[str, Any]
+JUDGE_UNPARSED = "judge_unparsed"  # reason tag: no judge verdict of a group could be parsed
 
 
 class Component(Protocol):
@@ -131,12 +135,15 @@ class JudgeComponent:
                 raise RuntimeError(f"judge returned {len(result.rewards)} rewards for {g.n} responses")
             stats = {k: v for k, v in result.stats.items() if isinstance(v, (int, float)) and v is not None}
             best = getattr(result, "best", None)
-            out.append(
-                [
-                    {"score": float(r), "detail": {**stats, "best": j == best}}
-                    for j, r in enumerate(result.rewards)
-                ]
-            )
+            rows = [
+                {"score": float(r), "detail": {**stats, "best": j == best}}
+                for j, r in enumerate(result.rewards)
+            ]
+            if stats.get("n_calls") and stats.get("parse_failure_rate") == 1.0:
+                bad = f"{JUDGE_UNPARSED}: none of the judge's {stats['n_calls']} verdicts for this group could be parsed"
+                for row in rows:
+                    row["bad"] = bad
+            out.append(rows)
         return out
 
 

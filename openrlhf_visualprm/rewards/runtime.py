@@ -121,12 +121,28 @@ class RewardRuntime:
                 for row, res in zip(rows[i], group_scores):
                     row["components"][name] = float(res["score"])
                     row[name] = res.get("detail")
+                bad = next((res["bad"] for res in group_scores if res.get("bad")), None)
+                if bad:
+                    self._result_unusable(i, rows[i], name, float(comp.neutral), str(bad))
             for i in real:
                 if i not in set(todo):
                     for row in rows[i]:
                         row["components"][name] = float(comp.neutral)
             self.last_timings[name] = time.perf_counter() - start
         return [rows.get(i) for i in range(len(groups))]
+
+    def _result_unusable(self, index: int, rows: list[dict], name: str, neutral: float, bad: str) -> None:
+        """A component ran on a group but says its result carries no signal (``Scored["bad"]``):
+        the neutral value, and the group counts as failed (the step guard and windows see it)."""
+        first_failure = not rows[0]["error"]
+        for row in rows:
+            row["components"][name] = neutral
+            row["failed"] = [*row["failed"], name]
+            row["error"] = f"{row['error']}; {bad}" if row["error"] else bad
+            row["reasons"] = sorted({*row["reasons"], bad.split(":", 1)[0]})
+        if first_failure:
+            self.failed_groups += 1
+        self._log_bad(index, [name], bad)
 
     def _refused(self, group: RewardGroup) -> dict[str, InputError]:
         """Components whose own ``check`` refuses ``group`` (a bad sample for them only)."""

@@ -57,7 +57,12 @@ class PoolComponent:
 
         sent = [replace(g, options={**self.options, **g.options}) if self.options else g for g in groups]
         rows = self.pool.score_rows(sent)  # one request: the pool batches across groups
-        return [
-            [{"score": float(r["components"][self.name]), "detail": r.get(self.name)} for r in group]
-            for group in rows
-        ]
+        return [[self._scored(r) for r in group] for group in rows]
+
+    def _scored(self, row: dict) -> dict:
+        """A worker runtime's row as this host's component result; a result the worker found
+        unusable (its component failed the group after scoring) stays unusable here."""
+        out = {"score": float(row["components"][self.name]), "detail": row.get(self.name)}
+        if self.name in (row.get("failed") or []) and row.get("error"):
+            out["bad"] = row["error"]
+        return out
