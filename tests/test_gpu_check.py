@@ -14,12 +14,23 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+STAGES = "gpu_tests,prm_throughput,judge_throughput,reward_step,credit"
 
 
 def test_gpu_check_tiny_runs_every_stage_and_writes_figures(tmp_path):
     out = tmp_path / "gpu-check.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--tiny", "--out", str(out)],
+        # pool_overhead is left out: it needs Ray, which the lent GPU machines lack (the stage is
+        # skipped there by name), and its Ray start-up is most of this test's time on CPU.
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "gpu_check.py"),
+            "--tiny",
+            "--out",
+            str(out),
+            "--stages",
+            STAGES,
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -28,14 +39,7 @@ def test_gpu_check_tiny_runs_every_stage_and_writes_figures(tmp_path):
     assert out.exists(), proc.stdout + proc.stderr
     report = json.loads(out.read_text())
     stages = report["stages"]
-    assert set(stages) == {
-        "gpu_tests",
-        "prm_throughput",
-        "judge_throughput",
-        "reward_step",
-        "credit",
-        "pool_overhead",
-    }
+    assert set(stages) == set(STAGES.split(","))
     for name, row in stages.items():
         assert row["status"] == "passed", (name, row)
     assert proc.returncode == 0, proc.stdout[-3000:]
@@ -52,7 +56,6 @@ def test_gpu_check_tiny_runs_every_stage_and_writes_figures(tmp_path):
     from openrlhf_visualprm.prm.aggregate import CREDIT_MODES
 
     assert set(credit["step_returns_s_per_rl_step"]) == set(CREDIT_MODES) - {"off"}
-    assert stages["pool_overhead"]["figures"]["pool_median_s"] > 0
 
 
 def _has_cuda() -> bool:
@@ -72,3 +75,18 @@ def test_gpu_check_refuses_without_a_gpu_and_names_the_tiny_mode(tmp_path):
     )
     assert proc.returncode == 2
     assert "--tiny" in proc.stderr and "no CUDA device" in proc.stderr
+
+
+def test_a_stage_whose_module_is_missing_is_skipped_by_name(monkeypatch):
+    """What the lent machines lack (Ray) skips its stage with the reason, instead of failing it."""
+    import importlib.util
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_check
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a)
+    )
+    stage = next(s for s in gpu_check._stages(True, ROOT) if s["name"] == "pool_overhead")
+    assert gpu_check.run_stage(stage) == {"status": "skipped", "reason": "not installed here: ray"}
