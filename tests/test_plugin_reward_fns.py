@@ -107,9 +107,11 @@ def test_visualprm_reward_fn_placeholder_mismatch_is_a_counted_bad_sample(tokeni
 def test_mr_judge_reward_fn_judges_against_the_reference(tokenizer, env, caplog):
     label = {"image": env["image"], "reference": env["candidates"][-1]["response"]}
     _, exp = run_sample(tokenizer, "mr_judge.py", label, env["candidates"][0]["response"])
-    # the tiny judge's random weights never write a parsable verdict: the judge's neutral 0.5
-    assert exp.rewards.tolist() == [0.5]
+    # the tiny judge's random weights never write a parsable verdict: no signal, so the judge's
+    # neutral reward and a counted failure (reason judge_unparsed), not a silent tie at 0.5
+    assert exp.rewards.tolist() == [0.0]
     assert exp.info["judge/parse_failure_rate"].tolist() == [1.0]
+    assert exp.info["reward/failed_group"].tolist() == [1.0]
     with caplog.at_level(logging.ERROR, logger="openrlhf_visualprm.reward_fn"):
         _, exp = run_sample(tokenizer, "mr_judge.py", {"image": env["image"]}, "anything")
     assert exp.rewards.tolist() == [0.0] and exp.info["reward/failed_group"].tolist() == [1.0]
@@ -230,7 +232,9 @@ def test_a_process_whose_samples_are_mostly_bad_stops_instead_of_training_on_zer
 
 
 @pytest.mark.parametrize("reward_file", ["visualprm.py", "outcome.py", "mr_judge.py"])
-def test_a_micro_batch_mixing_good_and_bad_samples_splits_in_openrlhf(tokenizer, env, reward_file):
+def test_a_micro_batch_mixing_good_and_bad_samples_splits_in_openrlhf(
+    tokenizer, env, reward_file, monkeypatch
+):
     """Issue 20 item 1: a bad sample returned only the failure key, a good one also its stats;
     OpenRLHF made per-sample ``info`` entries of both, and a micro-batch mixing them failed in its
     own ``split_experience_batch`` ("Size of info[prm_min_step] (3) does not match batch_size (4)").
@@ -243,6 +247,14 @@ def test_a_micro_batch_mixing_good_and_bad_samples_splits_in_openrlhf(tokenizer,
     bad = {"answer": env["answer"]}  # no image, no reference: a bad sample for the PRM and the judge
     if reward_file == "outcome.py":
         bad = {"image": env["image"]}  # no ground truth: a bad sample for the outcome check
+    if reward_file == "mr_judge.py":  # a judge whose verdicts parse (the tiny random one's never do)
+        from scorer_wrappers import scripted_backend  # tests/support/
+
+        import openrlhf_visualprm.judge.judge as judge_module
+        import openrlhf_visualprm.workers.reward_func as reward_func
+
+        monkeypatch.setattr(judge_module, "make_backend", lambda *args, **kwargs: scripted_backend())
+        monkeypatch.setattr(reward_func, "_CACHE", {})
     response = env["candidates"][0]["response"]
     samples = [run_sample(tokenizer, reward_file, label, response)[1] for label in (good, bad, good, bad)]
     assert [s.info["reward/failed_group"].item() for s in samples] == [0.0, 1.0, 0.0, 1.0]
