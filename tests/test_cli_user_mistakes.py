@@ -150,6 +150,6 @@ def test_train_refuses_a_prm_as_the_judge(prm_as_judge, tmp_path, monkeypatch):
         "--algo.advantage.estimator", "group_norm", "--rollout.n_samples_per_prompt", "4",
         "--data.prompt_dataset", "train.jsonl", "--data.input_key", "prompt", "--vllm.num_engines", "1",
     ]  # fmt: skip
-    with pytest.raises(launcher.LaunchError, match="is a VisualPRM .*not a chat VLM judge") as err:
+    with pytest.raises(launcher.FlagError, match="is a VisualPRM .*not a chat VLM judge") as err:
         launcher.prepare(argv)
     assert err.value.flag == "--reward.judge.model"

@@ -53,9 +53,9 @@ def test_a_registered_repo_id_not_in_the_cache_stays_a_plugin_prm(launch_dir):
 
 
 def test_an_unknown_uncached_hub_id_or_missing_folder_is_refused_by_name(launch_dir):
-    with pytest.raises(launcher.LaunchError, match="'someone/unknown-rm' is not a registered reward model"):
+    with pytest.raises(launcher.FlagError, match="'someone/unknown-rm' is not a registered reward model"):
         launcher.prepare(BASE + ["--reward.model_name_or_path", "someone/unknown-rm"])
-    with pytest.raises(launcher.LaunchError, match="'./ckpt/nope'"):
+    with pytest.raises(launcher.FlagError, match="'./ckpt/nope'"):
         launcher.prepare(BASE + ["--reward.model_name_or_path", "./ckpt/nope"])
 
 
@@ -87,14 +87,14 @@ def test_relative_roots_and_data_become_absolute_against_the_launch_dir(launch_d
 
 def test_missing_roots_or_data_are_refused_before_ray_and_noted_by_dry_run(launch_dir, capsys):
     argv = BASE + ["--reward.model_name_or_path", "visualprm", "--reward.image_roots", "data/imgs"]
-    with pytest.raises(launcher.LaunchError, match="'data/imgs'.*not an existing folder") as err:
+    with pytest.raises(launcher.FlagError, match="'data/imgs'.*not an existing folder") as err:
         launcher.prepare(argv)
     assert err.value.flag == "--reward.image_roots"
     assert any("data/imgs" in refusal for refusal in launcher.prepare(argv + ["--dry-run"]).refusals)
     assert launcher.main(argv + ["--dry-run"]) == 2  # it would refuse, so the dry run fails too
     assert "error: would refuse to launch: --reward.image_roots" in capsys.readouterr().err
     bad_data = [t if t != "data/train.jsonl" else "data/other.jsonl" for t in BASE]
-    with pytest.raises(launcher.LaunchError, match="--data.prompt_dataset: 'data/other.jsonl'"):
+    with pytest.raises(launcher.FlagError, match="--data.prompt_dataset: 'data/other.jsonl'"):
         launcher.prepare(bad_data + ["--reward.model_name_or_path", "visualprm"])
 
 

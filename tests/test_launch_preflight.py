@@ -48,7 +48,7 @@ def launch_dir(tmp_path, monkeypatch):
 
 
 def _refused(argv: list[str], flag: str, *phrases: str, capsys=None) -> str:
-    with pytest.raises(launcher.LaunchError) as err:
+    with pytest.raises(launcher.FlagError) as err:
         launcher.prepare(argv)
     assert err.value.flag == flag, str(err.value)
     for phrase in phrases:

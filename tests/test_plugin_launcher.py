@@ -96,7 +96,7 @@ def test_rename_legacy_keeps_values_order_and_equals_form():
     assert tokens == ["--actor.model_name_or_path=m", "--ds.param_dtype", "bf16", "--x.y", "3", "--ref.offload",
                       "--reward.offload"]  # fmt: skip
     assert ("--pretrain", "--actor.model_name_or_path") in renamed
-    with pytest.raises(launcher.LaunchError) as err:
+    with pytest.raises(launcher.FlagError) as err:
         launcher.rename_legacy(["--bf16=yes"])
     assert err.value.flag == "--bf16"
 
@@ -189,7 +189,7 @@ def test_dry_run_text_shows_the_credit_mode_and_its_note(capsys, data_cwd):
     ],
 )  # fmt: skip
 def test_bad_flags_and_combinations_fail_naming_the_flag(argv, flag, phrase, capsys):
-    with pytest.raises(launcher.LaunchError) as err:
+    with pytest.raises(launcher.FlagError) as err:
         launcher.prepare(argv)
     assert err.value.flag == flag
     assert flag in str(err.value) and phrase in str(err.value)
@@ -199,7 +199,7 @@ def test_bad_flags_and_combinations_fail_naming_the_flag(argv, flag, phrase, cap
 
 def test_a_real_launch_refuses_a_reward_model_that_is_not_on_this_machine(monkeypatch):
     monkeypatch.delenv(launcher.SKIP_MODEL_CHECK_ENV, raising=False)
-    with pytest.raises(launcher.LaunchError, match="hf download OpenGVLab/VisualPRM-8B-v1_1") as err:
+    with pytest.raises(launcher.FlagError, match="hf download OpenGVLab/VisualPRM-8B-v1_1") as err:
         launcher.prepare(BASE_DOTTED)  # no --dry-run
     assert err.value.flag == "--reward.model_name_or_path"
     assert any("not on this machine" in n for n in launcher.prepare(BASE_DOTTED + ["--dry-run"]).notes)
@@ -207,7 +207,7 @@ def test_a_real_launch_refuses_a_reward_model_that_is_not_on_this_machine(monkey
 
 def test_openrlhf_post_parse_assertion_surfaces_as_a_launch_error():
     argv = ["--pretrain", "m", "--reward_pretrain", "visualprm", "--advantage_estimator", "rloo"]
-    with pytest.raises(launcher.LaunchError, match="rloo requires n_samples_per_prompt > 1"):
+    with pytest.raises(launcher.FlagError, match="rloo requires n_samples_per_prompt > 1"):
         launcher.prepare(argv)
 
 
@@ -375,7 +375,7 @@ def test_splitter_flag_is_taken_literally_but_for_newline_and_tab(typed, meant):
 
 def test_bad_splitter_regex_and_preset_name_the_flag():
     for typed, phrase in (("re:\\x", "not a valid regular expression"), ("preset:bullets", "unknown preset")):
-        with pytest.raises(launcher.LaunchError, match=phrase) as err:
+        with pytest.raises(launcher.FlagError, match=phrase) as err:
             launcher.prepare(BASE_DOTTED + ["--reward.prm.splitter", typed, "--dry-run"])
         assert "--reward.prm" in str(err.value)
 
@@ -385,14 +385,14 @@ def test_judge_rounds_that_break_label_balancing_are_refused(tmp_path, data_cwd)
     base = BASE_DOTTED + ["--reward.model_name_or_path", str(judge_dir), "--reward.judge.group_size", "4"]
     # groups of 8 in sets of 4: every response holds each of A-D once per 4 rounds
     for rounds in ("1", "2", "6"):
-        with pytest.raises(launcher.LaunchError, match="breaks label balancing") as err:
+        with pytest.raises(launcher.FlagError, match="breaks label balancing") as err:
             launcher.prepare(base + ["--reward.judge.rounds", rounds])
         assert err.value.flag == "--reward.judge.rounds" and "a multiple of 4" in str(err.value)
     assert launcher.prepare(base + ["--reward.judge.rounds", "4"]).reward_plan.judge.rounds == 4
     # groups of 6 in sets of 3 (k=4 -> 2 sets): blocks of 3
     six = [a if a != "--rollout.n_samples_per_prompt=8" else "--rollout.n_samples_per_prompt=6" for a in base]
     assert launcher.prepare(six + ["--reward.judge.rounds", "3"]).reward_plan.judge.rounds == 3
-    with pytest.raises(launcher.LaunchError, match="--reward.judge.rounds 6 \\(a multiple of 3\\)"):
+    with pytest.raises(launcher.FlagError, match="--reward.judge.rounds 6 \\(a multiple of 3\\)"):
         launcher.prepare(six + ["--reward.judge.rounds", "4"])
 
 

@@ -25,7 +25,7 @@ from types import SimpleNamespace
 from openrlhf_visualprm import envs, registry
 from openrlhf_visualprm.errors import ConfigError, FlagError
 from openrlhf_visualprm.plugin import legacy_flags, openrlhf_cli, preflight
-from openrlhf_visualprm.plugin.options import PluginArgError, parse_plugin_flags, plugin_option_strings
+from openrlhf_visualprm.plugin.options import parse_plugin_flags, plugin_option_strings
 from openrlhf_visualprm.plugin.plan import (
     DENSE_ESTIMATORS,
     PLAN_ENV,
@@ -48,7 +48,6 @@ _MODEL_FLAG = "--reward.model_name_or_path"
 SKIP_MODEL_CHECK_ENV = "OPENRLHF_VISUALPRM_SKIP_MODEL_CHECK"
 
 
-LaunchError = FlagError  # a bad command line; ``flag`` names the offending flag when there is one
 
 
 @dataclass
@@ -83,10 +82,10 @@ def _known_flags() -> list[str]:
     return sorted(flags | set(legacy_flags.RENAMED) | set(legacy_flags.EXPANDED))
 
 
-def _unknown_flag_error(flag: str, reason: str) -> LaunchError:
+def _unknown_flag_error(flag: str, reason: str) -> FlagError:
     close = difflib.get_close_matches(flag, _known_flags(), n=3, cutoff=0.6)
     hint = f" Did you mean {' or '.join(close)}?" if close else ""
-    return LaunchError(f"unknown flag {flag}: {reason}.{hint} See `openrlhf-visualprm train --help`.", flag)
+    return FlagError(f"unknown flag {flag}: {reason}.{hint} See `openrlhf-visualprm train --help`.", flag)
 
 
 def rename_legacy(tokens: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
@@ -105,7 +104,7 @@ def rename_legacy(tokens: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
             out.append(token)
             continue
         if eq and len(mapped) != 1:
-            raise LaunchError(
+            raise FlagError(
                 f"{name} is a switch in OpenRLHF 0.11 terms ({' '.join(mapped)}); give it no value", name
             )
         out.extend([mapped[0] + "=" + value] if eq else mapped)
@@ -149,7 +148,7 @@ def absolute_image_roots(text: str, missing: list[str] | None = None) -> list[st
                 "folder; relative roots are taken from the directory you launch in"
             )
             if missing is None:
-                raise LaunchError(message, "--reward.image_roots")
+                raise FlagError(message, "--reward.image_roots")
             missing.append(message)
         roots.append(str(path.resolve()) if path.is_dir() else str(path))
     return roots
@@ -177,7 +176,7 @@ def absolute_data_paths(tokens: list[str], missing: list[str] | None = None) -> 
             if item and _looks_local(item):
                 message = f"{flag}: {item!r} (= {path}) does not exist (relative to {os.getcwd()})"
                 if missing is None:
-                    raise LaunchError(message, flag)
+                    raise FlagError(message, flag)
                 missing.append(message)
             items.append(item)
         _set_value(tokens, index, flag, ",".join(items))
@@ -188,7 +187,7 @@ def _resolve(name: str, flag: str) -> registry.ResolvedModel:
     try:
         return registry.resolve_model(name)
     except (registry.ModelNotFoundError, ValueError) as exc:
-        raise LaunchError(f"{flag}: {exc}", flag) from None
+        raise FlagError(f"{flag}: {exc}", flag) from None
 
 
 def _plugin_models(tokens: list[str], judge_model: str | None) -> tuple[list[registry.ResolvedModel], bool]:
@@ -203,12 +202,12 @@ def _plugin_models(tokens: list[str], judge_model: str | None) -> tuple[list[reg
         try:
             names = registry.parse_model_list(value)
         except ValueError as exc:
-            raise LaunchError(f"{_MODEL_FLAG}: {exc}", _MODEL_FLAG) from None
+            raise FlagError(f"{_MODEL_FLAG}: {exc}", _MODEL_FLAG) from None
         resolved = [_resolve(name, _MODEL_FLAG) for name in names]
         unknown = [r for r in resolved if r.kind is None and r.source == "missing"]
         if unknown:
             r = unknown[0]
-            raise LaunchError(
+            raise FlagError(
                 f"{_MODEL_FLAG}: {r.name!r} is not a registered reward model (aliases: "
                 f"{', '.join(sorted(registry.aliases()))}), not a local folder and not in the local Hugging Face "
                 "cache, so the launcher cannot tell whether it is a VisualPRM, a judge or a stock OpenRLHF reward "
@@ -221,7 +220,7 @@ def _plugin_models(tokens: list[str], judge_model: str | None) -> tuple[list[reg
             resolved = []  # a stock reward model: OpenRLHF's own RewardModelActor handles it
         elif len(ours) != len(resolved):
             stock = [r.name for r in resolved if r.kind not in registry.KINDS]
-            raise LaunchError(
+            raise FlagError(
                 f"{_MODEL_FLAG}: {', '.join(stock)} is not a VisualPRM or judge model; mixing a stock "
                 "OpenRLHF reward model with plugin reward models is not supported (use one or the other)",
                 _MODEL_FLAG,
@@ -239,7 +238,7 @@ def _plugin_models(tokens: list[str], judge_model: str | None) -> tuple[list[reg
             )
             flag = "--reward.judge.model" if judge_model is not None else _MODEL_FLAG
             if os.path.isfile(os.path.join(r.path, "config.json")):
-                raise LaunchError(
+                raise FlagError(
                     f"{flag}: the judge {r.name} ({r.path}) is {what}, not a chat VLM judge; pass a chat VLM "
                     "such as Qwen/Qwen2.5-VL-7B-Instruct (mr-judge)",
                     flag,
@@ -247,7 +246,7 @@ def _plugin_models(tokens: list[str], judge_model: str | None) -> tuple[list[reg
     for kind in registry.KINDS:
         if sum(r.kind == kind for r in resolved) > 1:
             names = ", ".join(r.name for r in resolved if r.kind == kind)
-            raise LaunchError(
+            raise FlagError(
                 f"{_MODEL_FLAG}: more than one {kind} model ({names}); give one of each", _MODEL_FLAG
             )
     return resolved, value is not None and not resolved
@@ -275,7 +274,7 @@ def check_judge_balance(plan) -> None:
     if judge.schedule != "listwise" or block is None or judge.rounds % block == 0:
         return
     fixed = block * -(-judge.rounds // block)
-    raise LaunchError(
+    raise FlagError(
         f"--reward.judge.rounds {judge.rounds} breaks label balancing: with groups of "
         f"{plan.n_samples_per_prompt} in sets of {block}, each response holds every label once per {block} "
         f'rounds, so with {judge.rounds} a judge that prefers one position (always "A") gives rewards that are '
@@ -331,7 +330,7 @@ def build_reward_plan(
     try:  # the config layer's one device check (the plan repeats it), named by its flag here
         check_device_name(popts.reward_device, "--reward.device")
     except ConfigError as exc:
-        raise LaunchError(str(exc), "--reward.device") from None
+        raise FlagError(str(exc), "--reward.device") from None
     plan = RewardPlan(
         estimator=ns.algo.advantage.estimator,
         n_samples_per_prompt=ns.rollout.n_samples_per_prompt,
@@ -347,7 +346,7 @@ def build_reward_plan(
                 model=r.name, path=r.path or r.repo_id, **_component_flags(popts, "prm", PRMConfig)
             )
     except ConfigError as exc:
-        raise LaunchError(f"--reward.prm.*: {exc}", "--reward.prm") from None
+        raise FlagError(f"--reward.prm.*: {exc}", "--reward.prm") from None
     try:
         if "judge" in by_kind:
             r = by_kind["judge"]
@@ -355,11 +354,11 @@ def build_reward_plan(
                 model=r.name, path=r.path or r.repo_id, **_component_flags(popts, "judge", JudgeConfig)
             )
     except ConfigError as exc:
-        raise LaunchError(f"--reward.judge.*: {exc}", "--reward.judge") from None
+        raise FlagError(f"--reward.judge.*: {exc}", "--reward.judge") from None
     try:
         weights = parse_weights(popts.reward_weights)
     except ConfigError as exc:
-        raise LaunchError(str(exc), "--reward.weights") from None
+        raise FlagError(str(exc), "--reward.weights") from None
     if popts.reward_outcome_enable or "outcome" in weights:
         try:
             plan.outcome = OutcomeConfig(
@@ -368,10 +367,10 @@ def build_reward_plan(
                 answer_key=popts.reward_outcome_answer_key,
             )
         except ConfigError as exc:
-            raise LaunchError(f"--reward.outcome.*: {exc}", "--reward.outcome") from None
+            raise FlagError(f"--reward.outcome.*: {exc}", "--reward.outcome") from None
     for name in weights:
         if name not in plan.components:
-            raise LaunchError(
+            raise FlagError(
                 f"--reward.weights gives a weight to {name!r} but that component is not configured "
                 f"(active: {', '.join(plan.components) or 'none'})",
                 "--reward.weights",
@@ -387,28 +386,28 @@ def _check_combination(
     uses_remote = bool(ns.reward.remote_url) or bool(ns.train.agent_func_path)
     if plan is None:
         if explicit:
-            raise LaunchError(
+            raise FlagError(
                 f"{explicit[0]} configures the plugin's reward, but no plugin reward model is set: pass "
                 f"{_MODEL_FLAG} visualprm (or mr-judge, a checkpoint path, a comma-separated list), or drop the flag",
                 explicit[0],
             )
         return
     if not plan.components:
-        raise LaunchError("no reward component configured", _MODEL_FLAG)
+        raise FlagError("no reward component configured", _MODEL_FLAG)
     if uses_remote:
         flag = "--train.agent_func_path" if ns.train.agent_func_path else "--reward.remote_url"
-        raise LaunchError(
+        raise FlagError(
             f"{flag} and plugin reward models exclude each other: OpenRLHF takes rewards from {flag} and would "
             "never call the reward actor. Use a reward_fns/ file as --reward.remote_url instead, or drop it.",
             flag,
         )
     if plan.outcome is not None and not ns.data.label_key:
-        raise LaunchError(
+        raise FlagError(
             "the outcome reward reads the ground truth from the label column: set --data.label_key",
             "--data.label_key",
         )
     if plan.judge is not None and plan.n_samples_per_prompt < 2 and plan.judge.schedule != "reference":
-        raise LaunchError(
+        raise FlagError(
             f"the judge schedule {plan.judge.schedule!r} compares the responses of one prompt: "
             "set --rollout.n_samples_per_prompt >= 2",
             "--rollout.n_samples_per_prompt",
@@ -436,7 +435,7 @@ def _check_combination(
     for model in missing:
         fetch = f"fetch it first (hf download {model.path}) or pass a local checkpoint folder"
         if not dry_run and not envs.is_set(SKIP_MODEL_CHECK_ENV):
-            raise LaunchError(
+            raise FlagError(
                 f"reward model {model.model} ({model.path}) is not on this machine and the reward actors never "
                 f"download: {fetch}. If only the reward nodes have it, set {SKIP_MODEL_CHECK_ENV}=1.",
                 _MODEL_FLAG,
@@ -482,27 +481,24 @@ def gpu_summary(g: dict) -> str:
 
 
 def prepare(argv: list[str]) -> LaunchPlan:
-    """Everything up to (not including) starting Ray. Raises :class:`LaunchError`."""
-    try:
-        popts, rest = parse_plugin_flags(argv)
-    except PluginArgError as exc:
-        raise LaunchError(str(exc), exc.flag) from None
+    """Everything up to (not including) starting Ray. Raises :class:`FlagError`."""
+    popts, rest = parse_plugin_flags(argv)
     tokens, renamed = rename_legacy(rest)
     missing: list[str] = []  # local paths that do not exist: --dry-run reports them, a launch refuses
     models, _stock = _plugin_models(tokens, popts.reward_judge_model)
     sources = (_MODEL_FLAG, "--reward.remote_url", "--train.agent_func_path")
     if not models and all(_find_value(tokens, flag)[1] is None for flag in sources):
-        raise LaunchError(
+        raise FlagError(
             f"no reward source: set {_MODEL_FLAG} (visualprm, visualprm-v1, mr-judge, a checkpoint path or a "
             "comma-separated list), --reward.remote_url (e.g. a reward_fns/ file) or --train.agent_func_path",
             _MODEL_FLAG,
         )
     try:
         ns = openrlhf_cli.parse_and_validate(tokens)
-    except openrlhf_cli.OpenRLHFArgError as exc:
+    except openrlhf_cli.FlagError as exc:
         if exc.flag and "unrecognized arguments" in str(exc):
             raise _unknown_flag_error(exc.flag, "OpenRLHF 0.11 does not know it") from None
-        raise LaunchError(str(exc), exc.flag) from None
+        raise FlagError(str(exc), exc.flag) from None
     absolute_data_paths(tokens, missing)  # after OpenRLHF's parser: its flag errors come first
     notes: list[str] = []
     plan = build_reward_plan(popts, models, ns, missing) if models else None
@@ -517,7 +513,7 @@ def prepare(argv: list[str]) -> LaunchPlan:
     refusals = [f"would refuse to launch: {m}" for m in missing]
     if missing and not popts.dry_run:
         flag = missing[0].split(":")[0]
-        raise LaunchError(missing[0] + ("" if len(missing) == 1 else f" (and {len(missing) - 1} more)"), flag)
+        raise FlagError(missing[0] + ("" if len(missing) == 1 else f" (and {len(missing) - 1} more)"), flag)
     return LaunchPlan(
         openrlhf_argv=tokens,
         namespace=ns,
@@ -631,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         plan = prepare(argv)
-    except LaunchError as exc:
+    except FlagError as exc:
         print(f"openrlhf-visualprm train: error: {exc}", file=sys.stderr)
         return 2
     if plan.dry_run:

@@ -27,7 +27,6 @@ MODULE = "openrlhf.cli.train_ppo_ray"
 
 
 # OpenRLHF rejected the command line; ``flag`` names the offending flag when known.
-OpenRLHFArgError = FlagError
 
 
 class _Captured(Exception):
@@ -141,7 +140,7 @@ def _argv(argv: list[str]):
 def parse_and_validate(argv: list[str]) -> SimpleNamespace:
     """Run OpenRLHF's parser and its post-parse checks; return the namespace ``train()`` would get.
 
-    Raises :class:`OpenRLHFArgError` with OpenRLHF's message (and the flag, when it names one).
+    Raises :class:`FlagError` with OpenRLHF's message (and the flag, when it names one).
     """
     build, rest = _main_block()
 
@@ -170,13 +169,13 @@ def parse_and_validate(argv: list[str]) -> SimpleNamespace:
         except SystemExit as exc:
             message = err.getvalue().strip().splitlines()
             text = message[-1] if message else f"argument parsing failed (exit {exc.code})"
-            raise OpenRLHFArgError(
+            raise FlagError(
                 f"OpenRLHF rejected the arguments: {text}", _unrecognized_flag(text)
             ) from None
         except AssertionError as exc:
-            raise OpenRLHFArgError(f"OpenRLHF rejected the combination: {exc}") from None
+            raise FlagError(f"OpenRLHF rejected the combination: {exc}") from None
         except Exception as exc:  # OpenRLHF's checks crash on some inputs instead of asserting
-            raise OpenRLHFArgError(
+            raise FlagError(
                 f"OpenRLHF's argument checks failed with {type(exc).__name__}: {exc}"
             ) from None
     raise RuntimeError("OpenRLHF's main block finished without calling train(); OpenRLHF changed shape")

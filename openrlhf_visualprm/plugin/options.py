@@ -28,7 +28,6 @@ from openrlhf_visualprm.steps import unescape_separator
 _PRM, _JUDGE, _OUTCOME = PRMConfig(), JudgeConfig(), OutcomeConfig()
 
 
-PluginArgError = FlagError  # one flag-error class for the launcher, plugin flags and OpenRLHF's
 
 
 class _RaisingParser(argparse.ArgumentParser):
@@ -36,7 +35,7 @@ class _RaisingParser(argparse.ArgumentParser):
         flag = next(
             (tok.split("/")[0] for tok in message.replace(":", " ").split() if tok.startswith("--")), None
         )
-        raise PluginArgError(f"plugin flag error: {message}", flag)
+        raise FlagError(f"plugin flag error: {message}", flag)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,7 +181,7 @@ def parse_plugin_flags(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     ns = argparse.Namespace(**{k.replace(".", "_"): v for k, v in vars(ns).items()})
     ns.reward_prm_splitter = unescape_separator(ns.reward_prm_splitter)  # only \\n, \\t; re: as typed
     if ns.reward_prm_dense is not None:
-        raise PluginArgError(
+        raise FlagError(
             f"--reward.prm.dense was replaced by --reward.prm.credit (modes {', '.join(CREDIT_MODES)}); "
             f"--reward.prm.dense {ns.reward_prm_dense} is --reward.prm.credit {ns.reward_prm_dense} with "
             "--reward.prm.v0 0.5 (diff); the default, anchored, is the mode no probed hack pays under",
@@ -198,17 +197,17 @@ def parse_plugin_flags(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         value = getattr(ns, name)
         if value is not None and value < low:
             flag = "--" + name.replace("_", ".", 2)
-            raise PluginArgError(f"{flag} must be >= {low}, got {value}", flag)
+            raise FlagError(f"{flag} must be >= {low}, got {value}", flag)
     if not 2 <= ns.reward_judge_group_size <= 4:
-        raise PluginArgError(
+        raise FlagError(
             f"--reward.judge.group_size must be 2-4, got {ns.reward_judge_group_size}",
             "--reward.judge.group_size",
         )
     if not 0.0 <= ns.reward_max_failed_fraction <= 1.0:
-        raise PluginArgError(
+        raise FlagError(
             f"--reward.max_failed_fraction must be in [0, 1], got {ns.reward_max_failed_fraction}",
             "--reward.max_failed_fraction",
         )
     if ns.reward_outcome_timeout <= 0:
-        raise PluginArgError("--reward.outcome.timeout must be > 0", "--reward.outcome.timeout")
+        raise FlagError("--reward.outcome.timeout must be > 0", "--reward.outcome.timeout")
     return ns, rest
