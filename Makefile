@@ -18,7 +18,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # worker; two workers fill the 2-core CI machine while the other waits on Ray and subprocesses.
 TEST_WORKERS ?= 2
 
-.PHONY: setup test test-fast demo bench gpu-check lint clean
+.PHONY: setup test test-fast demo bench gpu-check readme-tables lint clean
 
 setup: $(STAMP)
 
@@ -65,6 +65,10 @@ bench: setup
 GPU_CHECK_PY := $(if $(wildcard $(PY)),$(PY),$(PYTHON))
 gpu-check:
 	$(GPU_CHECK_PY) benchmarks/gpu_check.py --out gpu-check.json $(GPU_CHECK_ARGS)
+
+# The README's flag and env tables, regenerated from the config fields (a test checks them).
+readme-tables: setup
+	$(PY) -m openrlhf_visualprm.plugin.readme_tables
 
 lint: setup
 	$(VENV)/bin/ruff check openrlhf_visualprm reward_fns tests benchmarks examples

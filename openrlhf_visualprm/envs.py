@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openrlhf_visualprm.bounds import parse_number
+from openrlhf_visualprm.config_fields import env_name, options
+from openrlhf_visualprm.errors import ConfigError
 
 MAX_FAILURE_WINDOW = 100_000  # samples a reward_fns process remembers (memory grows with it)
 
@@ -24,6 +26,8 @@ class EnvVar:
     # bounds of a numeric variable read with :func:`number` (see bounds.number); a variable that
     # fills a config field gets its range from the config type instead
     bounds: dict[str, Any] = field(default_factory=dict)
+    # a variable generated from a config field: unset means the field's default, shown here
+    default_text: str | None = None
 
 
 _VARS = (
@@ -50,25 +54,6 @@ _VARS = (
     EnvVar(
         "OPENRLHF_VISUALPRM_PRM_MODEL", None, "reward_fns/visualprm.py: PRM alias or folder loaded in-process"
     ),
-    EnvVar("OPENRLHF_VISUALPRM_PRM_AGGREGATION", None, "reward_fns: PRM aggregation (default: PRMConfig's)"),
-    EnvVar("OPENRLHF_VISUALPRM_PRM_METHOD", None, "reward_fns: PRM scoring pass layout"),
-    EnvVar("OPENRLHF_VISUALPRM_PRM_MAX_STEPS", None, "reward_fns: merge steps into at most N blocks"),
-    EnvVar("OPENRLHF_VISUALPRM_PRM_SPLITTER", None, "reward_fns: step separator ('re:' prefix: a regex)"),
-    EnvVar("OPENRLHF_VISUALPRM_PRM_TEMPERATURE", None, "reward_fns: softmin temperature"),
-    EnvVar("OPENRLHF_VISUALPRM_PRM_MAX_TILES", None, "reward_fns: InternVL tiles per image"),
-    EnvVar(
-        "OPENRLHF_VISUALPRM_PRM_DTYPE", None, "reward_fns: PRM dtype (auto: bfloat16 on GPU, float32 on CPU)"
-    ),
-    EnvVar(
-        "OPENRLHF_VISUALPRM_PRM_SYSTEM_MESSAGE",
-        None,
-        "reward_fns: PRM system message (prm, internvl2_5, config or the text)",
-    ),
-    EnvVar("OPENRLHF_VISUALPRM_JUDGE_BACKEND", None, "reward_fns/mr_judge.py: hf or vllm"),
-    EnvVar("OPENRLHF_VISUALPRM_JUDGE_MAX_NEW_TOKENS", None, "reward_fns/mr_judge.py: reasoning token cap"),
-    EnvVar("OPENRLHF_VISUALPRM_OUTCOME_CHECKER", None, "reward_fns/outcome.py: math-verify or exact"),
-    EnvVar("OPENRLHF_VISUALPRM_ANSWER_KEY", None, "reward_fns/outcome.py: ground-truth key in the label"),
-    EnvVar("OPENRLHF_VISUALPRM_ANSWER_TIMEOUT", None, "reward_fns/outcome.py: seconds per answer check"),
     EnvVar(
         "OPENRLHF_VISUALPRM_MAX_FAILED_FRACTION",
         None,
@@ -105,10 +90,56 @@ def is_set(name: str) -> bool:
     return get(name) not in (None, "", "0", "false", "False")
 
 
-def markdown_table() -> str:
-    """The README's table of every variable (a test keeps the two equal)."""
+# ----------------------------------------------------------------------------- config fields
+def config_vars(component: str, config_type: type) -> list[EnvVar]:
+    """The ``OPENRLHF_VISUALPRM_<COMPONENT>_<FIELD>`` variables generated from ``config_type``'s
+    described fields (config_fields.option): unset means the field's default."""
+    return [
+        EnvVar(name, None, f"reward_fns: {opt.help}", default_text=_shown(opt))
+        for opt in options(config_type)
+        if (name := env_name(component, opt)) is not None
+    ]
+
+
+def _shown(opt) -> str:
+    return opt.default_text() if opt.default is None else f"`{opt.default_text()}`"
+
+
+def config_from_env(component: str, config_type: type, **fixed: Any) -> Any:
+    """``config_type(**fixed)`` overridden by its set ``OPENRLHF_VISUALPRM_<COMPONENT>_*`` variables,
+    checked as flags are; an error names the variables that were set."""
+    values, given = {}, []
+    for opt in options(config_type):
+        name = env_name(component, opt)
+        raw = os.environ.get(name) if name else None
+        if raw not in (None, ""):
+            values[opt.name] = opt.from_text(raw, name)  # not a number / not a choice: names it
+            given.append(f"{name}={raw!r}")
+    try:
+        return config_type(**{**fixed, **values})
+    except ConfigError as exc:  # out of range
+        raise ConfigError(f"{exc} (from {', '.join(given) or 'no variable set'})") from None
+
+
+def snapshot(names: list[str]) -> str:
+    """The values of ``names`` as one string: a cache key that changes when a setting does."""
+    return "|".join(f"{name}={os.environ.get(name)}" for name in sorted(names))
+
+
+def markdown_table(configs: dict[str, type] | None = None) -> str:
+    """The README's table of every variable, those generated from ``configs`` (component -> config
+    type) after the fixed ones (a test keeps the README equal to it)."""
+    generated = [v for name, cls in (configs or {}).items() for v in config_vars(name, cls)]
     rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for var in _VARS:
-        default = "unset" if var.default is None else f"`{var.default}`" if var.default else "empty"
-        rows.append(f"| `{var.name}` | {default} | {var.help} |")
+    for var in (*_VARS, *generated):
+        if var.default_text is not None:
+            default = f"unset: {var.default_text}"
+        else:
+            default = "unset" if var.default is None else f"`{var.default}`" if var.default else "empty"
+        rows.append(f"| `{var.name}` | {_cell(default)} | {_cell(var.help)} |")
     return "\n".join(rows)
+
+
+def _cell(text: str) -> str:
+    """Markdown table cell text: a ``|`` would end the cell."""
+    return text.replace("|", "\\|")

@@ -20,6 +20,10 @@ DTYPE_NAMES: dict[str, str] = {
 }
 
 
+# What a --dtype flag or a config's dtype field offers: auto is bfloat16 on a GPU, float32 on the CPU.
+DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")
+
+
 def check_dtype_name(name: str, allow_auto: bool = False) -> str:
     """``name`` if it is a known dtype name (or ``auto`` when allowed); ``ValueError`` naming the choices."""
     if allow_auto and name == "auto":
@@ -67,6 +71,20 @@ def resolve_device(requested: str | None = "auto") -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+DEVICE_HELP = "torch device: auto (cuda when a GPU is visible, else cpu), cpu, cuda[:N]"
+DTYPE_HELP = "weights dtype: auto (bfloat16 on a GPU, float32 on the CPU), bfloat16, float16, float32"
+
+
+def add_device_arguments(parser: Any, dtype: bool = True) -> None:
+    """``--device`` (and ``--dtype``) as every command that loads a model takes them: one default
+    (``auto``), one help text."""
+    parser.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default: auto)")
+    if dtype:
+        parser.add_argument(
+            "--dtype", default="auto", choices=DTYPE_CHOICES, help=f"{DTYPE_HELP} (default: auto)"
+        )
 
 
 def cli_device(requested: str | None = "auto", flag: str = "--device") -> str:

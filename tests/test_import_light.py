@@ -122,13 +122,28 @@ def test_imports_register_no_exit_hooks_and_leave_logging_alone():
     assert line[-1].split()[1:] == ["0", "0", "1"], line[-1]
 
 
-def test_readme_lists_every_environment_variable_as_envs_defines_it():
-    from pathlib import Path
+def test_readme_flag_and_env_tables_are_the_generated_ones():
+    """Both tables come from the config fields; a field added, renamed or re-documented without
+    ``make readme-tables`` fails here."""
+    from openrlhf_visualprm.plugin import readme_tables
 
-    from openrlhf_visualprm.envs import markdown_table
+    text = readme_tables.README.read_text(encoding="utf-8")
+    assert readme_tables.render(text) == text, "README tables are stale: run make readme-tables"
+    generated = readme_tables.tables()
+    for table in generated.values():
+        assert table in text
+    # every config field with a flag / env var is in them, under its generated name
+    from openrlhf_visualprm.config_fields import env_name, flag_name, options
+    from openrlhf_visualprm.plugin.options import JUDGE_PREFIX, OUTCOME_PREFIX, PRM_PREFIX
+    from openrlhf_visualprm.workers.reward_func import env_configs
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    assert markdown_table() in readme, "README's environment table differs from envs.markdown_table()"
+    prefixes = {"prm": PRM_PREFIX, "judge": JUDGE_PREFIX, "outcome": OUTCOME_PREFIX}
+    for component, cls in env_configs().items():
+        for opt in options(cls):
+            if opt.flag:
+                assert f"| `{flag_name(opt, prefixes[component])}` |" in generated["plugin flags"]
+            if opt.env:
+                assert f"| `{env_name(component, opt)}` |" in generated["environment variables"]
 
 
 def test_environment_is_read_only_in_envs():

@@ -18,6 +18,7 @@ LAYERS: dict[str, int] = {
         [
             "errors",
             "bounds",
+            "config_fields",
             "envs",
             "labels",
             "registry",

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from openrlhf_visualprm.bounds import number
+from openrlhf_visualprm.config_fields import option
 from openrlhf_visualprm.judge.aggregate import AGGREGATORS, FAILURE_POLICIES
 from openrlhf_visualprm.judge.schedule import SCHEDULES
 from openrlhf_visualprm.judge.template import MAX_CANDIDATES
@@ -32,13 +33,28 @@ class JudgeConfig:
 
     model: str = "mr-judge"
     path: str | None = None
-    schedule: str = "listwise"
-    rounds: int = DEFAULT_ROUNDS
-    group_size: int = MAX_CANDIDATES
-    backend: str = "hf"
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
-    aggregator: str = "win_rate"
-    on_failure: str = "neutral"
+    schedule: str = option(
+        "listwise",
+        "listwise rounds of up to group_size candidates, pairwise (all pairs, both orders), reference "
+        "(each response against the label's reference solution), or a knockout bracket",
+        choices=SCHEDULES,
+        env=False,  # reward_fns/mr_judge.py gets one sample at a time: always reference
+    )
+    rounds: int = option(
+        DEFAULT_ROUNDS, f"listwise rounds with reshuffled labels (at most {MAX_ROUNDS})", env=False
+    )
+    group_size: int = option(MAX_CANDIDATES, f"candidates per listwise call (2-{MAX_CANDIDATES})", env=False)
+    backend: str = option("hf", "hf (transformers generate) or vllm (GPU)", choices=BACKENDS)
+    max_new_tokens: int = option(
+        DEFAULT_MAX_NEW_TOKENS, f"the judge's reasoning token cap (at most {MAX_NEW_TOKENS_LIMIT})"
+    )
+    aggregator: str = option("win_rate", "verdicts -> rewards", choices=AGGREGATORS, env=False)
+    on_failure: str = option(
+        "neutral",
+        "an unparsed verdict is a tie (neutral) or left out (skip); never a win",
+        choices=FAILURE_POLICIES,
+        env=False,
+    )
 
     def __post_init__(self) -> None:
         _choice("judge schedule", self.schedule, SCHEDULES)

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from openrlhf_visualprm.bounds import number
+from openrlhf_visualprm.config_fields import option
 from openrlhf_visualprm.errors import ConfigError
 from openrlhf_visualprm.labels import DEFAULT_ANSWER_KEY
 from openrlhf_visualprm.prm.config import _choice, _from_mapping
@@ -23,9 +24,15 @@ MAX_TIMEOUT_S = 600.0  # per answer check: a longer one would stall a whole RL s
 class OutcomeConfig:
     """``checker``: math-verify (symbolic equivalence) or exact (normalised string equality)."""
 
-    checker: str = "math-verify"
-    timeout_s: float = 5.0
-    answer_key: str = DEFAULT_ANSWER_KEY
+    checker: str = option(
+        "math-verify",
+        "math-verify (symbolic equivalence) or exact (normalised string equality)",
+        choices=CHECKERS,
+    )
+    timeout_s: float = option(
+        5.0, f"seconds per answer check (at most {MAX_TIMEOUT_S:g})", flag="timeout", env="ANSWER_TIMEOUT"
+    )
+    answer_key: str = option(DEFAULT_ANSWER_KEY, "ground-truth key in the label dict", env="ANSWER_KEY")
 
     def __post_init__(self) -> None:
         _choice("outcome checker", self.checker, CHECKERS)

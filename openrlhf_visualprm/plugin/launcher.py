@@ -18,14 +18,21 @@ import json
 import os
 import runpy
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
 from openrlhf_visualprm import envs, registry
+from openrlhf_visualprm.config_fields import config_from_flags
 from openrlhf_visualprm.errors import ConfigError, FlagError
 from openrlhf_visualprm.plugin import legacy_flags, openrlhf_cli, preflight
-from openrlhf_visualprm.plugin.options import parse_plugin_flags, plugin_option_strings
+from openrlhf_visualprm.plugin.options import (
+    JUDGE_PREFIX,
+    OUTCOME_PREFIX,
+    PRM_PREFIX,
+    parse_plugin_flags,
+    plugin_option_strings,
+)
 from openrlhf_visualprm.plugin.plan import (
     DENSE_ESTIMATORS,
     PLAN_ENV,
@@ -35,7 +42,6 @@ from openrlhf_visualprm.plugin.plan import (
     RewardPlan,
     parse_weights,
 )
-from openrlhf_visualprm.torch_names import check_device_name
 
 WORKER_HOOK = "openrlhf_visualprm.plugin.worker_hook.setup_worker"
 OPENRLHF_ENV_DEFAULTS = {
@@ -46,8 +52,6 @@ OPENRLHF_ENV_DEFAULTS = {
 _PLUGIN_PREFIXES = ("--reward.prm.", "--reward.judge.", "--reward.outcome.")
 _MODEL_FLAG = "--reward.model_name_or_path"
 SKIP_MODEL_CHECK_ENV = "OPENRLHF_VISUALPRM_SKIP_MODEL_CHECK"
-
-
 
 
 @dataclass
@@ -311,63 +315,40 @@ def credit_notes(plan) -> list[str]:
     return notes
 
 
-def _component_flags(popts, component: str, config_type) -> dict:
-    """``--reward.<component>.<field>`` values by field name: the flags are named after the config
-    type's fields, so a new field needs only its flag. ``model``/``path`` come from the resolver."""
-    prefix = f"reward_{component}_"
-    return {
-        f.name: getattr(popts, prefix + f.name)
-        for f in fields(config_type)
-        if f.name not in ("model", "path") and hasattr(popts, prefix + f.name)
-    }
-
-
 def build_reward_plan(
     popts, models: list[registry.ResolvedModel], ns: SimpleNamespace, missing: list[str] | None = None
 ) -> RewardPlan:
     """The flags parsed into the component config types; a value they refuse names its flag."""
     by_kind = {r.kind: r for r in models}
-    try:  # the config layer's one device check (the plan repeats it), named by its flag here
-        check_device_name(popts.reward_device, "--reward.device")
-    except ConfigError as exc:
-        raise FlagError(str(exc), "--reward.device") from None
-    plan = RewardPlan(
+    plan = config_from_flags(
+        popts,
+        RewardPlan,
+        prefix="--reward.",
+        dest_prefix="reward_",
         estimator=ns.algo.advantage.estimator,
         n_samples_per_prompt=ns.rollout.n_samples_per_prompt,
         image_roots=absolute_image_roots(popts.reward_image_roots, missing),
-        pool=popts.reward_pool,
-        device=popts.reward_device,
-        max_failed_fraction=popts.reward_max_failed_fraction,
     )
-    try:
-        if "prm" in by_kind:
-            r = by_kind["prm"]
-            plan.prm = PRMConfig(
-                model=r.name, path=r.path or r.repo_id, **_component_flags(popts, "prm", PRMConfig)
+    for kind, config_type, prefix in (("prm", PRMConfig, PRM_PREFIX), ("judge", JudgeConfig, JUDGE_PREFIX)):
+        if kind in by_kind:
+            r = by_kind[kind]
+            component = config_from_flags(
+                popts,
+                config_type,
+                prefix=prefix,
+                dest_prefix=f"reward_{kind}_",
+                model=r.name,
+                path=r.path or r.repo_id,
             )
-    except ConfigError as exc:
-        raise FlagError(f"--reward.prm.*: {exc}", "--reward.prm") from None
-    try:
-        if "judge" in by_kind:
-            r = by_kind["judge"]
-            plan.judge = JudgeConfig(
-                model=r.name, path=r.path or r.repo_id, **_component_flags(popts, "judge", JudgeConfig)
-            )
-    except ConfigError as exc:
-        raise FlagError(f"--reward.judge.*: {exc}", "--reward.judge") from None
+            setattr(plan, kind, component)
     try:
         weights = parse_weights(popts.reward_weights)
     except ConfigError as exc:
         raise FlagError(str(exc), "--reward.weights") from None
     if popts.reward_outcome_enable or "outcome" in weights:
-        try:
-            plan.outcome = OutcomeConfig(
-                checker=popts.reward_outcome_checker,
-                timeout_s=popts.reward_outcome_timeout,
-                answer_key=popts.reward_outcome_answer_key,
-            )
-        except ConfigError as exc:
-            raise FlagError(f"--reward.outcome.*: {exc}", "--reward.outcome") from None
+        plan.outcome = config_from_flags(
+            popts, OutcomeConfig, prefix=OUTCOME_PREFIX, dest_prefix="reward_outcome_"
+        )
     for name in weights:
         if name not in plan.components:
             raise FlagError(

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 from openrlhf_visualprm import envs
 from openrlhf_visualprm.bounds import number, parse_number
+from openrlhf_visualprm.config_fields import option
 from openrlhf_visualprm.errors import ConfigError
 from openrlhf_visualprm.judge.config import BACKENDS as JUDGE_BACKENDS
 from openrlhf_visualprm.judge.config import JudgeConfig
@@ -67,9 +68,16 @@ class RewardPlan:
     estimator: str = "group_norm"
     n_samples_per_prompt: int = 1
     image_roots: list[str] = field(default_factory=list)
-    pool: str | None = None
-    device: str = "auto"
-    max_failed_fraction: float = DEFAULT_MAX_FAILED_FRACTION
+    pool: str | None = option(
+        None, "name of a running RewardPool to send PRM/judge work to", unset="none", env=False
+    )
+    device: str = option("auto", "reward actor device: auto, cpu, cuda[:N]", env=False)
+    max_failed_fraction: float = option(
+        DEFAULT_MAX_FAILED_FRACTION,
+        "stop the run when more than this fraction of a step's prompt groups had a bad sample "
+        "(neutral rewards); 1 disables the guard",
+        env=False,
+    )
 
     def __post_init__(self) -> None:
         """A plan from flags or from the exported JSON is checked the same way (NaN is valid JSON)."""

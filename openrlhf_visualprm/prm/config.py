@@ -22,39 +22,92 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from openrlhf_visualprm.bounds import number
+from openrlhf_visualprm.config_fields import option
 from openrlhf_visualprm.errors import ConfigError
 from openrlhf_visualprm.images import DEFAULT_MAX_TILES, MAX_TILES_LIMIT
 from openrlhf_visualprm.prm.aggregate import AGGREGATIONS, CREDIT_MODES, DEFAULT_CREDIT
-from openrlhf_visualprm.steps import DEFAULT_SEPARATOR, REGEX_PREFIX, check_splitter
+from openrlhf_visualprm.steps import DEFAULT_SEPARATOR, REGEX_PREFIX, check_splitter, unescape_separator
+from openrlhf_visualprm.torch_names import DTYPE_CHOICES
 
 METHODS = ("per-step", "single", "shared")
-DTYPES = ("auto", "bfloat16", "float16", "float32")  # auto: bfloat16 on GPU, float32 on CPU
+DTYPES = DTYPE_CHOICES  # auto: bfloat16 on GPU, float32 on CPU
 SCORING_FIELDS = ("method", "aggregation", "max_steps", "splitter", "temperature")
+# Fields fixed when the model is loaded (the score/serve/eval commands' load flags).
+LOAD_FIELDS = ("max_tiles", "dtype", "system_message")
+
+
+def _show_splitter(spec: str) -> str:
+    return spec.encode("unicode_escape").decode()
 
 
 @dataclass(frozen=True)
 class PRMConfig:
-    """How VisualPRM scores. ``model`` is what the user typed, ``path`` what the resolver found."""
+    """How VisualPRM scores. ``model`` is what the user typed, ``path`` what the resolver found.
+
+    Every described field becomes a flag (``--reward.prm.<name>``; ``--<name>`` in ``score`` /
+    ``serve``) and, unless ``env=False``, an ``OPENRLHF_VISUALPRM_PRM_<NAME>`` variable of the
+    ``reward_fns`` route (config_fields)."""
 
     model: str = "visualprm"
     path: str | None = None
-    method: str = "shared"
-    aggregation: str = "mean"
-    max_steps: int | None = None
-    splitter: str = DEFAULT_SEPARATOR
-    temperature: float = 0.1
+    method: str = option(
+        "shared",
+        "scoring pass layout: shared (image+question once per group), single (one pass per "
+        "response), per-step (one pass per step prefix; the reference)",
+        choices=METHODS,
+    )
+    aggregation: str = option(
+        "mean", "step scores -> one response score (softmin: see temperature)", choices=AGGREGATIONS
+    )
+    max_steps: int | None = option(
+        None,
+        "merge steps into at most N blocks, the final answer kept alone (VisualPRM-8B-v1.1's "
+        "training data has at most 16)",
+        unset="no merging",
+    )
+    splitter: str = option(
+        DEFAULT_SEPARATOR,
+        "step separator: literal text (\\n and \\t are the only escapes), re:PATTERN (a regular "
+        "expression, taken literally), or preset:paragraphs|lines|steps|think",
+        parse=unescape_separator,
+        show=_show_splitter,
+    )
+    temperature: float = option(0.1, "softmin temperature (aggregation softmin)")
     # how step scores become per-token returns in RL (rewards.credit); RL-side only, no score changes
-    credit: str = DEFAULT_CREDIT
-    v0: float = 0.0  # diff / diff_group: the value before the first step
-    empty_score: float = 0.0  # a stepless response counts as one step with this P('+')
-    value_max_steps: int = 8  # value: steps after this many earn nothing
-    credit_temperature: float = 0.1  # pure: T of the min-form softmax
-    credit_anchor: bool = False  # per-step modes: each response's level set by the anchored value
-    max_tiles: int = DEFAULT_MAX_TILES
-    dtype: str = "auto"
+    credit: str = option(
+        DEFAULT_CREDIT,
+        "how step scores (and the outcome) become per-token returns: anchored (the PRM ranks within "
+        "the outcome class), process_grpo, pure, rloo, diff, diff_group, value; off = the scalar "
+        "aggregate through OpenRLHF's estimator (README: credit assignment)",
+        choices=CREDIT_MODES,
+        env=False,
+    )
+    v0: float = option(0.0, "credit diff / diff_group: the value before the first step (a P(+))", env=False)
+    empty_score: float = option(
+        0.0, "credit modes: P(+) of the one step a stepless response counts as", env=False
+    )
+    value_max_steps: int = option(8, "credit value: steps after this many earn nothing", env=False)
+    credit_temperature: float = option(0.1, "credit pure: temperature of the min-form softmax", env=False)
+    credit_anchor: bool = option(
+        False,
+        "per-step credit modes: each response's first-token return is the anchored value, the mode "
+        "keeps its step-to-step credit",
+        env=False,
+    )
+    max_tiles: int = option(
+        DEFAULT_MAX_TILES, f"InternVL dynamic tiles per image (at most {MAX_TILES_LIMIT}); fixed at load"
+    )
+    dtype: str = option(
+        "auto", "weights dtype (auto: bfloat16 on GPU, float32 on CPU); fixed at load", choices=DTYPES
+    )
     # prm | internvl2_5 | config | the text itself; None: the checkpoint config's, else InternVL2.5's
     # (prm.template.resolve_system_message). Fixed at load time, like max_tiles and dtype.
-    system_message: str | None = None
+    system_message: str | None = option(
+        None,
+        "system message: prm (the data pipeline's PRM prompt), internvl2_5, config, or the text itself; "
+        "fixed at load, logged at load",
+        unset="the checkpoint config's, else InternVL2.5's",
+    )
 
     def __post_init__(self) -> None:
         _choice("method", self.method, METHODS)

@@ -86,50 +86,39 @@ def _device() -> str:
     return resolve_device(envs.get("OPENRLHF_VISUALPRM_DEVICE") or "auto")
 
 
-def _typed(name: str, cast: Callable[[str], Any]) -> Any:
-    """A finite number in the variable's bounds (envs.number: errors name the variable)."""
-    return envs.number(name, integer=cast is int)
+def env_configs() -> dict[str, type]:
+    """Component -> config type whose fields the ``OPENRLHF_VISUALPRM_<COMPONENT>_*`` variables set."""
+    from openrlhf_visualprm.judge.config import JudgeConfig
+    from openrlhf_visualprm.outcome.config import OutcomeConfig
+    from openrlhf_visualprm.prm.config import PRMConfig
+
+    return {"prm": PRMConfig, "judge": JudgeConfig, "outcome": OutcomeConfig}
+
+
+def env_vars() -> dict[str, envs.EnvVar]:
+    """Every variable this route reads: the fixed ones and those generated from the config fields."""
+    generated = [v for name, cls in env_configs().items() for v in envs.config_vars(name, cls)]
+    return {**envs.VARS, **{v.name: v for v in generated}}
+
+
+def _config_from_env(component: str, **fixed):
+    return envs.config_from_env(component, env_configs()[component], **fixed)
 
 
 def prm_config_from_env():
     """The PRM settings of ``reward_fns/visualprm.py``, parsed into the one PRM config type."""
-    from openrlhf_visualprm.prm.config import PRMConfig
-
-    values = {
-        "model": envs.get("OPENRLHF_VISUALPRM_PRM_MODEL"),
-        "aggregation": envs.get("OPENRLHF_VISUALPRM_PRM_AGGREGATION"),
-        "method": envs.get("OPENRLHF_VISUALPRM_PRM_METHOD"),
-        "max_steps": _typed("OPENRLHF_VISUALPRM_PRM_MAX_STEPS", int),
-        "splitter": envs.get("OPENRLHF_VISUALPRM_PRM_SPLITTER"),
-        "temperature": _typed("OPENRLHF_VISUALPRM_PRM_TEMPERATURE", float),
-        "max_tiles": _typed("OPENRLHF_VISUALPRM_PRM_MAX_TILES", int),
-        "dtype": envs.get("OPENRLHF_VISUALPRM_PRM_DTYPE"),
-        "system_message": envs.get("OPENRLHF_VISUALPRM_PRM_SYSTEM_MESSAGE"),
-    }
-    return PRMConfig(**{k: v for k, v in values.items() if v is not None})
+    model = envs.get("OPENRLHF_VISUALPRM_PRM_MODEL")
+    return _config_from_env("prm", **({"model": model} if model else {}))
 
 
 def judge_config_from_env():
-    from openrlhf_visualprm.judge.config import JudgeConfig
-
-    values = {
-        "model": "mr-judge",  # the alias: OPENRLHF_VISUALPRM_JUDGE_MODEL overrides it in the resolver
-        "schedule": "reference",
-        "backend": envs.get("OPENRLHF_VISUALPRM_JUDGE_BACKEND"),
-        "max_new_tokens": _typed("OPENRLHF_VISUALPRM_JUDGE_MAX_NEW_TOKENS", int),
-    }
-    return JudgeConfig(**{k: v for k, v in values.items() if v is not None})
+    # the alias: OPENRLHF_VISUALPRM_JUDGE_MODEL overrides it in the resolver; one sample at a time
+    # reaches this route, so it is judged against the label's reference
+    return _config_from_env("judge", model="mr-judge", schedule="reference")
 
 
 def outcome_config_from_env():
-    from openrlhf_visualprm.outcome.config import OutcomeConfig
-
-    values = {
-        "checker": envs.get("OPENRLHF_VISUALPRM_OUTCOME_CHECKER"),
-        "answer_key": envs.get("OPENRLHF_VISUALPRM_ANSWER_KEY"),
-        "timeout_s": _typed("OPENRLHF_VISUALPRM_ANSWER_TIMEOUT", float),
-    }
-    return OutcomeConfig(**{k: v for k, v in values.items() if v is not None})
+    return _config_from_env("outcome")
 
 
 # ----------------------------------------------------------------------------- components
@@ -178,7 +167,7 @@ _BUILDERS = {"prm": _prm_component, "judge": _judge_component, "outcome": _outco
 def _runtime(name: str):
     from openrlhf_visualprm.rewards.runtime import RewardRuntime
 
-    settings = "|".join(f"{var}={envs.get(var)}" for var in sorted(envs.VARS))  # a changed setting: rebuild
+    settings = envs.snapshot(list(env_vars()))  # a changed setting: rebuild
     return _cached(f"runtime:{name}:{settings}", lambda: RewardRuntime({name: _BUILDERS[name]()}))
 
 
@@ -189,8 +178,8 @@ def _failure_window(name: str):
         FailureWindow,
     )
 
-    size = _typed("OPENRLHF_VISUALPRM_FAILURE_WINDOW", int)
-    fraction = _typed("OPENRLHF_VISUALPRM_MAX_FAILED_FRACTION", float)
+    size = envs.number("OPENRLHF_VISUALPRM_FAILURE_WINDOW", integer=True)
+    fraction = envs.number("OPENRLHF_VISUALPRM_MAX_FAILED_FRACTION")
     size = DEFAULT_FAILURE_WINDOW if size is None else size
     fraction = DEFAULT_MAX_FAILED_FRACTION if fraction is None else fraction
     names = ("OPENRLHF_VISUALPRM_FAILURE_WINDOW", "OPENRLHF_VISUALPRM_MAX_FAILED_FRACTION")
