@@ -16,8 +16,9 @@ import json
 import time
 from pathlib import Path
 
-from openrlhf_visualprm.prm.aggregate import AGGREGATIONS
-from openrlhf_visualprm.prm.config import METHODS
+from openrlhf_visualprm.config_fields import add_flags
+from openrlhf_visualprm.prm.config import PRMConfig
+from openrlhf_visualprm.torch_names import add_device_arguments
 
 RANDOM_JUDGE_NOTE = (
     "Judge rewards of 0.500: the tiny judge has random weights, so its outputs almost never parse to a "
@@ -37,14 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--data", default=None, help="demo.jsonl (default: generate the mini set)")
     parser.add_argument("--out", default="demo-output", help="output folder (default demo-output/)")
-    parser.add_argument("--method", default="shared", choices=METHODS)
-    parser.add_argument("--aggregation", default="mean", choices=AGGREGATIONS)
-    parser.add_argument(
-        "--device", default="auto", help="auto (cuda when a GPU is visible, else cpu), cpu or cuda[:N]"
-    )
-    parser.add_argument(
-        "--dtype", default="auto", help="auto (bfloat16 on a GPU, float32 on the CPU) or a name"
-    )
+    add_flags(parser, PRMConfig, only=["method", "aggregation"])
+    add_device_arguments(parser)
     parser.add_argument(
         "--judge",
         default=None,

@@ -391,9 +391,24 @@ def test_serve_builds_the_pool_component_config_whole_from_its_flags(
         serve_cli.component_config(
             parser.parse_args(["--model", str(tiny_prm_path), "--schedule", "reference"])
         )
-    with pytest.raises(ConfigError, match="--dtype / --max-tiles / --system-message set the PRM"):
+    with pytest.raises(ConfigError, match="^--max-tiles, --dtype set the PRM; this pool runs --kind judge"):
         serve_cli.component_config(
-            parser.parse_args(["--model", str(tiny_judge_path), "--kind", "judge", "--dtype", "bfloat16"])
+            parser.parse_args(
+                [
+                    "--model",
+                    str(tiny_judge_path),
+                    "--kind",
+                    "judge",
+                    "--dtype",
+                    "bfloat16",
+                    "--max-tiles",
+                    "2",
+                ]
+            )
+        )
+    with pytest.raises(ConfigError, match="--rounds 0: judge rounds must be an integer in"):
+        serve_cli.component_config(
+            parser.parse_args(["--model", str(tiny_judge_path), "--kind", "judge", "--rounds", "0"])
         )
     monkeypatch.setenv("OPENRLHF_VISUALPRM_MAX_FAILED_FRACTION", "0.25")
     assert serve_cli._guard_setting(None, "OPENRLHF_VISUALPRM_MAX_FAILED_FRACTION", 0.5, float, "--x") == 0.25

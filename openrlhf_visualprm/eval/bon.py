@@ -26,6 +26,7 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
+from openrlhf_visualprm.config_fields import add_flags
 from openrlhf_visualprm.data.benchmarks import BonItem, read_bon
 from openrlhf_visualprm.eval.judge_adapter import PairJudge
 from openrlhf_visualprm.eval.loop import add_run_arguments, finish_run, run_items
@@ -43,9 +44,10 @@ from openrlhf_visualprm.eval.results import (
     write_json,
 )
 from openrlhf_visualprm.images import ImageRoots
+from openrlhf_visualprm.judge.config import JudgeConfig
 from openrlhf_visualprm.judge.schedule import Matchup, run_bracket
 from openrlhf_visualprm.prm.aggregate import AGGREGATIONS
-from openrlhf_visualprm.prm.config import METHODS
+from openrlhf_visualprm.prm.config import PRMConfig
 from openrlhf_visualprm.prm.load_options import add_load_arguments, load_prm
 
 Extract = Callable[[str], "str | None"]
@@ -236,11 +238,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--judge", default=None, help="judge checkpoint (path or alias) for knockout selection"
     )
-    parser.add_argument("--judge-backend", default="hf", help="judge backend (default hf)")
-    parser.add_argument(
-        "--judge-max-new-tokens", type=int, default=1024, help="cap on judge reasoning tokens"
+    # --judge-backend, --judge-max-new-tokens; --method: the config fields' defaults and help
+    add_flags(
+        parser, JudgeConfig, prefix="--judge-", dest_prefix="judge_", only=["backend", "max_new_tokens"]
     )
-    parser.add_argument("--method", default="shared", choices=METHODS, help="PRM method")
+    add_flags(parser, PRMConfig, only=["method"])
     parser.add_argument(
         "--max-n", type=int, default=None, help="use at most the first N responses per question"
     )

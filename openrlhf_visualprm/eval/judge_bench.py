@@ -19,6 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from openrlhf_visualprm.config_fields import add_flags
 from openrlhf_visualprm.data.benchmarks import VLRB_CATEGORIES, RewardBenchPair, read_vlrewardbench
 from openrlhf_visualprm.eval.judge_adapter import PairJudge
 from openrlhf_visualprm.eval.loop import add_run_arguments, finish_run, run_items
@@ -26,6 +27,8 @@ from openrlhf_visualprm.eval.metrics import accuracy_report, order_stats
 from openrlhf_visualprm.eval.plots import plot_judge_accuracy
 from openrlhf_visualprm.eval.results import ResultsLog, field_of, is_int, list_of, write_json
 from openrlhf_visualprm.images import ImageRoots
+from openrlhf_visualprm.judge.config import JudgeConfig
+from openrlhf_visualprm.torch_names import add_device_arguments
 
 
 def _check_pick(pick) -> int | None:
@@ -163,7 +166,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--judge", required=True, help="judge checkpoint: local path or alias (e.g. mr-judge)"
     )
-    parser.add_argument("--backend", default="hf", help="judge backend (default hf)")
+    add_flags(parser, JudgeConfig, only=["backend", "max_new_tokens"])  # the config's defaults and help
     parser.add_argument(
         "--data", required=True, help="VL-RewardBench file (jsonl / json / parquet / save_to_disk)"
     )
@@ -177,14 +180,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(
         parser, default_out="eval-judge-output", outputs="results.jsonl, report.json, accuracy.png"
     )
-    parser.add_argument(
-        "--device",
-        default="auto",
-        help="torch device: auto (cuda when a GPU is visible, else cpu), cpu, cuda[:N]",
-    )
-    parser.add_argument(
-        "--max-new-tokens", type=int, default=1024, help="cap on the judge's reasoning tokens"
-    )
+    add_device_arguments(parser, dtype=False)
     parser.add_argument(
         "--fallback",
         default="none",

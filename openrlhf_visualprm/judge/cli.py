@@ -14,12 +14,10 @@ from pathlib import Path
 
 from openrlhf_visualprm.errors import ConfigError
 
+from ..config_fields import add_flags, config_from_flags
 from ..steps import read_responses_file
-from ..torch_names import cli_device, describe_device
-from .aggregate import AGGREGATORS, FAILURE_POLICIES
-from .backends import BACKENDS
-from .config import DEFAULT_ROUNDS
-from .schedule import SCHEDULES
+from ..torch_names import add_device_arguments, cli_device, describe_device
+from .config import JudgeConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,9 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="judge checkpoint: a local folder, a hub id in the local HF cache, or the alias "
         "'mr-judge' ($OPENRLHF_VISUALPRM_JUDGE_MODEL, default Qwen/Qwen2.5-VL-7B-Instruct)",
     )
-    parser.add_argument(
-        "--backend", choices=BACKENDS, default="hf", help="hf (transformers generate) or vllm (GPU)"
-    )
+    # --schedule, --rounds, --group-size (--k), --backend, --max-new-tokens, --aggregator, --on-failure
+    add_flags(parser, JudgeConfig, aliases={"group_size": ["--k"]})
     parser.add_argument(
         "--image",
         action="append",
@@ -50,35 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reference", default=None, help="reference solution text (for --schedule reference)"
     )
     parser.add_argument(
-        "--schedule",
-        choices=SCHEDULES,
-        default="listwise",
-        help="listwise rounds (default), pairwise all pairs both orders, versus a reference, "
-        "or a knockout bracket",
-    )
-    parser.add_argument(
-        "--rounds", type=int, default=DEFAULT_ROUNDS, help=f"listwise rounds (default {DEFAULT_ROUNDS})"
-    )
-    parser.add_argument("--k", type=int, default=4, help="candidates per listwise call, 2..4 (default 4)")
-    parser.add_argument("--aggregator", choices=AGGREGATORS, default="win_rate", help="verdicts -> rewards")
-    parser.add_argument(
-        "--on-failure",
-        choices=FAILURE_POLICIES,
-        default="neutral",
-        help="a failed parse is a tie (neutral) or ignored (skip); never a win",
-    )
-    parser.add_argument(
         "--reask", action="store_true", help="constrained second call for the letter on failure"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of every shuffle (default 0)")
-    parser.add_argument(
-        "--max-new-tokens", type=int, default=1024, help="judge reasoning budget (default 1024)"
-    )
     parser.add_argument("--batch-size", type=int, default=16, help="HF backend: calls per generate batch")
-    parser.add_argument(
-        "--device", default="auto", help="HF backend device (default auto: cuda when a GPU is visible)"
-    )
-    parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
+    add_device_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the full result (calls included) as JSON")
     parser.add_argument("--show-calls", action="store_true", help="print each judge prompt and raw output")
     parser.add_argument(
@@ -99,7 +72,8 @@ def read_responses(path: str | os.PathLike) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from .judge import MRJudge
 
-    if args.schedule == "reference" and not (args.reference or "").strip():
+    config = config_from_flags(args, JudgeConfig, model=args.model)  # refused by name before loading
+    if config.schedule == "reference" and not (args.reference or "").strip():
         raise ConfigError(
             "--schedule reference compares each response with a reference solution: give --reference TEXT"
         )
@@ -108,21 +82,17 @@ def run(args: argparse.Namespace) -> int:
         if not Path(p).is_file():
             raise ConfigError(f"--image {p}: no such file")
     roots = sorted({str(Path(p).resolve().parent) for p in args.image})
-    device = cli_device(args.device) if args.backend == "hf" else args.device
-    if args.backend == "hf":
+    device = cli_device(args.device) if config.backend == "hf" else args.device
+    if config.backend == "hf":
         print(describe_device(args.device, device), file=sys.stderr)
     judge = MRJudge.from_pretrained(
         args.model,
-        backend=args.backend,
+        backend=config.backend,
         device=device,
         dtype=args.dtype,
-        max_new_tokens=args.max_new_tokens,
+        max_new_tokens=config.max_new_tokens,
         batch_size=args.batch_size,
-        schedule=args.schedule,
-        rounds=args.rounds,
-        k=args.k,
-        aggregator=args.aggregator,
-        on_failure=args.on_failure,
+        **config.judge_kwargs(),
         reask=args.reask,
         seed=args.seed,
         image_roots=roots or None,

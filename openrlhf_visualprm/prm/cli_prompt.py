@@ -6,8 +6,10 @@ import argparse
 import json
 import sys
 
+from openrlhf_visualprm.config_fields import add_flags
 from openrlhf_visualprm.errors import ConfigError
 from openrlhf_visualprm.prm import template as T
+from openrlhf_visualprm.prm.config import PRMConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--steps-json", required=True, help='the steps as a JSON list of strings, e.g. \'["a", "b"]\''
     )
-    T.add_system_message_argument(parser)
+    add_flags(parser, PRMConfig, only=["system_message"])
     parser.add_argument("--num-tiles", default="1", help="image tiles, comma-separated per image (default 1)")
     parser.add_argument(
         "--collapse-image-tokens",

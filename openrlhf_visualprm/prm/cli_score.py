@@ -6,9 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+from openrlhf_visualprm.config_fields import add_flags, config_from_flags
 from openrlhf_visualprm.prm import template as T
-from openrlhf_visualprm.prm.aggregate import AGGREGATIONS
-from openrlhf_visualprm.prm.config import METHODS
+from openrlhf_visualprm.prm.config import SCORING_FIELDS, PRMConfig
 from openrlhf_visualprm.prm.load_options import add_load_arguments, load_prm
 from openrlhf_visualprm.steps import read_responses_file
 
@@ -22,19 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", action="append", required=True, help="image file (repeat for several)")
     parser.add_argument("--question", required=True)
     parser.add_argument("--responses", required=True, type=Path, help="jsonl file of responses")
-    parser.add_argument(
-        "--method", choices=METHODS, default="shared", help="computation path (default shared)"
-    )
-    parser.add_argument(
-        "--aggregation", choices=AGGREGATIONS, default="mean", help="response score (default mean)"
-    )
-    parser.add_argument("--temperature", type=float, default=0.1, help="softmin temperature (default 0.1)")
-    parser.add_argument(
-        "--max-steps",
-        type=int,
-        default=None,
-        help="merge steps into at most N blocks (VisualPRM-8B-v1.1's training data: at most 16)",
-    )
+    add_flags(parser, PRMConfig, only=SCORING_FIELDS)  # --method, --aggregation, --splitter, ...
     add_load_arguments(parser)
     parser.add_argument("--json", action="store_true", help="one JSON object per response")
 
@@ -45,16 +33,14 @@ def run(args: argparse.Namespace) -> int:
     responses, steps = read_responses_file(args.responses)
     T.format_question(args.question, len(args.image))  # a placeholder mismatch: refused before loading
     roots = ImageRoots.of([Path(p).resolve().parent for p in args.image])
+    config = config_from_flags(args, PRMConfig, model=args.model)  # refused by name before loading
     prm = load_prm(args.model, args, image_roots=roots)
     results = prm.score(
         [str(Path(p).resolve()) for p in args.image],
         args.question,
         responses=responses,
         steps=steps,
-        method=args.method,
-        aggregation=args.aggregation,
-        max_steps=args.max_steps,
-        temperature=args.temperature,
+        **config.score_kwargs(),
     )
     if args.json:
         for r in results:

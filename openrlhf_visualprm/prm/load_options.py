@@ -13,30 +13,16 @@ import argparse
 import sys
 from typing import Any
 
-from openrlhf_visualprm.images import DEFAULT_MAX_TILES
-from openrlhf_visualprm.prm.template import add_system_message_argument
+from openrlhf_visualprm.config_fields import add_flags
+from openrlhf_visualprm.prm.config import LOAD_FIELDS, PRMConfig
+from openrlhf_visualprm.torch_names import add_device_arguments
 
 
 def add_load_arguments(parser: argparse.ArgumentParser, tiles: bool = True) -> None:
-    """``--device``, ``--dtype``, ``--system-message`` and (with ``tiles``) ``--max-tiles``."""
-    parser.add_argument(
-        "--device",
-        default="auto",
-        help="torch device: auto (cuda when a GPU is visible, else cpu), cpu, cuda[:N]",
-    )
-    parser.add_argument(
-        "--dtype",
-        default="auto",
-        help="auto (bfloat16 on a GPU, float32 on the CPU) | float32 | bfloat16 | float16",
-    )
-    if tiles:
-        parser.add_argument(
-            "--max-tiles",
-            type=int,
-            default=DEFAULT_MAX_TILES,
-            help=f"InternVL tiles per image (default {DEFAULT_MAX_TILES}, the model card's)",
-        )
-    add_system_message_argument(parser)
+    """``--device`` and the PRMConfig load fields as flags: ``--dtype``, ``--system-message`` and
+    (with ``tiles``) ``--max-tiles``, their defaults and help the config's."""
+    add_device_arguments(parser, dtype=False)
+    add_flags(parser, PRMConfig, only=[f for f in LOAD_FIELDS if tiles or f != "max_tiles"])
 
 
 def load_prm(model: str, args: argparse.Namespace, image_roots: Any = None):

@@ -245,19 +245,6 @@ def resolve_system_message(choice: str | None, config_value: str | None, model_i
     return SystemMessage(choice, "text", "text given by the caller")
 
 
-def add_system_message_argument(parser) -> None:
-    """``--system-message`` for every command that loads a PRM (one definition, one help text)."""
-    names = " | ".join(SYSTEM_MESSAGE_CHOICES)
-    parser.add_argument(
-        "--system-message",
-        default=None,
-        metavar="NAME|TEXT",
-        help=f"PRM system message: {names} | the text itself. Default: the checkpoint config's, "
-        "else InternVL2.5's (the released inference behaviour). 'prm' is the prompt of "
-        "VisualPRM-8B-v1.1's training data",
-    )
-
-
 # --------------------------------------------------------------------------- BOS rule
 
 

@@ -24,22 +24,18 @@ import os
 import signal
 import socket
 import threading
-from dataclasses import MISSING, fields
 
 from openrlhf_visualprm import envs
+from openrlhf_visualprm.config_fields import add_flags, changed_flags, config_from_flags
 from openrlhf_visualprm.errors import ConfigError
-from openrlhf_visualprm.images import DEFAULT_MAX_TILES
 from openrlhf_visualprm.judge.config import JudgeConfig
-from openrlhf_visualprm.prm.template import add_system_message_argument
+from openrlhf_visualprm.prm.config import LOAD_FIELDS, PRMConfig
 from openrlhf_visualprm.rewards.groups import (
     DEFAULT_MAX_GROUP_PIXELS,
     DEFAULT_MAX_IMAGES_PER_GROUP,
     DEFAULT_MAX_REQUEST_PIXELS,
 )
 from openrlhf_visualprm.rewards.guard import DEFAULT_FAILURE_WINDOW, DEFAULT_MAX_FAILED_FRACTION
-
-# JudgeConfig fields serve takes as flags (--schedule, --rounds, ...); the rest are the model's.
-JUDGE_FLAG_FIELDS = [f.name for f in fields(JudgeConfig) if f.name not in ("model", "path")]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,24 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     m.add_argument("--num-workers", type=int, default=1, help="model workers in the pool (default 1)")
     j = parser.add_argument_group(
-        "judge (--kind judge): fixed for the pool's lifetime; a plan asking for other values is refused"
+        "judge (--kind judge): fixed for the pool's lifetime; a plan asking for other values is refused. "
+        "POST / (OpenRLHF's one-sample requests) needs --schedule reference"
     )
-    for f in fields(JudgeConfig):  # one flag per JudgeConfig field, its default the config's
-        if f.name in JUDGE_FLAG_FIELDS:
-            default = f.default if f.default is not MISSING else None
-            j.add_argument(
-                f"--{f.name.replace('_', '-')}",
-                dest=f"judge_{f.name}",
-                type=type(default) if default is not None else str,
-                default=default,
-                help=f"JudgeConfig.{f.name} (default {default})"
-                + (
-                    ": 'reference' judges one response against the label's reference, as OpenRLHF's "
-                    "one-sample requests to POST / need"
-                    if f.name == "schedule"
-                    else ""
-                ),
-            )
+    add_flags(j, JudgeConfig, dest_prefix="judge_")  # --schedule, --rounds, ...: the config's fields
     m.add_argument(
         "--num-gpus",
         type=float,
@@ -78,19 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     m.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per worker (default 1)")
     m.add_argument(
-        "--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32"
-    )
-    m.add_argument(
         "--attn-implementation", default=None, help="e.g. sdpa, flash_attention_2 (default: model's)"
     )
     m.add_argument("--max-batch-tokens", type=int, default=32768, help="token budget of one worker batch")
-    m.add_argument(
-        "--max-tiles",
-        type=int,
-        default=DEFAULT_MAX_TILES,
-        help=f"PRM: InternVL tiles per image (default {DEFAULT_MAX_TILES}); fixed for the pool's lifetime",
-    )
-    add_system_message_argument(m)
+    p = parser.add_argument_group("VisualPRM (--kind prm): fixed for the pool's lifetime")
+    add_flags(p, PRMConfig, only=LOAD_FIELDS)  # --max-tiles, --dtype, --system-message
     m.add_argument(
         "--strategy",
         default="PACK",
@@ -254,30 +228,18 @@ def _guard_setting(flag_value, env_name: str, default, cast, flag: str):
 
 def component_config(args: argparse.Namespace):
     """The pool's component config, whole: what the workers load and what plans are checked against."""
-    from openrlhf_visualprm.prm.config import PRMConfig
     from openrlhf_visualprm.registry import resolve_model
 
     resolved = resolve_model(args.model, args.kind)
     if args.kind == "prm":
-        judge_flags = [
-            f"--{n.replace('_', '-')}"
-            for n in JUDGE_FLAG_FIELDS
-            if getattr(args, f"judge_{n}") != getattr(JudgeConfig, n)
-        ]
-        if judge_flags:
-            raise ConfigError(f"{', '.join(judge_flags)} set the judge; this pool runs --kind prm")
-        return PRMConfig(
-            model=args.model,
-            path=resolved.path,
-            max_tiles=args.max_tiles,
-            dtype=args.dtype,
-            system_message=args.system_message,
+        other, config_type, dest = changed_flags(args, JudgeConfig, dest_prefix="judge_"), PRMConfig, ""
+    else:
+        other, config_type, dest = changed_flags(args, PRMConfig), JudgeConfig, "judge_"
+    if other:
+        raise ConfigError(
+            f"{', '.join(other)} set the {'judge' if args.kind == 'prm' else 'PRM'}; this pool runs --kind {args.kind}"
         )
-    if args.dtype != "auto" or args.max_tiles != DEFAULT_MAX_TILES or args.system_message is not None:
-        raise ConfigError("--dtype / --max-tiles / --system-message set the PRM; this pool runs --kind judge")
-    return JudgeConfig(
-        model=args.model, path=resolved.path, **{n: getattr(args, f"judge_{n}") for n in JUDGE_FLAG_FIELDS}
-    )
+    return config_from_flags(args, config_type, dest_prefix=dest, model=args.model, path=resolved.path)
 
 
 def run(args: argparse.Namespace) -> int:
