@@ -173,6 +173,8 @@ def add_flags(
             kwargs["type"] = opt.parse or opt.kind
             if opt.choices:
                 kwargs["choices"] = opt.choices
+            else:
+                kwargs["metavar"] = opt.name.upper()
         parser.add_argument(*names, **kwargs)
         added.append(names[0])
     return added
