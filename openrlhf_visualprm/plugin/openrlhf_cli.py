@@ -169,13 +169,9 @@ def parse_and_validate(argv: list[str]) -> SimpleNamespace:
         except SystemExit as exc:
             message = err.getvalue().strip().splitlines()
             text = message[-1] if message else f"argument parsing failed (exit {exc.code})"
-            raise FlagError(
-                f"OpenRLHF rejected the arguments: {text}", _unrecognized_flag(text)
-            ) from None
+            raise FlagError(f"OpenRLHF rejected the arguments: {text}", _unrecognized_flag(text)) from None
         except AssertionError as exc:
             raise FlagError(f"OpenRLHF rejected the combination: {exc}") from None
         except Exception as exc:  # OpenRLHF's checks crash on some inputs instead of asserting
-            raise FlagError(
-                f"OpenRLHF's argument checks failed with {type(exc).__name__}: {exc}"
-            ) from None
+            raise FlagError(f"OpenRLHF's argument checks failed with {type(exc).__name__}: {exc}") from None
     raise RuntimeError("OpenRLHF's main block finished without calling train(); OpenRLHF changed shape")
