@@ -420,7 +420,7 @@ class VisualPRM:
         return [self._result(e, original, aggregation, temperature) for e, original in zip(encs, step_lists)]
 
     @torch.inference_mode()
-    def score_groups(
+    def score_many(
         self,
         groups: Sequence[tuple[Sequence, str, Sequence[str]]],
         method: str = "shared",

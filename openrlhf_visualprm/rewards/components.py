@@ -94,7 +94,7 @@ class PRMComponent:
                 out[i] = [prm_scored(r.to_dict()) for r in results]
             whole = [i for i in indices if groups[i].steps is None]
             if whole:
-                results = self.prm.score_groups(
+                results = self.prm.score_many(
                     [(groups[i].images, groups[i].question, groups[i].responses) for i in whole],
                     max_batch_tokens=self.max_batch_tokens,
                     **kwargs,
