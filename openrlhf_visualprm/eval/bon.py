@@ -43,6 +43,7 @@ from openrlhf_visualprm.eval.results import (
     write_json,
 )
 from openrlhf_visualprm.images import ImageRoots
+from openrlhf_visualprm.judge.config import DEFAULT_MAX_NEW_TOKENS
 from openrlhf_visualprm.judge.schedule import Matchup, run_bracket
 from openrlhf_visualprm.prm.aggregate import AGGREGATIONS
 from openrlhf_visualprm.prm.config import METHODS
@@ -238,7 +239,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--judge-backend", default="hf", help="judge backend (default hf)")
     parser.add_argument(
-        "--judge-max-new-tokens", type=int, default=1024, help="cap on judge reasoning tokens"
+        "--judge-max-new-tokens",
+        type=int,
+        default=DEFAULT_MAX_NEW_TOKENS,
+        help="cap on judge reasoning tokens",
     )
     parser.add_argument("--method", default="shared", choices=METHODS, help="PRM method")
     parser.add_argument(

@@ -26,6 +26,7 @@ from openrlhf_visualprm.eval.metrics import accuracy_report, order_stats
 from openrlhf_visualprm.eval.plots import plot_judge_accuracy
 from openrlhf_visualprm.eval.results import ResultsLog, field_of, is_int, list_of, write_json
 from openrlhf_visualprm.images import ImageRoots
+from openrlhf_visualprm.judge.config import DEFAULT_MAX_NEW_TOKENS
 
 
 def _check_pick(pick) -> int | None:
@@ -183,7 +184,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch device: auto (cuda when a GPU is visible, else cpu), cpu, cuda[:N]",
     )
     parser.add_argument(
-        "--max-new-tokens", type=int, default=1024, help="cap on the judge's reasoning tokens"
+        "--max-new-tokens",
+        type=int,
+        default=DEFAULT_MAX_NEW_TOKENS,
+        help="cap on the judge's reasoning tokens",
     )
     parser.add_argument(
         "--fallback",

@@ -18,8 +18,9 @@ from ..steps import read_responses_file
 from ..torch_names import cli_device, describe_device
 from .aggregate import AGGREGATORS, FAILURE_POLICIES
 from .backends import BACKENDS
-from .config import DEFAULT_ROUNDS
+from .config import DEFAULT_MAX_NEW_TOKENS, DEFAULT_ROUNDS
 from .schedule import SCHEDULES
+from .template import MAX_CANDIDATES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rounds", type=int, default=DEFAULT_ROUNDS, help=f"listwise rounds (default {DEFAULT_ROUNDS})"
     )
-    parser.add_argument("--k", type=int, default=4, help="candidates per listwise call, 2..4 (default 4)")
+    parser.add_argument(
+        "--k",
+        type=int,
+        default=MAX_CANDIDATES,
+        help=f"candidates per listwise call, 2..{MAX_CANDIDATES} (default {MAX_CANDIDATES})",
+    )
     parser.add_argument("--aggregator", choices=AGGREGATORS, default="win_rate", help="verdicts -> rewards")
     parser.add_argument(
         "--on-failure",
@@ -72,7 +78,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of every shuffle (default 0)")
     parser.add_argument(
-        "--max-new-tokens", type=int, default=1024, help="judge reasoning budget (default 1024)"
+        "--max-new-tokens",
+        type=int,
+        default=DEFAULT_MAX_NEW_TOKENS,
+        help=f"judge reasoning budget (default {DEFAULT_MAX_NEW_TOKENS})",
     )
     parser.add_argument("--batch-size", type=int, default=16, help="HF backend: calls per generate batch")
     parser.add_argument(

@@ -29,6 +29,7 @@ from openrlhf_visualprm.steps import DEFAULT_SEPARATOR, REGEX_PREFIX, check_spli
 
 METHODS = ("per-step", "single", "shared")
 DTYPES = ("auto", "bfloat16", "float16", "float32")  # auto: bfloat16 on GPU, float32 on CPU
+DEFAULT_MAX_BATCH_TOKENS = 32768  # token budget of one PRM batch (a host option, not a PRMConfig field)
 SCORING_FIELDS = ("method", "aggregation", "max_steps", "splitter", "temperature")
 
 

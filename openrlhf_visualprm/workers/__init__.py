@@ -8,7 +8,7 @@ Public API (everything else is internal)::
 
     ray.init(...)                                    # or ray.init(address="auto") in a cluster
     pool = RewardPool.start(PoolConfig(              # the component config whole: PRMConfig / JudgeConfig
-        WorkerConfig(PRMConfig(path="/ckpt/VisualPRM-8B"), num_gpus=1, max_batch_tokens=32768),
+        WorkerConfig(PRMConfig(path="/ckpt/VisualPRM-8B"), num_gpus=1),  # max_batch_tokens: a worker batch's budget
         num_workers=4, strategy="SPREAD", image_roots=["/data/images"]))
 
     # from any process in the same cluster (e.g. a reward function in a vLLM actor):
