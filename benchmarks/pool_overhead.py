@@ -2,7 +2,7 @@
 
 The pool adds Ray transport (pickled images and results), routing and batching. This measures
 what that costs on identical inputs: direct ``VisualPRM.score`` calls, one per group, against
-``RewardPool.score_groups`` on the same groups with one worker on the same device and the cache
+``RewardPool.score_requests`` on the same groups with one worker on the same device and the cache
 off (every group really scored). Overhead = pool time / direct time - 1; target <= 10% on GPU.
 
 CPU smoke run with the tiny random model (numbers dominated by the tiny model's speed, so they

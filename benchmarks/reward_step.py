@@ -3,7 +3,7 @@
 The reward actor (``plugin/reward_actor.py``, as a plain object: no Ray) hosts the reward
 runtime. Both ways run in the same process on the same loaded models:
 
-- ``batched``: one ``score_groups`` call with every group of the step (what the experience hook
+- ``batched``: one ``score_payloads`` call with every group of the step (what the experience hook
   sends): PRM suffixes of several groups per batch, every judge call of a round in one backend
   batch, one outcome verification batch;
 - ``per-group``: one call per group (what the actor did before the runtime).
@@ -138,14 +138,14 @@ def timed(actor, groups: list[dict], batched: bool) -> tuple[float, dict[str, fl
     sync()
     start = time.perf_counter()
     if batched:
-        results = actor.score_groups(groups)
+        results = actor.score_payloads(groups)
         per_component = dict(actor.rewards.runtime.last_timings)
     else:
         from tqdm.auto import tqdm
 
         results = []
         for g in tqdm(groups, desc="one call per group", unit="group", leave=False):
-            results += actor.score_groups([g])
+            results += actor.score_payloads([g])
             for name, s in actor.rewards.runtime.last_timings.items():
                 per_component[name] = per_component.get(name, 0.0) + s
     sync()
@@ -240,7 +240,7 @@ def main() -> int:
     actor = build_actor(args, components, tiny_dir)
     # Warm-up outside the timings: the first call pays one-off costs (math-verify's process pool
     # and sympy import, lazy CUDA / kernel set-up) that would otherwise land on whichever runs first.
-    actor.score_groups(make_groups(1, 2, 1, 4, image, seed=99))
+    actor.score_payloads(make_groups(1, 2, 1, 4, image, seed=99))
     batched_s, batched_parts, batched = best_of(args.repeats, actor, groups, batched=True)
     row = {
         "components": components,

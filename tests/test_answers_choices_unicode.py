@@ -95,7 +95,7 @@ def test_mathvista_row_from_convert_data_rewards_the_letter(sample_dir, tmp_path
         "The answer is (A) red.",
         "\\boxed{(A) blue}",
     ]
-    out = _scorer(checker).score_groups(
+    out = _scorer(checker).score_payloads(
         [{"prompt": row["prompt"], "label": row["label"], "responses": responses}]
     )[0]
     assert [r["components"]["outcome"] for r in out] == [1.0, 1.0, 0.0, 0.0, 1.0, 0.0]
@@ -158,7 +158,7 @@ def test_nine_spellings_of_the_right_answer_verify_on_every_route(variant):
     assert exact_answers([variant], ["12"]) == [True]
     assert extract_final_answer(f"So the total is \\boxed{{{variant}}}.") == "12"
     assert extract_final_answer(f"Final answer: {variant}") == "12"
-    out = _scorer("math-verify").score_groups(
+    out = _scorer("math-verify").score_payloads(
         [{"prompt": "p", "label": {"answer": "12"}, "responses": [f"The answer is \\boxed{{{variant}}}"]}]
     )[0]
     assert out[0]["components"]["outcome"] == 1.0

@@ -105,7 +105,7 @@ def _outcome_scorer(checker="math-verify", key="answer") -> PluginRewards:
 @pytest.mark.parametrize("label", [{"answer": "21"}, '{"answer": "21", "question": "q"}', "21", 21])
 def test_outcome_reward_reads_ground_truth_from_any_label_form(label):
     responses = ["Area is 7 x 3.\n\nThe answer is \\boxed{21}.", "It is 20.", "\\boxed{21.0}", "I give up"]
-    out = _outcome_scorer().score_groups(
+    out = _outcome_scorer().score_payloads(
         [{"prompt": "p", "label": label, "images": None, "responses": responses}]
     )[0]
     assert [r["components"]["outcome"] for r in out] == [1.0, 0.0, 1.0, 0.0]
@@ -114,7 +114,7 @@ def test_outcome_reward_reads_ground_truth_from_any_label_form(label):
 
 
 def test_outcome_reward_without_ground_truth_is_neutral_zero_and_flagged():
-    out = _outcome_scorer(key="solution").score_groups(
+    out = _outcome_scorer(key="solution").score_payloads(
         [{"prompt": "p", "label": {"answer": "21"}, "images": None, "responses": ["\\boxed{21}"]}]
     )[0]
     # a label without the field the component needs is a bad sample: neutral, counted, with its reason
@@ -127,7 +127,7 @@ def test_outcome_reward_without_ground_truth_is_neutral_zero_and_flagged():
 
 
 def test_exact_checker_needs_the_same_string():
-    out = _outcome_scorer(checker="exact").score_groups(
+    out = _outcome_scorer(checker="exact").score_payloads(
         [
             {
                 "prompt": "p",
@@ -143,13 +143,13 @@ def test_exact_checker_needs_the_same_string():
 def test_unusable_label_is_neutral_for_all_and_unusable_image_only_for_image_components(caplog):
     scorer = _outcome_scorer()
     with caplog.at_level("ERROR", logger="openrlhf_visualprm.rewards"):
-        out = scorer.score_groups(
+        out = scorer.score_payloads(
             [{"prompt": "p", "label": '{"answer": ', "images": None, "responses": ["1", "2"]}]
         )[0]
     assert [r["components"] for r in out] == [{"outcome": 0.0}, {"outcome": 0.0}]
     assert "is not valid JSON" in out[0]["error"] and "is not valid JSON" in caplog.text
     # The outcome check needs no image: an unreadable image leaves it scoring (images are not even loaded).
-    out = scorer.score_groups(
+    out = scorer.score_payloads(
         [
             {
                 "prompt": "p",

@@ -12,10 +12,11 @@ from openrlhf_visualprm.data import samples
 from openrlhf_visualprm.data.benchmarks import read_bon, read_processbench, read_vlrewardbench
 from openrlhf_visualprm.data.convert import convert_visualprm400k
 from openrlhf_visualprm.data.image_refs import ImageStore
-from openrlhf_visualprm.data.math_prompts import convert_math, decode_label, detect_dataset
+from openrlhf_visualprm.data.math_prompts import convert_math, detect_dataset
 from openrlhf_visualprm.data.records import BadDataError, ErrorLog, iter_rows, write_jsonl
 from openrlhf_visualprm.data.visualprm400k import read_v1, read_v11_raw, to_internvl, to_stepwise
 from openrlhf_visualprm.images import ImageError, ImageRoots
+from openrlhf_visualprm.labels import decode_label
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +52,10 @@ def test_math_adapters_write_openrlhf_rows(sample_dir, tmp_path, kind, answer, n
     assert "<image1>" not in row["prompt"]  # MathVision's own tag replaced by ours
     assert Path(row["images"][0]).is_absolute() and Path(row["images"][0]).is_file()
     label = decode_label(row["label"])
-    assert label["answer"] == answer and label["source"] == kind and label["id"] == row["id"]
-    assert not Path(label["images"][0]).is_absolute()  # relative to the reward side's image root
-    assert (sample_dir / label["images"][0]).is_file()
+    assert label.truth() == answer and label.raw["source"] == kind and label.raw["id"] == row["id"]
+    assert len(label.images) == 1 and label.raw["images"] == list(label.images)
+    assert not Path(label.images[0]).is_absolute()  # relative to the reward side's image root
+    assert (sample_dir / label.images[0]).is_file()
 
 
 def test_mathvision_choices_and_wemath_options_reach_the_prompt(sample_dir, tmp_path):
@@ -71,7 +73,7 @@ def test_parquet_with_embedded_bytes_becomes_files_not_base64(sample_dir, tmp_pa
     image = Path(rows[0]["images"][0])
     assert image.parent == (tmp_path / "img").resolve() and image.suffix == ".png"
     assert len(json.dumps(rows[0])) < 1000  # no image payload inside the row
-    assert decode_label(rows[0]["label"])["images"] == [image.name]
+    assert decode_label(rows[0]["label"]).images == (image.name,)
 
 
 def test_datasets_save_to_disk_folder(sample_dir, tmp_path):
@@ -81,7 +83,7 @@ def test_datasets_save_to_disk_folder(sample_dir, tmp_path):
     rows = convert_math(
         tmp_path / "hf", ImageStore(ImageRoots.of(sample_dir), tmp_path / "img"), ErrorLog("stop")
     )
-    assert [decode_label(r["label"])["answer"] for r in rows] == ["12"]
+    assert [decode_label(r["label"]).truth() for r in rows] == ["12"]
 
 
 def test_bad_lines_are_reported_and_counted(sample_dir, tmp_path):
@@ -308,7 +310,7 @@ def test_rows_load_through_openrlhf_prompt_dataset(sample_dir, tmp_path):
     ds = PromptDataset(rows, tokenizer=None, strategy=strategy)
     source, prompt, label, images = ds[0]
     assert source == "mathvision" and prompt == rows[0]["prompt"]
-    assert decode_label(label)["answer"] == "A"
+    assert decode_label(label).truth() == "A"
     pil = load_images(images)
     assert len(pil) == 1 and pil[0].size == (64, 48)
 

@@ -154,7 +154,7 @@ def test_a_scoring_error_in_the_reward_actor_propagates(tiny_models, monkeypatch
 
     monkeypatch.setattr(PRMComponent, "score_groups", boom)
     with pytest.raises(ValueError, match="do not belong together"):
-        actor.score_groups([_group({"answer": "1"}, images=[Image.new("RGB", (8, 8))])])
+        actor.score_payloads([_group({"answer": "1"}, images=[Image.new("RGB", (8, 8))])])
 
 
 # ----------------------------------------------------------------------------- host guards
@@ -267,7 +267,7 @@ def test_same_image_sample_same_prm_scores_on_actor_reward_fn_and_http(tiny_mode
     plan = RewardPlan(prm=PRMConfig(path=prm_path), weights={"prm": 1.0}, device="cpu", image_roots=[roots])
     actor.init_model_from_pretrained(SimpleNamespace(), plan=plan)
     decoded = processor.tokenizer.decode(response_ids, skip_special_tokens=True)
-    (rows,) = actor.score_groups(
+    (rows,) = actor.score_payloads(
         [{"prompt": prompt, "label": label, "images": [item["image"]], "responses": [decoded]}]
     )
     by_actor = rows[0]["prm"]["step_scores"]

@@ -56,7 +56,7 @@ def test_real_size_prm_groups_batched_equal_one_by_one(real_prm):
         ([bench.image_for_tiles(t)], f"Question {t}?", bench.make_group(3, 4, 40, rng.randrange(100)))
         for t in (1, 6)
     ]
-    batched = real_prm.score_groups(groups)
+    batched = real_prm.score_many(groups)
     for (images, question, responses), got in zip(groups, batched):
         want = real_prm.score(images, question, responses, method="shared")
         for a, b in zip(got, want):

@@ -75,7 +75,7 @@ def _routes(label, query: str, prompt: str, demo_roots):
     from openrlhf_visualprm.workers.reward_func import make_reward_func
 
     plan = RewardPlan(outcome=OutcomeConfig(), weights={"outcome": 1.0}, image_roots=[str(demo_roots)])
-    actor = PluginRewards(plan).score_groups(
+    actor = PluginRewards(plan).score_payloads(
         [{"prompt": prompt, "label": label, "images": None, "responses": [extract_response(query, prompt)]}]
     )[0][0]
     fn = make_reward_func("outcome")([query], [prompt], [label])

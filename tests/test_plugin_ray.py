@@ -247,9 +247,9 @@ def test_reward_plan_with_a_pool_scores_the_prm_through_the_named_pool(
             "responses": [c["response"] for c in item["candidates"][:2]],
         }
         pooled_plan = RewardPlan.from_dict({**plan.to_dict(), "judge": None, "pool": "plugin-test-pool"})
-        (via_pool,) = PluginRewards(pooled_plan).score_groups([group])
+        (via_pool,) = PluginRewards(pooled_plan).score_payloads([group])
         (via_actor,) = ray.get(
-            reward_group.async_run_method_batch(method_name="score_groups", groups=[[group]])
+            reward_group.async_run_method_batch(method_name="score_payloads", groups=[[group]])
         )
         for a, b in zip(via_pool, via_actor[0][0]):
             assert a["prm"]["step_scores"] == pytest.approx(b["prm"]["step_scores"], abs=1e-5)
@@ -303,14 +303,14 @@ def test_rewards_are_submitted_before_the_forward_passes_and_collected_after(
     experiences = maker.make_experience_batch(samples)
     if colocate_all:
         assert events == [
-            "reward.score_groups",
+            "reward.score_payloads",
             "reward.empty_cache",
             "policy.forward",
             "policy.empty_cache",
             "collect",
         ]
     else:
-        assert events == ["reward.score_groups", "policy.forward", "collect"]
+        assert events == ["reward.score_payloads", "policy.forward", "collect"]
     rewards = torch.cat([e.rewards for e in experiences])
     assert torch.isfinite(rewards).all()  # the NaN placeholders were all replaced
     order = torch.cat([torch.tensor(e.index) for e in experiences]).tolist()
@@ -330,9 +330,9 @@ def test_reward_actor_batched_call_equals_one_call_per_group(reward_group, demo_
         }
         for it in items
     ]
-    (batched,) = ray.get(reward_group.async_run_method_batch(method_name="score_groups", groups=[groups]))
+    (batched,) = ray.get(reward_group.async_run_method_batch(method_name="score_payloads", groups=[groups]))
     per_group = [
-        ray.get(reward_group.async_run_method_batch(method_name="score_groups", groups=[[g]]))[0][0][0]
+        ray.get(reward_group.async_run_method_batch(method_name="score_payloads", groups=[[g]]))[0][0][0]
         for g in groups
     ]
     assert len(batched[0]) == len(groups)
@@ -374,7 +374,7 @@ def test_a_pool_loaded_with_a_system_message_serves_the_plan_that_asks_for_it(
         }
         base = {**plan.to_dict(), "judge": None, "pool": "plugin-system-message-pool"}
         asks_prm = RewardPlan.from_dict({**base, "prm": {**plan.prm.to_dict(), "system_message": "prm"}})
-        (rows,) = PluginRewards(asks_prm).score_groups([group])
+        (rows,) = PluginRewards(asks_prm).score_payloads([group])
         image = Image.open(demo_data.parent / item["image"]).convert("RGB")
         prm = VisualPRM.from_pretrained(path, device="cpu", dtype="float32", system_message="prm")
         direct = prm.score([image], item["question"], responses, aggregation=plan.prm.aggregation)

@@ -85,7 +85,7 @@ def test_bos_prompt_scores_agree_across_methods(tiny_prm, bos_tokenizer):
     responses = ["a = 1\n\nb = 2", "c = 3\n\nd = 4\n\ne = 5"]
     shared = prm.score([img], "Q?", responses=responses, method="shared")
     single = prm.score([img], "Q?", responses=responses, method="single")
-    (grouped,) = prm.score_groups([([img], "Q?", responses)], method="shared")  # the RL batch path
+    (grouped,) = prm.score_many([([img], "Q?", responses)], method="shared")  # the RL batch path
     for a, b, c in zip(shared, single, grouped, strict=True):
         assert a.step_scores == pytest.approx(b.step_scores, abs=1e-5)
         assert c.step_scores == pytest.approx(b.step_scores, abs=1e-5)

@@ -35,7 +35,7 @@ class SlowPool:
             for g in groups
         ]
 
-    async def ascore_groups(self, groups, timeout_s=None):
+    async def ascore_requests(self, groups, timeout_s=None):
         try:
             await asyncio.sleep(3600)
         except asyncio.CancelledError:

@@ -117,7 +117,7 @@ def test_concurrent_callers_get_exactly_their_own_results(pool, items, direct_pr
 
     def call(i: int) -> None:
         try:
-            outputs[i] = pool.score_groups(requests[i], timeout_s=120)
+            outputs[i] = pool.score_requests(requests[i], timeout_s=120)
         except BaseException as exc:  # collected and re-raised in the main thread
             errors.append(exc)
 
@@ -140,7 +140,7 @@ def test_concurrent_callers_get_exactly_their_own_results(pool, items, direct_pr
 def test_group_goes_whole_to_one_worker_on_the_shared_prefix_path(pool, items, direct_prm, demo_data):
     group = _group(items[1], aggregation="min")
     before = [len(w["calls"]) for w in pool.stats()["workers"]]
-    got = pool.score_groups([group])[0]
+    got = pool.score_requests([group])[0]
     after = pool.stats()["workers"]
     new_calls = [c for w, n in zip(after, before) for c in w["calls"][n:]]
     assert new_calls == [
@@ -152,23 +152,23 @@ def test_group_goes_whole_to_one_worker_on_the_shared_prefix_path(pool, items, d
 def test_cache_hits_return_identical_results_without_scoring(pool, items, demo_data, direct_prm):
     group = _group(items[2], aggregation="last")
     # Partial hit: one response cached first; the rest is scored as a sub-group, merged in order.
-    pool.score_groups([_group(items[2], aggregation="last", n=1)])
+    pool.score_requests([_group(items[2], aggregation="last", n=1)])
     s0 = pool.stats()
-    first = pool.score_groups([group])[0]
+    first = pool.score_requests([group])[0]
     assert pool.stats()["cache"]["hits"] - s0["cache"]["hits"] == 1
     _assert_same(first, _direct(direct_prm, demo_data, group))
     s1 = pool.stats()
-    again = pool.score_groups([group])[0]
+    again = pool.score_requests([group])[0]
     # The same picture sent as bytes instead of a path hits too: the key is the image content.
     as_bytes = dict(group, images=[(Path(demo_data).parent / group["images"][0]).read_bytes()])
-    third = pool.score_groups([as_bytes])[0]
+    third = pool.score_requests([as_bytes])[0]
     s2 = pool.stats()
     assert again == first and third == first
     n = len(group["responses"])
     assert s2["cache"]["hits"] - s1["cache"]["hits"] == 2 * n
     assert s2["counters"].get("batches", 0) == s1["counters"].get("batches", 0)
     # Another scoring config is another key: a miss that reaches a worker.
-    pool.score_groups([_group(items[2], aggregation="product")])
+    pool.score_requests([_group(items[2], aggregation="product")])
     s3 = pool.stats()
     assert (
         s3["cache"]["misses"] - s2["cache"]["misses"] == n
@@ -183,10 +183,10 @@ def test_pool_is_discoverable_by_name_from_another_process(pool, items, demo_dat
     def score_elsewhere(name: str, namespace: str, g: dict):
         from openrlhf_visualprm.workers import RewardPool as Pool
 
-        return Pool.get(name, namespace).score_groups([g])
+        return Pool.get(name, namespace).score_requests([g])
 
     remote = ray.get(score_elsewhere.remote(pool.config.name, pool.config.namespace, group))
-    assert remote == pool.score_groups([group])
+    assert remote == pool.score_requests([group])
     with pytest.raises(LookupError, match="no reward pool named 'nope'"):
         RewardPool.get("nope", pool.config.namespace)
     with pytest.raises(ValueError, match="already runs"):
@@ -204,8 +204,8 @@ def test_bad_requests_raise_clear_errors_and_pool_keeps_serving(pool, items):
     ]
     for group, needle in bad:
         with pytest.raises(InputError, match=needle):
-            pool.score_groups([group])
-    assert len(pool.score_groups([_group(items[0], n=1)])[0]) == 1
+            pool.score_requests([group])
+    assert len(pool.score_requests([_group(items[0], n=1)])[0]) == 1
 
 
 def test_placeholder_mismatch_is_a_bad_sample_on_the_pool_route(pool, items, caplog):
@@ -219,14 +219,14 @@ def test_placeholder_mismatch_is_a_bad_sample_on_the_pool_route(pool, items, cap
 
     bad = {**_group(items[0], n=1), "question": "<image> and <image>?"}
     with pytest.raises(InputError, match=r"question: the question has 2") as info:
-        pool.score_groups([bad])
+        pool.score_requests([bad])
     assert info.value.part == "question" and info.value.reason == "image_placeholders"
     image = load_image(items[0]["image"], pool.roots)
     groups = [
         RewardGroup(q, [items[0]["candidates"][0]["response"]], [image], Label({}))
         for q in ("<image> and <image>?", items[0]["question"])
     ]
-    out = RewardRuntime({"prm": PoolComponent(pool)}).score_groups(groups)
+    out = RewardRuntime({"prm": PoolComponent(pool)}).score_requests(groups)
     assert out[0][0]["failed"] == ["prm"] and out[0][0]["reasons"] == ["image_placeholders"]
     assert out[1][0]["error"] is None and out[1][0]["prm"]["step_scores"]
 
@@ -234,7 +234,7 @@ def test_placeholder_mismatch_is_a_bad_sample_on_the_pool_route(pool, items, cap
 def test_oom_is_split_and_completes(faulty_pool, items, direct_prm, demo_data):
     group = _group(items[5], aggregation="min")
     assert len(group["responses"]) > 2
-    got = faulty_pool.score_groups([group], timeout_s=120)[0]
+    got = faulty_pool.score_requests([group], timeout_s=120)[0]
     _assert_same(got, _direct(direct_prm, demo_data, group))
     worker = faulty_pool.stats()["workers"][0]
     assert worker["oom_splits"] >= 1
@@ -248,7 +248,7 @@ def test_killing_a_worker_mid_flight_loses_no_request(faulty_pool, items, direct
 
     def call(i: int) -> None:
         try:
-            outputs[i] = faulty_pool.score_groups(requests[i], timeout_s=150)
+            outputs[i] = faulty_pool.score_requests(requests[i], timeout_s=150)
         except BaseException as exc:
             errors.append(exc)
 
@@ -275,10 +275,10 @@ def test_killing_a_worker_mid_flight_loses_no_request(faulty_pool, items, direct
 
 def test_timeout_and_back_pressure_have_clear_errors(faulty_pool, items):
     with pytest.raises(RewardTimeoutError, match=r"timed out after 0\.1s"):
-        faulty_pool.score_groups([_group(items[0], n=1, variant="timeout")], timeout_s=0.1)
+        faulty_pool.score_requests([_group(items[0], n=1, variant="timeout")], timeout_s=0.1)
     # Fill the bounded queue (max 3 groups) from one caller, then a second caller is refused.
     filler = threading.Thread(
-        target=faulty_pool.score_groups,
+        target=faulty_pool.score_requests,
         args=([_group(items[i], n=1, variant="fill") for i in (1, 2, 3)],),
         kwargs={"timeout_s": 60},
     )
@@ -288,7 +288,7 @@ def test_timeout_and_back_pressure_have_clear_errors(faulty_pool, items):
         assert time.monotonic() < deadline
         time.sleep(0.01)
     with pytest.raises(PoolBusyError, match="queue stayed full"):
-        faulty_pool.score_groups([_group(items[4], n=1, variant="refused")], timeout_s=0.2)
+        faulty_pool.score_requests([_group(items[4], n=1, variant="refused")], timeout_s=0.2)
     filler.join()
     assert faulty_pool.stats(include_workers=False)["pending_groups"] == 0
 
@@ -321,7 +321,7 @@ def test_judge_pool_through_ray_matches_the_judge_called_directly(
     judge_pool = RewardPool.start(config)
     try:
         groups = [{k: v for k, v in _group(item).items() if k != "config"} for item in items[:3]]
-        got = judge_pool.score_groups(groups, timeout_s=120)
+        got = judge_pool.score_requests(groups, timeout_s=120)
         options.pop("max_new_tokens")  # a backend option: the scripted backend has none
         direct = MRJudge(scripted_backend(), image_roots=[str(Path(demo_data).parent)], **options)
         wants = []
@@ -334,7 +334,7 @@ def test_judge_pool_through_ray_matches_the_judge_called_directly(
             wants.append(want)
         # the scripted verdicts separate responses: a reordered group or a swapped result fails
         assert all(len(set(w)) > 1 for w in wants) and wants[0] != wants[1]
-        again = judge_pool.score_groups(groups[:1], timeout_s=120)
+        again = judge_pool.score_requests(groups[:1], timeout_s=120)
         assert again[0] == got[0]
         assert judge_pool.stats()["cache"]["hits"] >= 1
     finally:
@@ -367,7 +367,7 @@ def test_cancelled_requests_give_their_queue_places_back(faulty_pool, items):
 
     async def hang_up() -> None:
         task = asyncio.ensure_future(
-            pool.ascore_groups([_group(items[3], n=1, variant=f"async hang-up {i}") for i in range(3)], 60)
+            pool.ascore_requests([_group(items[3], n=1, variant=f"async hang-up {i}") for i in range(3)], 60)
         )
         await asyncio.sleep(0.5)
         task.cancel()
@@ -401,11 +401,11 @@ def test_restart_budget_is_per_window_and_a_worker_comes_back(ray_cluster, tiny_
     )
     try:
         ray.kill(p.worker_handles()[0])
-        assert len(p.score_groups([_group(items[0], n=1, variant="after kill 1")], timeout_s=60)[0]) == 1
+        assert len(p.score_requests([_group(items[0], n=1, variant="after kill 1")], timeout_s=60)[0]) == 1
         ray.kill(p.worker_handles()[0])
         taken_out = time.monotonic()
         with pytest.raises(WorkerFailedError, match=r"died 2 times within 20s"):
-            p.score_groups([_group(items[0], n=1, variant="after kill 2")], timeout_s=60)
+            p.score_requests([_group(items[0], n=1, variant="after kill 2")], timeout_s=60)
         worker = p.stats(include_workers=False)["workers"][0]
         assert not worker["alive"] and "budget: 1 restarts per 20s" in worker["out_reason"]
         deadline = time.monotonic() + window + 60
@@ -413,7 +413,7 @@ def test_restart_budget_is_per_window_and_a_worker_comes_back(ray_cluster, tiny_
             assert time.monotonic() < deadline, "the worker never came back after its window"
             time.sleep(0.1)
         assert time.monotonic() - taken_out >= window - 0.5
-        got = p.score_groups([_group(items[0], n=1, variant="after the window")], timeout_s=60)
+        got = p.score_requests([_group(items[0], n=1, variant="after the window")], timeout_s=60)
         assert len(got[0]) == 1
         worker = p.stats(include_workers=False)["workers"][0]
         assert worker["out_reason"] is None and worker["restarts"] == 2

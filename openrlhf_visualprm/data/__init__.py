@@ -17,7 +17,6 @@ _EXPORTS = {
     "ImageStore": "image_refs",
     "convert_math": "math_prompts",
     "encode_label": "math_prompts",
-    "decode_label": "math_prompts",
     "read_v1": "visualprm400k",
     "read_v11_raw": "visualprm400k",
     "to_stepwise": "visualprm400k",

@@ -232,20 +232,11 @@ def detect_dataset(record: dict) -> str:
 
 
 def encode_label(answer: str, images: list[str], source: str, item_id: str, **extra: Any) -> str:
-    """The label string OpenRLHF hands to the reward side: JSON, decoded by :func:`decode_label`."""
+    """The label string OpenRLHF hands to the reward side: JSON, decoded by the one label decoder
+    :func:`openrlhf_visualprm.labels.decode_label`."""
     payload = {"answer": answer, "images": images, "source": source, "id": item_id}
     payload.update({k: v for k, v in extra.items() if v is not None})
     return json.dumps(payload, ensure_ascii=False)
-
-
-def decode_label(label: str | dict) -> dict:
-    """Inverse of :func:`encode_label`, through the one label decoder
-    (:func:`openrlhf_visualprm.labels.decode_label`: a bare string is the answer, ``'{bad json'``
-    an :class:`~openrlhf_visualprm.errors.InputError`), as a dict with every key present."""
-    from openrlhf_visualprm.labels import decode_label as decode
-
-    decoded = decode(label)
-    return {"answer": None, "source": None, "id": None, **decoded.raw, "images": list(decoded.images)}
 
 
 def to_prompt_row(item: MathItem, paths: list[Path], rel_paths: list[str], source: str, suffix: str) -> dict:

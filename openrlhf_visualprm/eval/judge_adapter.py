@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from openrlhf_visualprm.judge.config import DEFAULT_MAX_NEW_TOKENS
+
 PairJudge = Callable[[list, str, str, str], "int | None"]
 
 
@@ -41,7 +43,7 @@ def load_pair_judge(
     path: str,
     backend: str = "hf",
     device: str = "cpu",
-    max_new_tokens: int = 1024,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     fallback: str = "none",
     **kwargs: Any,
 ) -> tuple[MRJudgePair, str]:

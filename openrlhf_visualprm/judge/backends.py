@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from .config import DEFAULT_MAX_NEW_TOKENS
 from .template import DEFAULT_TEMPLATE, JudgeRequest, JudgeTemplate, control_tokens
 
 BACKENDS = ("hf", "vllm")
@@ -145,7 +146,7 @@ class HFBackend:
         model: Any,
         processor: Any,
         *,
-        max_new_tokens: int = 1024,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         batch_size: int = 16,
         temperature: float = 0.0,
         top_p: float = 1.0,
@@ -337,7 +338,7 @@ class VLLMBackend:
         self,
         model_path: str,
         *,
-        max_new_tokens: int = 1024,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int = 0,

@@ -21,7 +21,7 @@ from .. import registry as _registry
 from ..errors import ConfigError
 from .aggregate import AGGREGATORS, CHANCE, FAILURE_POLICIES, Verdict, aggregate, combine_orders, pearson
 from .backends import JudgeBackend, make_backend
-from .config import DEFAULT_ROUNDS
+from .config import DEFAULT_MAX_NEW_TOKENS, JudgeConfig
 from .parse import parse_verdict
 from .schedule import (
     REFERENCE,
@@ -44,6 +44,7 @@ from .template import (
 JUDGE_ALIAS = "mr-judge"
 DEFAULT_JUDGE_MODEL = _registry.DEFAULT_JUDGE_MODEL
 JUDGE_MODEL_ENV = _registry.JUDGE_MODEL_ENV
+_DEFAULTS = JudgeConfig()  # the judge options' one set of defaults
 
 
 def resolve_judge_model(name_or_path: str) -> str:
@@ -169,11 +170,11 @@ class MRJudge:
         self,
         backend: JudgeBackend,
         *,
-        schedule: str = "listwise",
-        k: int = MAX_CANDIDATES,
-        rounds: int = DEFAULT_ROUNDS,
-        aggregator: str = "win_rate",
-        on_failure: str = "neutral",
+        schedule: str = _DEFAULTS.schedule,
+        k: int = _DEFAULTS.group_size,
+        rounds: int = _DEFAULTS.rounds,
+        aggregator: str = _DEFAULTS.aggregator,
+        on_failure: str = _DEFAULTS.on_failure,
         reask: bool = False,
         seed: int = 0,
         max_candidate_chars: int | None = DEFAULT_MAX_CANDIDATE_CHARS,
@@ -208,11 +209,11 @@ class MRJudge:
     def from_pretrained(
         cls,
         path_or_alias: str,
-        backend: str = "hf",
+        backend: str = _DEFAULTS.backend,
         *,
         device: str = "cpu",
         dtype: Any = "auto",
-        max_new_tokens: int = 1024,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         batch_size: int = 16,
         backend_kwargs: dict | None = None,
         **judge_kwargs: Any,

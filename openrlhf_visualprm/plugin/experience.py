@@ -149,7 +149,7 @@ class PluginExperienceMaker(RemoteExperienceMaker):
         effective = max(1, len(group._actor_handlers) // group.duplicate_actors)
         per_actor = -(-len(groups) // effective)  # ceil: contiguous chunks, in order
         chunks = [groups[i * per_actor : (i + 1) * per_actor] for i in range(effective)]
-        return group.async_run_method_batch(method_name="score_groups", groups=chunks)
+        return group.async_run_method_batch(method_name="score_payloads", groups=chunks)
 
     def collect_rewards(self, refs: list, n_groups: int) -> list[list[dict]]:
         import ray

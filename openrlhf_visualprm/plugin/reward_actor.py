@@ -38,9 +38,9 @@ class RewardActor(BaseModelActor):
         self.rewards = PluginRewards(plan)
         return plan.components
 
-    def score_groups(self, groups: list[dict | None], batched: bool = True) -> list[list[dict] | None]:
+    def score_payloads(self, groups: list[dict | None], batched: bool = True) -> list[list[dict] | None]:
         """Every group this actor got for the step, scored in one runtime call."""
-        return self.rewards.score_groups(groups, batched=batched)
+        return self.rewards.score_payloads(groups, batched=batched)
 
     def forward(self, *args, **kwargs):
         raise RuntimeError(

@@ -13,15 +13,16 @@ from typing import Any
 from openrlhf_visualprm.errors import ConfigError
 from openrlhf_visualprm.labels import DEFAULT_ANSWER_KEY
 from openrlhf_visualprm.plugin.plan import RewardPlan
+from openrlhf_visualprm.prm.config import DEFAULT_MAX_BATCH_TOKENS
 from openrlhf_visualprm.rewards.groups import prepare_groups
 from openrlhf_visualprm.rewards.runtime import RewardRuntime
 from openrlhf_visualprm.torch_names import resolve_device
 
 
 class PluginRewards:
-    """Loads the plan's models once; :meth:`score_groups` scores all groups of a step at once."""
+    """Loads the plan's models once; :meth:`score_payloads` scores all groups of a step at once."""
 
-    def __init__(self, plan: RewardPlan, prm_max_batch_tokens: int = 32768) -> None:
+    def __init__(self, plan: RewardPlan, prm_max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS) -> None:
         from openrlhf_visualprm.images import ImageRoots
         from openrlhf_visualprm.rewards import components as C
 
@@ -56,7 +57,7 @@ class PluginRewards:
             components["outcome"] = C.outcome_component(plan.outcome)
         self.runtime = RewardRuntime(components)
 
-    def score_groups(self, groups: list[dict | None], batched: bool = True) -> list[list[dict] | None]:
+    def score_payloads(self, groups: list[dict | None], batched: bool = True) -> list[list[dict] | None]:
         """``groups``: ``{"prompt", "label", "images", "responses"}`` each (None: padding -> None)."""
         answer_key = self.plan.outcome.answer_key if self.plan.outcome else DEFAULT_ANSWER_KEY
         needs_images = self.plan.prm is not None or self.plan.judge is not None

@@ -31,6 +31,7 @@ from openrlhf_visualprm.torch_names import DTYPE_CHOICES
 
 METHODS = ("per-step", "single", "shared")
 DTYPES = DTYPE_CHOICES  # auto: bfloat16 on GPU, float32 on CPU
+DEFAULT_MAX_BATCH_TOKENS = 32768  # token budget of one PRM batch (a host option, not a PRMConfig field)
 SCORING_FIELDS = ("method", "aggregation", "max_steps", "splitter", "temperature")
 # Fields fixed when the model is loaded (the score/serve/eval commands' load flags).
 LOAD_FIELDS = ("max_tiles", "dtype", "system_message")

@@ -31,8 +31,10 @@ from openrlhf_visualprm.images import DEFAULT_MAX_TILES, ImageRoots, load_image,
 from openrlhf_visualprm.prm import template as T
 from openrlhf_visualprm.prm.aggregate import aggregate
 from openrlhf_visualprm.prm.checkpoint import load_visualprm
-from openrlhf_visualprm.prm.config import METHODS
+from openrlhf_visualprm.prm.config import DEFAULT_MAX_BATCH_TOKENS, METHODS, PRMConfig
 from openrlhf_visualprm.steps import DEFAULT_SEPARATOR, Step, split_steps, steps_from_list
+
+_DEFAULTS = PRMConfig()  # the scoring options' one set of defaults
 
 logger = logging.getLogger(__name__)
 
@@ -368,11 +370,11 @@ class VisualPRM:
         question: str,
         responses: Sequence[str] | None = None,
         steps: Sequence[Sequence[str]] | None = None,
-        method: str = "shared",
-        aggregation: str = "mean",
+        method: str = _DEFAULTS.method,
+        aggregation: str = _DEFAULTS.aggregation,
         max_steps: int | None = None,
         splitter: str | re.Pattern[str] = DEFAULT_SEPARATOR,
-        temperature: float = 0.1,
+        temperature: float = _DEFAULTS.temperature,
     ) -> list[PRMResult]:
         """Score one group: responses (or explicit step lists) to the same image(s) + question.
 
@@ -420,15 +422,15 @@ class VisualPRM:
         return [self._result(e, original, aggregation, temperature) for e, original in zip(encs, step_lists)]
 
     @torch.inference_mode()
-    def score_groups(
+    def score_many(
         self,
         groups: Sequence[tuple[Sequence, str, Sequence[str]]],
-        method: str = "shared",
-        aggregation: str = "mean",
+        method: str = _DEFAULTS.method,
+        aggregation: str = _DEFAULTS.aggregation,
         max_steps: int | None = None,
         splitter: str | re.Pattern[str] = DEFAULT_SEPARATOR,
-        temperature: float = 0.1,
-        max_batch_tokens: int = 32768,
+        temperature: float = _DEFAULTS.temperature,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
     ) -> list[list[PRMResult]]:
         """Score many groups ``(images, question, responses)`` at once (one RL step's work).
 

@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from openrlhf_visualprm.prm.config import PRMConfig
+from openrlhf_visualprm.prm.config import DEFAULT_MAX_BATCH_TOKENS, PRMConfig
 from openrlhf_visualprm.rewards.groups import RewardGroup
 
 # {"score": float, "detail": dict | None, "bad": "reason: message" (optional)}. "bad" on a group's
@@ -22,6 +22,7 @@ from openrlhf_visualprm.rewards.groups import RewardGroup
 # runtime gives the group the neutral value and counts it as failed, like a bad sample.
 Scored = dict[str, Any]
 JUDGE_UNPARSED = "judge_unparsed"  # reason tag: no judge verdict of a group could be parsed
+_PRM = PRMConfig()  # the scoring options' one set of defaults
 
 
 class Component(Protocol):
@@ -52,12 +53,12 @@ class PRMComponent:
     def __init__(
         self,
         prm: Any,
-        method: str = "shared",
-        aggregation: str = "mean",
-        max_steps: int | None = None,
-        splitter: str = "\n\n",
-        temperature: float = 0.1,
-        max_batch_tokens: int = 32768,
+        method: str = _PRM.method,
+        aggregation: str = _PRM.aggregation,
+        max_steps: int | None = _PRM.max_steps,
+        splitter: str = _PRM.splitter,
+        temperature: float = _PRM.temperature,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
     ) -> None:
         self.prm = prm
         self.method, self.aggregation, self.max_steps = method, aggregation, max_steps
@@ -94,7 +95,7 @@ class PRMComponent:
                 out[i] = [prm_scored(r.to_dict()) for r in results]
             whole = [i for i in indices if groups[i].steps is None]
             if whole:
-                results = self.prm.score_groups(
+                results = self.prm.score_many(
                     [(groups[i].images, groups[i].question, groups[i].responses) for i in whole],
                     max_batch_tokens=self.max_batch_tokens,
                     **kwargs,
@@ -193,7 +194,10 @@ class OutcomeComponent:
 # One home for "these settings -> this component", so every host (the plugin's reward actor, the
 # pool workers, the reward_fns files) loads a model the same way and gives a sample the same reward.
 def load_prm_component(
-    cfg: Any, device: str, max_batch_tokens: int = 32768, attn_implementation: str | None = None
+    cfg: Any,
+    device: str,
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+    attn_implementation: str | None = None,
 ) -> PRMComponent:
     """The VisualPRM a :class:`~openrlhf_visualprm.prm.config.PRMConfig` names, loaded on ``device``
     with its model options, scoring with its scoring options."""

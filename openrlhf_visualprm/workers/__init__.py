@@ -8,19 +8,19 @@ Public API (everything else is internal)::
 
     ray.init(...)                                    # or ray.init(address="auto") in a cluster
     pool = RewardPool.start(PoolConfig(              # the component config whole: PRMConfig / JudgeConfig
-        WorkerConfig(PRMConfig(path="/ckpt/VisualPRM-8B"), num_gpus=1, max_batch_tokens=32768),
+        WorkerConfig(PRMConfig(path="/ckpt/VisualPRM-8B"), num_gpus=1),  # max_batch_tokens: a worker batch's budget
         num_workers=4, strategy="SPREAD", image_roots=["/data/images"]))
 
     # from any process in the same cluster (e.g. a reward function in a vLLM actor):
     pool = RewardPool.get()                          # name / namespace default to PoolConfig's
-    results = pool.score_groups([
+    results = pool.score_requests([
         {"images": ["geo/0001.png"], "question": "...", "responses": ["step 1\\n\\nstep 2", "..."],
          "config": {"method": "shared", "aggregation": "min"}},
     ], timeout_s=120)
     # -> one list per group, one dict per response (PRMResult fields):
     #    {"steps", "spans", "step_scores", "score", "truncated", "note"}
     # (a judge pool: {"score", "best", <group statistics>}); hosts read the runtime's rows: score_rows
-    await pool.ascore_groups(...)                    # the same, for async callers
+    await pool.ascore_requests(...)                  # the same, for async callers
     pool.stats(); pool.shutdown()
 
 Workers host the reward runtime (:mod:`openrlhf_visualprm.rewards`) the plugin's reward actor hosts;

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from openrlhf_visualprm.judge.config import JudgeConfig
-from openrlhf_visualprm.prm.config import PRMConfig
+from openrlhf_visualprm.prm.config import DEFAULT_MAX_BATCH_TOKENS, PRMConfig
 from openrlhf_visualprm.rewards.groups import (
     DEFAULT_MAX_GROUP_PIXELS,
     DEFAULT_MAX_IMAGES_PER_GROUP,
@@ -39,7 +39,7 @@ class WorkerConfig:
     attn_implementation: str | None = None  # e.g. "sdpa", "flash_attention_2"; None = model default
     num_gpus: float = 1.0
     num_cpus: float = 1.0
-    max_batch_tokens: int = 32768
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
     image_tokens_per_image: int = 1792  # estimate used for batching: 7 tiles x 256 tokens
     torch_threads: int | None = None  # CPU threads per worker; None = num_cpus (at least 1)
     # "module:function", called in the worker as function(component, **scorer_wrapper_options) once

@@ -487,7 +487,7 @@ class RewardPool:
     """A handle to a running pool: cheap, picklable, usable from any process in the cluster.
 
     Start one with :meth:`start` (or find a running one with :meth:`get`), then call
-    :meth:`score_groups` / :meth:`ascore_groups`. A group goes whole to one worker, batches are
+    :meth:`score_requests` / :meth:`ascore_requests`. A group goes whole to one worker, batches are
     bounded by tokens, results are cached, OOM splits a group, dead workers restart within a
     per-window budget, and hung-up callers give their queue places back.
 
@@ -594,7 +594,7 @@ class RewardPool:
         prepared = self.prepare(groups)
         return ray.get(self.actor.score_groups.remote(prepared, timeout_s))
 
-    def score_groups(
+    def score_requests(
         self, groups: list[dict | RewardGroup], timeout_s: float | None = None
     ) -> list[list[dict]]:
         """Blocking: one list of results per group, one dict per response, in order.
@@ -615,10 +615,10 @@ class RewardPool:
         """
         return flat_results(self.score_rows(groups, timeout_s), self.config.worker.kind)
 
-    async def ascore_groups(
+    async def ascore_requests(
         self, groups: list[dict | RewardGroup], timeout_s: float | None = None
     ) -> list[list[dict]]:
-        """``score_groups`` for async callers (vLLM actors, the HTTP service)."""
+        """``score_requests`` for async callers (vLLM actors, the HTTP service)."""
         prepared = await asyncio.to_thread(self.prepare, groups)
         ref = self.actor.score_groups.remote(prepared, timeout_s)
         try:

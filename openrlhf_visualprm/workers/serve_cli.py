@@ -29,7 +29,7 @@ from openrlhf_visualprm import envs
 from openrlhf_visualprm.config_fields import add_flags, changed_flags, config_from_flags
 from openrlhf_visualprm.errors import ConfigError
 from openrlhf_visualprm.judge.config import JudgeConfig
-from openrlhf_visualprm.prm.config import LOAD_FIELDS, PRMConfig
+from openrlhf_visualprm.prm.config import DEFAULT_MAX_BATCH_TOKENS, LOAD_FIELDS, PRMConfig
 from openrlhf_visualprm.rewards.groups import (
     DEFAULT_MAX_GROUP_PIXELS,
     DEFAULT_MAX_IMAGES_PER_GROUP,
@@ -62,7 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument(
         "--attn-implementation", default=None, help="e.g. sdpa, flash_attention_2 (default: model's)"
     )
-    m.add_argument("--max-batch-tokens", type=int, default=32768, help="token budget of one worker batch")
+    m.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        default=DEFAULT_MAX_BATCH_TOKENS,
+        help=f"token budget of one worker batch (default {DEFAULT_MAX_BATCH_TOKENS})",
+    )
     p = parser.add_argument_group("VisualPRM (--kind prm): fixed for the pool's lifetime")
     add_flags(p, PRMConfig, only=LOAD_FIELDS)  # --max-tiles, --dtype, --system-message
     m.add_argument(

@@ -181,7 +181,7 @@ class ServiceCore:
         pool = self.pool()
         timeout = min(float(timeout_s or self.config.request_timeout_s), self.config.request_timeout_s)
         try:
-            return await pool.ascore_groups(groups, timeout)
+            return await pool.ascore_requests(groups, timeout)
         except ray.exceptions.RayActorError:
             self._pool = None  # the pool was restarted: look it up again next time
             raise HTTPError(503, "the reward pool is unavailable (restarting?); retry shortly") from None
