@@ -165,7 +165,9 @@ def test_one_default_per_option_in_every_command():
     """A command flag named after a config field (``--max-tiles``, ``--rounds``, ``--dtype``...) has
     the field's default and choices; ``--device`` and ``--dtype`` default to auto everywhere."""
     by_flag: dict[str, list] = {}
-    for cls in (PRMConfig, JudgeConfig):
+    from openrlhf_visualprm.workers.config import PoolConfig, ServiceConfig, WorkerConfig
+
+    for cls in (PRMConfig, JudgeConfig, WorkerConfig, PoolConfig, ServiceConfig):
         for opt in options(cls):
             if opt.flag:
                 by_flag.setdefault(flag_name(opt, "--"), []).append(opt)
@@ -182,3 +184,4 @@ def test_one_default_per_option_in_every_command():
                         assert tuple(action.choices) == opt.choices, (command, flag)
     # the commands do take the config flags (a renamed command flag would empty this check)
     assert {"--method", "--aggregation", "--max-tiles", "--dtype", "--system-message", "--rounds"} <= seen
+    assert {"--max-batch-tokens", "--num-workers", "--cache-size", "--port", "--max-restarts"} <= seen

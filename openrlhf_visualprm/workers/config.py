@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from openrlhf_visualprm.config_fields import option
+from openrlhf_visualprm.errors import ConfigError
 from openrlhf_visualprm.judge.config import JudgeConfig
 from openrlhf_visualprm.prm.config import DEFAULT_MAX_BATCH_TOKENS, PRMConfig
 from openrlhf_visualprm.rewards.groups import (
@@ -16,7 +18,9 @@ from openrlhf_visualprm.rewards.groups import (
     DEFAULT_MAX_REQUEST_PIXELS,
     ImageLimits,
 )
+from openrlhf_visualprm.rewards.guard import DEFAULT_FAILURE_WINDOW, DEFAULT_MAX_FAILED_FRACTION
 
+STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")  # Ray placement-group strategies
 DEFAULT_POOL_NAME = "visualprm-reward-pool"
 DEFAULT_NAMESPACE = "openrlhf_visualprm"
 
@@ -36,10 +40,12 @@ class WorkerConfig:
 
     component: PRMConfig | JudgeConfig
     device: str = "auto"  # "auto" -> cuda when the worker got a GPU, else cpu
-    attn_implementation: str | None = None  # e.g. "sdpa", "flash_attention_2"; None = model default
+    attn_implementation: str | None = option(
+        None, "attention kernel, e.g. sdpa, flash_attention_2", unset="the model's", env=False
+    )
     num_gpus: float = 1.0
-    num_cpus: float = 1.0
-    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
+    num_cpus: float = option(1.0, "CPUs per worker", env=False)
+    max_batch_tokens: int = option(DEFAULT_MAX_BATCH_TOKENS, "token budget of one worker batch", env=False)
     image_tokens_per_image: int = 1792  # estimate used for batching: 7 tiles x 256 tokens
     torch_threads: int | None = None  # CPU threads per worker; None = num_cpus (at least 1)
     # "module:function", called in the worker as function(component, **scorer_wrapper_options) once
@@ -50,15 +56,15 @@ class WorkerConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.component, (PRMConfig, JudgeConfig)):
-            raise ValueError(
+            raise ConfigError(
                 f"WorkerConfig.component must be a PRMConfig or a JudgeConfig, got {type(self.component).__name__}"
             )
         if self.num_gpus < 0 or self.num_cpus < 0:
-            raise ValueError(f"num_gpus/num_cpus must be >= 0, got {self.num_gpus}/{self.num_cpus}")
+            raise ConfigError(f"num_gpus/num_cpus must be >= 0, got {self.num_gpus}/{self.num_cpus}")
         if self.scorer_wrapper is not None and ":" not in self.scorer_wrapper:
-            raise ValueError(f"scorer_wrapper must be 'module:function', got {self.scorer_wrapper!r}")
+            raise ConfigError(f"scorer_wrapper must be 'module:function', got {self.scorer_wrapper!r}")
         if self.max_batch_tokens < 1:
-            raise ValueError(f"max_batch_tokens must be >= 1, got {self.max_batch_tokens}")
+            raise ConfigError(f"max_batch_tokens must be >= 1, got {self.max_batch_tokens}")
 
     @property
     def kind(self) -> str:
@@ -82,24 +88,38 @@ class PoolConfig:
     """
 
     worker: WorkerConfig
-    num_workers: int = 1
+    num_workers: int = option(1, "model workers in the pool", env=False)
     name: str = DEFAULT_POOL_NAME
     namespace: str = DEFAULT_NAMESPACE
-    strategy: str = "PACK"
+    strategy: str = option("PACK", "placement of workers across nodes", choices=STRATEGIES, env=False)
     image_roots: list[str] = field(default_factory=list)
     max_image_bytes: int = 16 * 1024 * 1024
     # What one request may make the pool's callers decode (see rewards.groups.ImageLimits).
-    max_images_per_group: int = DEFAULT_MAX_IMAGES_PER_GROUP
-    max_group_pixels: int = DEFAULT_MAX_GROUP_PIXELS
-    max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS
-    max_pending_groups: int = 4096
+    max_images_per_group: int = option(
+        DEFAULT_MAX_IMAGES_PER_GROUP, "image references per group (413 past it)", env=False
+    )
+    max_group_pixels: int = option(
+        DEFAULT_MAX_GROUP_PIXELS, "decoded pixels per group, per reference", env=False
+    )
+    max_request_pixels: int = option(
+        DEFAULT_MAX_REQUEST_PIXELS, "decoded pixels per request, per reference", env=False
+    )
+    max_pending_groups: int = option(
+        4096, "groups queued or in flight in the pool; callers wait (then 503) past it", env=False
+    )
     request_timeout_s: float = 600.0
-    cache_size: int = 100_000  # scored units (responses for the PRM, groups for the judge); 0 = off
+    cache_size: int = option(
+        100_000, "cached results: responses for the PRM, groups for the judge (0 disables)", env=False
+    )
     # Restart budget per worker slot: at most ``max_restarts`` within any ``restart_window_s``;
     # past it the slot is taken out (its work moves to the other workers) for one window, then
     # tried again, so a burst of crashes cannot leave the pool dead for good.
-    max_restarts: int = 3
-    restart_window_s: float = 600.0
+    max_restarts: int = option(
+        3, "restarts a worker may use within --restart-window-s before it is taken out", env=False
+    )
+    restart_window_s: float = option(
+        600.0, "window of the restart budget in seconds; older restarts stop counting", env=False
+    )
     detached: bool = False  # survive the driver that created it (for a long-running service)
 
     def image_limits(self) -> ImageLimits:
@@ -110,15 +130,46 @@ class PoolConfig:
 
     def __post_init__(self) -> None:
         if self.num_workers < 1:
-            raise ValueError(f"num_workers must be >= 1, got {self.num_workers}")
-        if self.strategy not in ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"):
-            raise ValueError(
+            raise ConfigError(f"num_workers must be >= 1, got {self.num_workers}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(
                 f"strategy must be PACK, SPREAD, STRICT_PACK or STRICT_SPREAD, got {self.strategy!r}"
             )
         if self.max_restarts < 0 or not self.restart_window_s > 0:
-            raise ValueError(
+            raise ConfigError(
                 f"need max_restarts >= 0 and restart_window_s > 0, got {self.max_restarts}, "
                 f"{self.restart_window_s}"
             )
         if self.request_timeout_s <= 0:
-            raise ValueError(f"request_timeout_s must be > 0, got {self.request_timeout_s}")
+            raise ConfigError(f"request_timeout_s must be > 0, got {self.request_timeout_s}")
+
+
+@dataclass
+class ServiceConfig:
+    """How the HTTP service listens and what it accepts."""
+
+    pool_name: str = DEFAULT_POOL_NAME
+    namespace: str = DEFAULT_NAMESPACE
+    host: str = option("127.0.0.1", "bind address (127.0.0.1: this machine only)", env=False)
+    port: int = option(8000, "port", env=False)
+    token: str | None = None
+    image_roots: list[str] = field(default_factory=list)
+    max_request_bytes: int = 32 * 1024 * 1024
+    max_image_bytes: int = 16 * 1024 * 1024
+    request_timeout_s: float = 170.0  # below OpenRLHF's 180 s client timeout, so it sees our error
+    min_replicas: int = option(1, "HTTP front-end replicas, minimum", env=False)
+    max_replicas: int = option(1, "HTTP front-end replicas, maximum (autoscale)", env=False)
+    target_ongoing_requests: float = 16
+    replica_num_cpus: float = 0.0
+    app_name: str = "visualprm-reward"
+    route_prefix: str = "/"
+    # Set by ``serve`` when it runs its own private, loopback-only Ray: the replica's internal
+    # gRPC server (which Serve binds to all interfaces) is confined to 127.0.0.1 as well.
+    loopback_only: bool = False
+    # The failure guard of /reward (rewards.guard.FailureWindow): past this fraction of bad samples
+    # among the last ``failure_window`` the route answers 422 (OpenRLHF's client then stops the run)
+    # for ``failure_hold_s`` seconds, so its retries are refused too.
+    max_failed_fraction: float = DEFAULT_MAX_FAILED_FRACTION
+    failure_window: int = DEFAULT_FAILURE_WINDOW
+    failure_hold_s: float = 600.0
+    bad_sample_log_interval_s: float = 10.0  # bad samples' reasons: at most one ERROR line per interval

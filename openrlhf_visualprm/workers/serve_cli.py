@@ -29,13 +29,9 @@ from openrlhf_visualprm import envs
 from openrlhf_visualprm.config_fields import add_flags, changed_flags, config_from_flags
 from openrlhf_visualprm.errors import ConfigError
 from openrlhf_visualprm.judge.config import JudgeConfig
-from openrlhf_visualprm.prm.config import DEFAULT_MAX_BATCH_TOKENS, LOAD_FIELDS, PRMConfig
-from openrlhf_visualprm.rewards.groups import (
-    DEFAULT_MAX_GROUP_PIXELS,
-    DEFAULT_MAX_IMAGES_PER_GROUP,
-    DEFAULT_MAX_REQUEST_PIXELS,
-)
+from openrlhf_visualprm.prm.config import LOAD_FIELDS, PRMConfig
 from openrlhf_visualprm.rewards.guard import DEFAULT_FAILURE_WINDOW, DEFAULT_MAX_FAILED_FRACTION
+from openrlhf_visualprm.workers.config import PoolConfig, ServiceConfig, WorkerConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument(
         "--kind", choices=["prm", "judge"], default="prm", help="VisualPRM or MR. Judge (default prm)"
     )
-    m.add_argument("--num-workers", type=int, default=1, help="model workers in the pool (default 1)")
+    add_flags(m, PoolConfig, only=["num_workers"])
     j = parser.add_argument_group(
         "judge (--kind judge): fixed for the pool's lifetime; a plan asking for other values is refused. "
         "POST / (OpenRLHF's one-sample requests) needs --schedule reference"
@@ -58,32 +54,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="GPUs per worker, fractional to share with rollout engines (default 1 if CUDA, else 0)",
     )
-    m.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per worker (default 1)")
-    m.add_argument(
-        "--attn-implementation", default=None, help="e.g. sdpa, flash_attention_2 (default: model's)"
-    )
-    m.add_argument(
-        "--max-batch-tokens",
-        type=int,
-        default=DEFAULT_MAX_BATCH_TOKENS,
-        help=f"token budget of one worker batch (default {DEFAULT_MAX_BATCH_TOKENS})",
-    )
+    add_flags(m, WorkerConfig)  # --num-cpus, --attn-implementation, --max-batch-tokens
     p = parser.add_argument_group("VisualPRM (--kind prm): fixed for the pool's lifetime")
     add_flags(p, PRMConfig, only=LOAD_FIELDS)  # --max-tiles, --dtype, --system-message
-    m.add_argument(
-        "--strategy",
-        default="PACK",
-        choices=["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"],
-        help="placement of workers across nodes (default PACK)",
-    )
-    m.add_argument(
-        "--cache-size", type=int, default=100_000, help="cached results (0 disables; default 100000)"
-    )
+    # --strategy, --cache-size; the image budgets and queue bound under "HTTP service" below
+    add_flags(m, PoolConfig, only=["strategy", "cache_size"])
     m.add_argument("--pool-name", default=None, help="Ray name of the pool (default visualprm-reward-pool)")
     m.add_argument("--namespace", default=None, help="Ray namespace of the pool (default openrlhf_visualprm)")
     h = parser.add_argument_group("HTTP service")
-    h.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
-    h.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    add_flags(h, ServiceConfig, only=["host", "port"])
     h.add_argument(
         "--token-env",
         default=None,
@@ -100,29 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-request-mb", type=float, default=32.0, help="request body limit in MiB (default 32)"
     )
     h.add_argument("--max-image-mb", type=float, default=16.0, help="per-image limit in MiB (default 16)")
-    h.add_argument(
-        "--max-images-per-group",
-        type=int,
-        default=DEFAULT_MAX_IMAGES_PER_GROUP,
-        help=f"image references per group (default {DEFAULT_MAX_IMAGES_PER_GROUP}; 413 past it)",
-    )
-    h.add_argument(
-        "--max-group-pixels",
-        type=int,
-        default=DEFAULT_MAX_GROUP_PIXELS,
-        help=f"decoded pixels per group, per reference (default {DEFAULT_MAX_GROUP_PIXELS:_})",
-    )
-    h.add_argument(
-        "--max-request-pixels",
-        type=int,
-        default=DEFAULT_MAX_REQUEST_PIXELS,
-        help=f"decoded pixels per request, per reference (default {DEFAULT_MAX_REQUEST_PIXELS:_})",
-    )
-    h.add_argument(
-        "--max-pending-groups",
-        type=int,
-        default=4096,
-        help="groups queued or in flight in the pool; callers wait (then 503) past it (default 4096)",
+    add_flags(
+        h,
+        PoolConfig,
+        only=["max_images_per_group", "max_group_pixels", "max_request_pixels", "max_pending_groups"],
     )
     h.add_argument(
         "--timeout", type=float, default=170.0, help="per-request timeout in seconds (default 170)"
@@ -142,8 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="samples the failed fraction is taken over (default $OPENRLHF_VISUALPRM_FAILURE_WINDOW, else "
         f"{DEFAULT_FAILURE_WINDOW})",
     )
-    h.add_argument("--min-replicas", type=int, default=1, help="HTTP front-end replicas, minimum (default 1)")
-    h.add_argument("--max-replicas", type=int, default=1, help="HTTP front-end replicas, maximum (autoscale)")
+    add_flags(h, ServiceConfig, only=["min_replicas", "max_replicas"])
     r = parser.add_argument_group("Ray")
     r.add_argument(
         "--address",
@@ -159,18 +118,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="start Ray's dashboard (on 127.0.0.1) with the private Ray (default: off)",
     )
     r.add_argument("--ray-temp-dir", default=None, help="Ray's temp/log folder for the private Ray")
-    m.add_argument(
-        "--max-restarts",
-        type=int,
-        default=3,
-        help="restarts a worker may use within --restart-window-s before it is taken out (default 3)",
-    )
-    m.add_argument(
-        "--restart-window-s",
-        type=float,
-        default=600.0,
-        help="window of the restart budget in seconds; older restarts stop counting (default 600)",
-    )
+    add_flags(m, PoolConfig, only=["max_restarts", "restart_window_s"])
 
 
 def init_local_ray(namespace: str, dashboard: bool = False, temp_dir: str | None = None, **kwargs) -> None:
@@ -260,14 +208,9 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, log: logging.Logger) -> int:
     import ray
 
-    from openrlhf_visualprm.workers.config import (
-        DEFAULT_NAMESPACE,
-        DEFAULT_POOL_NAME,
-        PoolConfig,
-        WorkerConfig,
-    )
+    from openrlhf_visualprm.workers.config import DEFAULT_NAMESPACE, DEFAULT_POOL_NAME
     from openrlhf_visualprm.workers.pool import RewardPool
-    from openrlhf_visualprm.workers.service import ServiceConfig, start_service, stop_service
+    from openrlhf_visualprm.workers.service import start_service, stop_service
 
     token = None
     if args.token_env:
@@ -311,45 +254,34 @@ def _run(args: argparse.Namespace, log: logging.Logger) -> int:
     name = args.pool_name or DEFAULT_POOL_NAME
     namespace = args.namespace or DEFAULT_NAMESPACE
     max_image = int(args.max_image_mb * 1024 * 1024)
-    pool_config = PoolConfig(
-        WorkerConfig(
-            component,
-            num_gpus=args.num_gpus,
-            num_cpus=args.num_cpus,
-            attn_implementation=args.attn_implementation,
-            max_batch_tokens=args.max_batch_tokens,
-        ),
-        num_workers=args.num_workers,
+    # the generated flags (config_fields.add_flags) parsed back into their config types, checked there
+    worker = config_from_flags(args, WorkerConfig, component=component, num_gpus=args.num_gpus)
+    pool_config = config_from_flags(
+        args,
+        PoolConfig,
+        worker=worker,
         name=name,
         namespace=namespace,
-        strategy=args.strategy,
         image_roots=list(args.image_root),
         max_image_bytes=max_image,
-        cache_size=args.cache_size,
         request_timeout_s=args.timeout,
-        max_images_per_group=args.max_images_per_group,
-        max_group_pixels=args.max_group_pixels,
-        max_request_pixels=args.max_request_pixels,
-        max_pending_groups=args.max_pending_groups,
-        max_restarts=args.max_restarts,
-        restart_window_s=args.restart_window_s,
     )
-    service_config = ServiceConfig(
+    service_config = config_from_flags(
+        args,
+        ServiceConfig,
         pool_name=name,
         namespace=namespace,
-        host=args.host,
-        port=args.port,
         token=token,
         image_roots=list(args.image_root),
         max_request_bytes=int(args.max_request_mb * 1024 * 1024),
         max_image_bytes=max_image,
         request_timeout_s=args.timeout,
-        min_replicas=args.min_replicas,
-        max_replicas=max(args.max_replicas, args.min_replicas),
         loopback_only=not args.address,
         max_failed_fraction=max_failed,
         failure_window=window,
     )
+    if service_config.max_replicas < service_config.min_replicas:
+        service_config.max_replicas = service_config.min_replicas
     if args.address:
         log.warning(
             "joining Ray cluster %s: every member of it can use the pool without the token", args.address

@@ -22,7 +22,6 @@ import json
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 import ray
@@ -34,13 +33,11 @@ from openrlhf_visualprm.errors import InputError, RewardFailureError
 from openrlhf_visualprm.images import ImageRoots
 from openrlhf_visualprm.log import ensure_package_handler
 from openrlhf_visualprm.rewards.guard import (
-    DEFAULT_FAILURE_WINDOW,
-    DEFAULT_MAX_FAILED_FRACTION,
     FailureWindow,
 )
 from openrlhf_visualprm.rewards.runtime import RewardRuntime
 from openrlhf_visualprm.workers.component import PoolComponent
-from openrlhf_visualprm.workers.config import DEFAULT_NAMESPACE, DEFAULT_POOL_NAME
+from openrlhf_visualprm.workers.config import ServiceConfig
 from openrlhf_visualprm.workers.errors import (
     PoolBusyError,
     RequestTooLargeError,
@@ -57,37 +54,6 @@ from openrlhf_visualprm.workers.protocol import (
 )
 
 logger = logging.getLogger("openrlhf_visualprm.workers")
-
-
-@dataclass
-class ServiceConfig:
-    """How the HTTP service listens and what it accepts."""
-
-    pool_name: str = DEFAULT_POOL_NAME
-    namespace: str = DEFAULT_NAMESPACE
-    host: str = "127.0.0.1"
-    port: int = 8000
-    token: str | None = None
-    image_roots: list[str] = field(default_factory=list)
-    max_request_bytes: int = 32 * 1024 * 1024
-    max_image_bytes: int = 16 * 1024 * 1024
-    request_timeout_s: float = 170.0  # below OpenRLHF's 180 s client timeout, so it sees our error
-    min_replicas: int = 1
-    max_replicas: int = 1
-    target_ongoing_requests: float = 16
-    replica_num_cpus: float = 0.0
-    app_name: str = "visualprm-reward"
-    route_prefix: str = "/"
-    # Set by ``serve`` when it runs its own private, loopback-only Ray: the replica's internal
-    # gRPC server (which Serve binds to all interfaces) is confined to 127.0.0.1 as well.
-    loopback_only: bool = False
-    # The failure guard of /reward (rewards.guard.FailureWindow): past this fraction of bad samples
-    # among the last ``failure_window`` the route answers 422 (OpenRLHF's client then stops the run)
-    # for ``failure_hold_s`` seconds, so its retries are refused too.
-    max_failed_fraction: float = DEFAULT_MAX_FAILED_FRACTION
-    failure_window: int = DEFAULT_FAILURE_WINDOW
-    failure_hold_s: float = 600.0
-    bad_sample_log_interval_s: float = 10.0  # bad samples' reasons: at most one ERROR line per interval
 
 
 CLIENT_CLOSED = 499  # nginx's "client closed request": the status /metrics records for hang-ups
