@@ -226,7 +226,7 @@ def test_placeholder_mismatch_is_a_bad_sample_on_the_pool_route(pool, items, cap
         RewardGroup(q, [items[0]["candidates"][0]["response"]], [image], Label({}))
         for q in ("<image> and <image>?", items[0]["question"])
     ]
-    out = RewardRuntime({"prm": PoolComponent(pool)}).score_requests(groups)
+    out = RewardRuntime({"prm": PoolComponent(pool)}).score_groups(groups)
     assert out[0][0]["failed"] == ["prm"] and out[0][0]["reasons"] == ["image_placeholders"]
     assert out[1][0]["error"] is None and out[1][0]["prm"]["step_scores"]
 
