@@ -111,3 +111,25 @@ def test_no_literal_copy_of_a_token_default_in_the_source():
             if option and isinstance(value, ast.Constant) and value.value == OPTIONS[option]:
                 found.append(f"{rel}:{value.lineno}: {name} = {value.value!r}")
     assert found == [], "use prm.config.DEFAULT_MAX_BATCH_TOKENS / judge.config.DEFAULT_MAX_NEW_TOKENS"
+
+
+def test_lower_layer_function_defaults_are_the_configs():
+    """Functions below the config types (aggregation, credit, schedules, verdict aggregation) take
+    their defaults from the same constants the config fields use."""
+    import importlib
+
+    judge_aggregate = importlib.import_module("openrlhf_visualprm.judge.aggregate")
+    schedule = importlib.import_module("openrlhf_visualprm.judge.schedule")
+    from openrlhf_visualprm.prm.aggregate import aggregate
+    from openrlhf_visualprm.rewards.credit import step_returns
+
+    prm, judge = PRMConfig(), JudgeConfig()
+    assert _default(aggregate, "temperature") == prm.temperature
+    assert _default(step_returns, "temperature") == prm.credit_temperature
+    assert _default(step_returns, "value_max_steps") == prm.value_max_steps
+    assert _default(step_returns, "v0") == prm.v0 and _default(step_returns, "empty_score") == prm.empty_score
+    assert _default(schedule.listwise, "rounds") == judge.rounds
+    assert _default(schedule.plan, "rounds") == judge.rounds
+    assert _default(judge_aggregate.aggregate, "aggregator") == judge.aggregator
+    assert _default(judge_aggregate.aggregate, "on_failure") == judge.on_failure
+    assert _default(judge_aggregate.combine_orders, "on_failure") == judge.on_failure

@@ -39,6 +39,7 @@ from .schedule import REFERENCE, knockout_rounds
 CHANCE = 0.5
 AGGREGATORS = ("win_rate", "borda", "bradley_terry")
 FAILURE_POLICIES = ("neutral", "skip")
+DEFAULT_AGGREGATOR, DEFAULT_ON_FAILURE = "win_rate", "neutral"  # JudgeConfig's defaults
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,9 @@ def listwise_value(set_size: int, won: bool) -> float:
     return 1.0 if won else (set_size - 2) / (2 * (set_size - 1))
 
 
-def listwise_win_rate(n: int, verdicts: Sequence[Verdict], on_failure: str = "neutral") -> list[float]:
+def listwise_win_rate(
+    n: int, verdicts: Sequence[Verdict], on_failure: str = DEFAULT_ON_FAILURE
+) -> list[float]:
     _check(on_failure)
     totals, counts = [0.0] * n, [0] * n
     for v in verdicts:
@@ -89,7 +92,7 @@ def listwise_win_rate(n: int, verdicts: Sequence[Verdict], on_failure: str = "ne
     return [totals[i] / counts[i] if counts[i] else CHANCE for i in range(n)]
 
 
-def combine_orders(verdicts: Sequence[Verdict], on_failure: str = "neutral") -> list[PairOutcome]:
+def combine_orders(verdicts: Sequence[Verdict], on_failure: str = DEFAULT_ON_FAILURE) -> list[PairOutcome]:
     """Group two-candidate verdicts by pair and combine their orders (flip = tie)."""
     _check(on_failure)
     by_pair: dict[tuple[int, int], list[Verdict]] = {}
@@ -224,8 +227,8 @@ def aggregate(
     schedule: str,
     n: int,
     verdicts: Sequence[Verdict],
-    aggregator: str = "win_rate",
-    on_failure: str = "neutral",
+    aggregator: str = DEFAULT_AGGREGATOR,
+    on_failure: str = DEFAULT_ON_FAILURE,
     bt_prior: float = 0.1,
 ) -> list[float]:
     """Rewards for the ``n`` responses of one group from its verdicts."""

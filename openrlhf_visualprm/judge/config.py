@@ -11,15 +11,17 @@ from typing import Any
 
 from openrlhf_visualprm.bounds import number
 from openrlhf_visualprm.config_fields import option
-from openrlhf_visualprm.judge.aggregate import AGGREGATORS, FAILURE_POLICIES
-from openrlhf_visualprm.judge.schedule import SCHEDULES
+from openrlhf_visualprm.judge.aggregate import (
+    AGGREGATORS,
+    DEFAULT_AGGREGATOR,
+    DEFAULT_ON_FAILURE,
+    FAILURE_POLICIES,
+)
+from openrlhf_visualprm.judge.schedule import DEFAULT_ROUNDS, SCHEDULES
 from openrlhf_visualprm.judge.template import MAX_CANDIDATES
 from openrlhf_visualprm.prm.config import _choice, _from_mapping
 
 BACKENDS = ("hf", "vllm")
-# Listwise rounds with reshuffled labels. Four: with groups of 8 and K=4 the schedule's rounds
-# come in balanced blocks, and position bias averages out (see judge/schedule.py).
-DEFAULT_ROUNDS = 4
 DEFAULT_MAX_NEW_TOKENS = 1024
 # Upper bounds (cost grows with each): 64 rounds is 16x the default's judge calls; 32768 tokens is
 # the context of the released judge.
@@ -48,9 +50,9 @@ class JudgeConfig:
     max_new_tokens: int = option(
         DEFAULT_MAX_NEW_TOKENS, f"the judge's reasoning token cap (at most {MAX_NEW_TOKENS_LIMIT})"
     )
-    aggregator: str = option("win_rate", "verdicts -> rewards", choices=AGGREGATORS, env=False)
+    aggregator: str = option(DEFAULT_AGGREGATOR, "verdicts -> rewards", choices=AGGREGATORS, env=False)
     on_failure: str = option(
-        "neutral",
+        DEFAULT_ON_FAILURE,
         "an unparsed verdict is a tie (neutral) or left out (skip); never a win",
         choices=FAILURE_POLICIES,
         env=False,

@@ -33,6 +33,9 @@ from .template import LABELS, MAX_CANDIDATES
 
 REFERENCE = -1
 SCHEDULES = ("listwise", "pairwise", "reference", "knockout")
+# Listwise rounds with reshuffled labels. Four: with groups of 8 and K=4 the rounds come in
+# balanced blocks, and position bias averages out (balanced_rounds). JudgeConfig's default.
+DEFAULT_ROUNDS = 4
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ def balanced_rounds(n: int, k: int = MAX_CANDIDATES) -> int | None:
 
 
 def listwise(
-    n: int, k: int = MAX_CANDIDATES, rounds: int = 4, rng: random.Random | None = None
+    n: int, k: int = MAX_CANDIDATES, rounds: int = DEFAULT_ROUNDS, rng: random.Random | None = None
 ) -> list[Matchup]:
     """Listwise rounds; see the module docstring for the guarantees."""
     if not 2 <= k <= MAX_CANDIDATES:
@@ -207,7 +210,7 @@ def knockout_rounds(n: int) -> int:
 
 
 def plan(
-    schedule: str, n: int, *, k: int = MAX_CANDIDATES, rounds: int = 4, rng: random.Random
+    schedule: str, n: int, *, k: int = MAX_CANDIDATES, rounds: int = DEFAULT_ROUNDS, rng: random.Random
 ) -> list[Matchup]:
     """All calls of a non-adaptive schedule (knockout is adaptive: see :func:`knockout_round`)."""
     if schedule == "listwise":

@@ -23,9 +23,15 @@ AGGREGATIONS = ("mean", "min", "last", "product", "softmin")
 # "off": the scalar aggregate; the others: rewards.credit.step_returns (one formula each).
 CREDIT_MODES = ("off", "process_grpo", "pure", "rloo", "diff", "diff_group", "value", "anchored")
 DEFAULT_CREDIT = "anchored"  # 0 hack wins in benchmarks/credit_probe.py
+# Defaults PRMConfig and the functions share (the config imports them from here: one home each).
+DEFAULT_TEMPERATURE = 0.1  # softmin aggregation
+DEFAULT_CREDIT_TEMPERATURE = 0.1  # credit pure: PURE's min-form softmax
+DEFAULT_VALUE_MAX_STEPS = 8  # credit value: steps after this many earn nothing
 
 
-def aggregate(step_scores: Sequence[float], how: str = "mean", temperature: float = 0.1) -> float:
+def aggregate(
+    step_scores: Sequence[float], how: str = "mean", temperature: float = DEFAULT_TEMPERATURE
+) -> float:
     """One score from step scores. Raises on an empty list: callers decide what empty means."""
     if how not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {how!r}; choose one of {', '.join(AGGREGATIONS)}")

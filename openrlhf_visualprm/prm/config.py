@@ -25,7 +25,14 @@ from openrlhf_visualprm.bounds import number
 from openrlhf_visualprm.config_fields import option
 from openrlhf_visualprm.errors import ConfigError
 from openrlhf_visualprm.images import DEFAULT_MAX_TILES, MAX_TILES_LIMIT
-from openrlhf_visualprm.prm.aggregate import AGGREGATIONS, CREDIT_MODES, DEFAULT_CREDIT
+from openrlhf_visualprm.prm.aggregate import (
+    AGGREGATIONS,
+    CREDIT_MODES,
+    DEFAULT_CREDIT,
+    DEFAULT_CREDIT_TEMPERATURE,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_VALUE_MAX_STEPS,
+)
 from openrlhf_visualprm.steps import DEFAULT_SEPARATOR, REGEX_PREFIX, check_splitter, unescape_separator
 from openrlhf_visualprm.torch_names import DTYPE_CHOICES
 
@@ -73,7 +80,7 @@ class PRMConfig:
         parse=unescape_separator,
         show=_show_splitter,
     )
-    temperature: float = option(0.1, "softmin temperature (aggregation softmin)")
+    temperature: float = option(DEFAULT_TEMPERATURE, "softmin temperature (aggregation softmin)")
     # how step scores become per-token returns in RL (rewards.credit); RL-side only, no score changes
     credit: str = option(
         DEFAULT_CREDIT,
@@ -87,8 +94,12 @@ class PRMConfig:
     empty_score: float = option(
         0.0, "credit modes: P(+) of the one step a stepless response counts as", env=False
     )
-    value_max_steps: int = option(8, "credit value: steps after this many earn nothing", env=False)
-    credit_temperature: float = option(0.1, "credit pure: temperature of the min-form softmax", env=False)
+    value_max_steps: int = option(
+        DEFAULT_VALUE_MAX_STEPS, "credit value: steps after this many earn nothing", env=False
+    )
+    credit_temperature: float = option(
+        DEFAULT_CREDIT_TEMPERATURE, "credit pure: temperature of the min-form softmax", env=False
+    )
     credit_anchor: bool = option(
         False,
         "per-step credit modes: each response's first-token return is the anchored value, the mode "

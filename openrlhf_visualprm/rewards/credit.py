@@ -30,7 +30,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from openrlhf_visualprm.errors import ConfigError
-from openrlhf_visualprm.prm.aggregate import CREDIT_MODES, DEFAULT_CREDIT
+from openrlhf_visualprm.prm.aggregate import (
+    CREDIT_MODES,
+    DEFAULT_CREDIT,
+    DEFAULT_CREDIT_TEMPERATURE,
+    DEFAULT_VALUE_MAX_STEPS,
+)
 
 __all__ = [
     "CREDIT_MODES",
@@ -42,7 +47,6 @@ __all__ = [
     "token_rewards",
 ]
 
-DEFAULT_VALUE_MAX_STEPS = 8
 _STD_FLOOR = 1e-8  # a group whose numbers are all equal has no spread to normalise: terms are 0
 
 
@@ -55,7 +59,7 @@ def step_returns(
     outcome_weight: float = 1.0,
     v0: float = 0.0,
     empty_score: float = 0.0,
-    temperature: float = 0.1,
+    temperature: float = DEFAULT_CREDIT_TEMPERATURE,
     value_max_steps: int = DEFAULT_VALUE_MAX_STEPS,
     answer_steps: Sequence[int | None] | None = None,
     anchor: bool = False,
