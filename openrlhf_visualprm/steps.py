@@ -143,6 +143,14 @@ def unescape_separator(text: str) -> str:
     return re.sub(r"\\([nt])", lambda m: "\n" if m.group(1) == "n" else "\t", text)
 
 
+def escape_separator(text: str) -> str:
+    """The inverse of :func:`unescape_separator`, for showing a separator (``--help``, the README):
+    newline and tab as ``\\n`` and ``\\t``, everything else as it is."""
+    if text.startswith((REGEX_PREFIX, PRESET_PREFIX)):
+        return text
+    return text.replace("\n", "\\n").replace("\t", "\\t")
+
+
 def check_splitter(spec: str) -> None:
     """Raise ``ConfigError`` naming the problem when ``spec`` is not a usable splitter."""
     if not isinstance(spec, str) or not spec:

@@ -189,3 +189,13 @@ def test_one_responses_reader_for_both_clis(tmp_path):
     bad.write_text(json.dumps("a") + "\n{oops\n")
     with pytest.raises(ValueError, match="bad.jsonl:2: not valid JSON"):
         read_responses_file(bad)
+
+
+@pytest.mark.parametrize("spec", ["\n\n", "\n", "\t", "。", "Step 1:\n", "re:\\n+", "preset:lines"])
+def test_escape_separator_is_the_inverse_of_unescape(spec):
+    """What --help and the README show for a splitter types back to the same splitter."""
+    from openrlhf_visualprm.steps import escape_separator, unescape_separator
+
+    shown = escape_separator(spec)
+    assert "\n" not in shown and "\t" not in shown
+    assert unescape_separator(shown) == spec

@@ -33,7 +33,13 @@ from openrlhf_visualprm.prm.aggregate import (
     DEFAULT_TEMPERATURE,
     DEFAULT_VALUE_MAX_STEPS,
 )
-from openrlhf_visualprm.steps import DEFAULT_SEPARATOR, REGEX_PREFIX, check_splitter, unescape_separator
+from openrlhf_visualprm.steps import (
+    DEFAULT_SEPARATOR,
+    REGEX_PREFIX,
+    check_splitter,
+    escape_separator,
+    unescape_separator,
+)
 from openrlhf_visualprm.torch_names import DTYPE_CHOICES
 
 METHODS = ("per-step", "single", "shared")
@@ -42,10 +48,6 @@ DEFAULT_MAX_BATCH_TOKENS = 32768  # token budget of one PRM batch (a host option
 SCORING_FIELDS = ("method", "aggregation", "max_steps", "splitter", "temperature")
 # Fields fixed when the model is loaded (the score/serve/eval commands' load flags).
 LOAD_FIELDS = ("max_tiles", "dtype", "system_message")
-
-
-def _show_splitter(spec: str) -> str:
-    return spec.encode("unicode_escape").decode()
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class PRMConfig:
         "step separator: literal text (\\n and \\t are the only escapes), re:PATTERN (a regular "
         "expression, taken literally), or preset:paragraphs|lines|steps|think",
         parse=unescape_separator,
-        show=_show_splitter,
+        show=escape_separator,
     )
     temperature: float = option(DEFAULT_TEMPERATURE, "softmin temperature (aggregation softmin)")
     # how step scores become per-token returns in RL (rewards.credit); RL-side only, no score changes
