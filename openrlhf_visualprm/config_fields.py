@@ -174,7 +174,7 @@ def add_flags(
             if opt.choices:
                 kwargs["choices"] = opt.choices
             else:
-                kwargs["metavar"] = opt.name.upper()
+                kwargs["metavar"] = opt.flag.upper()
         parser.add_argument(*names, **kwargs)
         added.append(names[0])
     return added

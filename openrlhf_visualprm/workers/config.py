@@ -156,7 +156,13 @@ class ServiceConfig:
     image_roots: list[str] = field(default_factory=list)
     max_request_bytes: int = 32 * 1024 * 1024
     max_image_bytes: int = 16 * 1024 * 1024
-    request_timeout_s: float = 170.0  # below OpenRLHF's 180 s client timeout, so it sees our error
+    request_timeout_s: float = option(
+        170.0,
+        "per-request timeout in seconds, the pool's too (below OpenRLHF's 180 s client timeout, so it "
+        "gets our error)",
+        flag="timeout",
+        env=False,
+    )
     min_replicas: int = option(1, "HTTP front-end replicas, minimum", env=False)
     max_replicas: int = option(1, "HTTP front-end replicas, maximum (autoscale)", env=False)
     target_ongoing_requests: float = 16

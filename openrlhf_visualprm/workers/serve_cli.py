@@ -84,9 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         PoolConfig,
         only=["max_images_per_group", "max_group_pixels", "max_request_pixels", "max_pending_groups"],
     )
-    h.add_argument(
-        "--timeout", type=float, default=170.0, help="per-request timeout in seconds (default 170)"
-    )
+    add_flags(h, ServiceConfig, only=["request_timeout_s"])  # --timeout
     h.add_argument(
         "--max-failed-fraction",
         type=float,
@@ -264,7 +262,7 @@ def _run(args: argparse.Namespace, log: logging.Logger) -> int:
         namespace=namespace,
         image_roots=list(args.image_root),
         max_image_bytes=max_image,
-        request_timeout_s=args.timeout,
+        request_timeout_s=args.request_timeout_s,
     )
     service_config = config_from_flags(
         args,
@@ -275,7 +273,6 @@ def _run(args: argparse.Namespace, log: logging.Logger) -> int:
         image_roots=list(args.image_root),
         max_request_bytes=int(args.max_request_mb * 1024 * 1024),
         max_image_bytes=max_image,
-        request_timeout_s=args.timeout,
         loopback_only=not args.address,
         max_failed_fraction=max_failed,
         failure_window=window,
