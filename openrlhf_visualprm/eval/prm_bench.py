@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+from openrlhf_visualprm.config_fields import add_flags
 from openrlhf_visualprm.data.benchmarks import ProcessBenchItem, read_processbench
 from openrlhf_visualprm.eval.loop import add_run_arguments, finish_run, run_items
 from openrlhf_visualprm.eval.metrics import default_thresholds, grouped_step_f1, threshold_sweep
@@ -29,7 +30,7 @@ from openrlhf_visualprm.eval.results import (
     write_json,
 )
 from openrlhf_visualprm.images import ImageRoots
-from openrlhf_visualprm.prm.config import METHODS
+from openrlhf_visualprm.prm.config import PRMConfig
 from openrlhf_visualprm.prm.load_options import add_load_arguments, load_prm
 
 # (images, question, steps per response) -> step scores per response
@@ -192,12 +193,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="report at the threshold with the best macro F1 (tuned on the test data; the sweep "
         "and plot are written in every mode)",
     )
-    parser.add_argument(
-        "--method",
-        default="shared",
-        choices=METHODS,
-        help="scoring method of the PRM (default shared: one image+question prefix per group)",
-    )
+    add_flags(parser, PRMConfig, only=["method"])
     add_load_arguments(parser)
 
 
