@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field
@@ -93,6 +94,7 @@ class Option:
         return value
 
 
+@functools.cache  # fixed per class; reward_fns reads the variable list on every call
 def options(cls: type) -> tuple[Option, ...]:
     """The described fields of config type ``cls``, in declaration order."""
     hints = typing.get_type_hints(cls)
@@ -137,6 +139,11 @@ def flag_name(opt: Option, prefix: str) -> str:
     if prefix.endswith("."):
         return prefix + opt.flag
     return prefix + opt.flag.replace("_", "-")
+
+
+def markdown_cell(text: str) -> str:
+    """Text for a cell of the README's generated tables: a ``|`` would end the cell."""
+    return text.replace("|", "\\|")
 
 
 def flag_help(opt: Option) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openrlhf_visualprm.bounds import parse_number
-from openrlhf_visualprm.config_fields import env_name, options
+from openrlhf_visualprm.config_fields import env_name, markdown_cell, options
 from openrlhf_visualprm.errors import ConfigError
 
 MAX_FAILURE_WINDOW = 100_000  # samples a reward_fns process remembers (memory grows with it)
@@ -136,10 +136,5 @@ def markdown_table(configs: dict[str, type] | None = None) -> str:
             default = f"unset: {var.default_text}"
         else:
             default = "unset" if var.default is None else f"`{var.default}`" if var.default else "empty"
-        rows.append(f"| `{var.name}` | {_cell(default)} | {_cell(var.help)} |")
+        rows.append(f"| `{var.name}` | {markdown_cell(default)} | {markdown_cell(var.help)} |")
     return "\n".join(rows)
-
-
-def _cell(text: str) -> str:
-    """Markdown table cell text: a ``|`` would end the cell."""
-    return text.replace("|", "\\|")

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 
-from openrlhf_visualprm.config_fields import add_flags, config_from_flags
+from openrlhf_visualprm.config_fields import add_flags, config_from_flags, markdown_cell
 from openrlhf_visualprm.errors import FlagError
-from openrlhf_visualprm.plugin.plan import CREDIT_MODES, JudgeConfig, OutcomeConfig, PRMConfig, RewardPlan
+from openrlhf_visualprm.plugin.plan import JudgeConfig, OutcomeConfig, PRMConfig, RewardPlan
+from openrlhf_visualprm.prm.aggregate import CREDIT_MODES
 
 PRM_PREFIX, JUDGE_PREFIX, OUTCOME_PREFIX = "--reward.prm.", "--reward.judge.", "--reward.outcome."
 
@@ -78,12 +79,8 @@ def markdown_table() -> str:
             default = f"`{default}`"
         if action.choices:
             meaning += "; one of " + ", ".join(f"`{c}`" for c in action.choices)
-        rows.append(f"| `{action.option_strings[0]}` | {_cell(default)} | {_cell(meaning)} |")
+        rows.append(f"| `{action.option_strings[0]}` | {markdown_cell(default)} | {markdown_cell(meaning)} |")
     return "\n".join(rows)
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
 
 
 def plugin_option_strings() -> set[str]:

@@ -14,27 +14,16 @@ from openrlhf_visualprm import envs
 from openrlhf_visualprm.bounds import number, parse_number
 from openrlhf_visualprm.config_fields import option
 from openrlhf_visualprm.errors import ConfigError
-from openrlhf_visualprm.judge.config import BACKENDS as JUDGE_BACKENDS
 from openrlhf_visualprm.judge.config import JudgeConfig
-from openrlhf_visualprm.judge.schedule import SCHEDULES as JUDGE_SCHEDULES
-from openrlhf_visualprm.outcome.config import CHECKERS as OUTCOME_CHECKERS
 from openrlhf_visualprm.outcome.config import OutcomeConfig
-from openrlhf_visualprm.prm.aggregate import AGGREGATIONS, CREDIT_MODES
-from openrlhf_visualprm.prm.config import METHODS as PRM_METHODS
 from openrlhf_visualprm.prm.config import PRMConfig
 from openrlhf_visualprm.rewards.guard import DEFAULT_MAX_FAILED_FRACTION
 from openrlhf_visualprm.torch_names import check_device_name
 
 __all__ = [
-    "AGGREGATIONS",
     "COMPONENTS",
-    "CREDIT_MODES",
     "DENSE_ESTIMATORS",
-    "JUDGE_BACKENDS",
-    "JUDGE_SCHEDULES",
-    "OUTCOME_CHECKERS",
     "PLAN_ENV",
-    "PRM_METHODS",
     "JudgeConfig",
     "OutcomeConfig",
     "PRMConfig",
